@@ -1,0 +1,334 @@
+"""Datasets: MedMNIST 2D flags, your own MedMNIST-layout npz files, and a synthetic toy set.
+
+Everything comes back as a `Dataset` of three `Split`s holding uint8 images (N, C, H, W)
+and int64 labels (N,). All user mistakes raise `QmedimgError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from qmedimg.errors import QmedimgError
+
+SIZES = (28, 64, 128, 224)
+SPLITS = ("train", "val", "test")
+KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
+SYNTHETIC_LABELS = ("blob", "ring", "horizontal bar", "vertical bar")
+DOWNLOAD_TIMEOUT = 20  # seconds of network silence before a download attempt gives up
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    images: np.ndarray  # uint8, (N, C, H, W)
+    labels: np.ndarray  # int64, (N,)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    task: str  # "binary-class" or "multi-class"
+    label_names: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    source: str  # path of the npz read, or "synthetic"
+    sha256: str  # of that npz ("" for synthetic)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.train.images.shape[2])
+
+    def info(self) -> dict:
+        """A JSON-able summary (for run records and `qmedimg data info`)."""
+        splits = {name: getattr(self, name) for name in SPLITS}
+        return {
+            "name": self.name, "task": self.task, "label_names": list(self.label_names),
+            "num_classes": self.num_classes, "channels": self.channels, "size": self.size,
+            "splits": {name: len(s.labels) for name, s in splits.items()},
+            "class_counts": {name: np.bincount(s.labels, minlength=self.num_classes).tolist()
+                             for name, s in splits.items()},
+            "source": self.source, "sha256": self.sha256,
+        }
+
+
+def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = None,
+                 data_root: str | Path | None = None, size: int = 28,
+                 classes: Sequence[int] | None = None, limit: int | None = None,
+                 seed: int = 0) -> Dataset:
+    """Load a dataset as channel-first uint8 images and int64 labels.
+
+        >>> ds = load_dataset("breastmnist", data_root="/data/medmnist")   # reads breastmnist.npz
+        >>> ds = load_dataset(data_file="hospital.npz", classes=[3, 7], limit=200)
+        >>> ds = load_dataset("synthetic", seed=1)                          # no files needed
+        >>> ds.train.images.shape, ds.label_names
+        ((256, 1, 28, 28), ('blob', 'ring'))
+
+    `dataset` is a MedMNIST 2D flag or "synthetic"; `data_file` is any npz with the six
+    MedMNIST arrays (give exactly one). A missing MedMNIST file (`{root}/{flag}.npz`, or
+    `{flag}_{size}.npz` for size > 28; root defaults to ~/.medmnist) is downloaded via medmnist.
+    `classes` keeps those labels and renumbers them in the order given; `limit` keeps a seeded
+    random subset of at most that many samples per split, in the original order.
+    """
+    if (dataset is None) == (data_file is None):
+        raise QmedimgError("give exactly one of dataset (a MedMNIST flag or 'synthetic') or data_file (an npz path)")
+    if data_file is not None:
+        if data_root is not None:
+            raise QmedimgError("data_root is only for MedMNIST flags; with data_file give the npz path itself")
+        path = Path(data_file).expanduser()
+        arrays, names = _read_npz(path)
+        ds = _build(path.stem, arrays, names, path)
+        if size != 28 and size != ds.size:
+            raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but size={size} was requested")
+    elif dataset.strip().lower() == "synthetic":
+        _check_size(size)
+        arrays = _synthetic_arrays((256, 64, 64), size, 1, 2, seed)
+        ds = _build("synthetic", arrays, SYNTHETIC_LABELS[:2], None)
+    else:
+        flag, path = _flag_file(dataset, data_root, size)
+        labels = _medmnist_info()[flag]["label"]
+        ds = _build(flag, _read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path)
+    return _select(ds, classes, limit, seed)
+
+
+def write_synthetic_npz(path: str | Path, *, n_train: int = 96, n_val: int = 32, n_test: int = 32,
+                        size: int = 28, channels: int = 1, num_classes: int = 2, seed: int = 0) -> Path:
+    """Write a learnable synthetic dataset as a MedMNIST-layout npz (with `label_names`); return its path."""
+    path = Path(path).expanduser()
+    arrays = _synthetic_arrays((n_train, n_val, n_test), size, channels, num_classes, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # an open file keeps numpy from appending ".npz" to the name
+        np.savez_compressed(f, **arrays, label_names=np.array(SYNTHETIC_LABELS[:num_classes]))
+    return path
+
+
+def parse_classes(text: str) -> list[int]:
+    """Parse a --classes value: "3,7" -> [3, 7]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except (ValueError, AttributeError):
+        raise QmedimgError(f"bad classes value {text!r}: expected comma-separated integer labels like '3,7'") from None
+
+
+def _check_size(size) -> None:
+    if size not in SIZES or isinstance(size, bool):
+        raise QmedimgError(f"size {size!r} is not available; choose one of {', '.join(map(str, SIZES))}")
+
+
+@functools.lru_cache(maxsize=None)
+def _medmnist_info() -> dict:
+    """medmnist.INFO, read from medmnist/info.py directly: `import medmnist` pulls in torch (~5 s)."""
+    if "medmnist" in sys.modules:
+        return sys.modules["medmnist"].INFO
+    spec = importlib.util.find_spec("medmnist")
+    if spec is None or spec.origin is None:
+        raise QmedimgError("the medmnist package is not installed; run: pip install medmnist")
+    info_spec = importlib.util.spec_from_file_location("_qmedimg_medmnist_info", Path(spec.origin).with_name("info.py"))
+    module = importlib.util.module_from_spec(info_spec)
+    info_spec.loader.exec_module(module)
+    return module.INFO
+
+
+def _flag_file(dataset: str, data_root, size: int) -> tuple[str, Path]:
+    """Validate a MedMNIST flag and return (flag, path of its npz), downloading it if missing."""
+    info = _medmnist_info()
+    flag = dataset.strip().lower()
+    flags_2d = [f for f in info if not f.endswith("3d") and f != "chestmnist"]
+    if flag not in info:
+        raise QmedimgError(f"unknown dataset {dataset!r}; choose synthetic or one of: {', '.join(flags_2d)}")
+    if flag.endswith("3d"):
+        raise QmedimgError(f"{flag}: 3D datasets are not supported; choose one of: {', '.join(flags_2d)}")
+    if flag == "chestmnist":
+        raise QmedimgError("multi-label ChestMNIST is not yet supported; choose another 2D MedMNIST dataset")
+    _check_size(size)
+    root = Path(data_root).expanduser() if data_root is not None else Path.home() / ".medmnist"
+    suffix = "" if size == 28 else f"_{size}"
+    path = root / f"{flag}{suffix}.npz"
+    if not path.is_file() and not _download(info[flag]["python_class"], root, size, path):
+        url, md5 = info[flag][f"url{suffix}"], info[flag][f"MD5{suffix}"]
+        raise QmedimgError(f"{path} not found and could not be downloaded; put it there or pass --data-root DIR; "
+                           f"download: {url} (MD5 {md5})")
+    return flag, path
+
+
+def _download(python_class: str, root: Path, size: int, path: Path) -> bool:
+    """Try medmnist's own downloader; False (never an exception) if it fails."""
+    old_timeout = socket.getdefaulttimeout()
+    try:
+        import medmnist
+        root.mkdir(parents=True, exist_ok=True)
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # medmnist/torchvision set no timeout of their own
+        getattr(medmnist, python_class)(split="train", root=str(root), size=size, download=True)
+        return path.is_file()
+    except Exception:
+        path.unlink(missing_ok=True)  # a partial download
+        return False
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """Read the six MedMNIST arrays (and optional label_names) from an npz."""
+    if not path.is_file():
+        raise QmedimgError(f"data file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in KEYS if key not in npz.files]
+            if missing:
+                raise QmedimgError(f"{path} has no '{missing[0]}' array; a data file needs {', '.join(KEYS)}")
+            arrays = {key: npz[key] for key in KEYS}
+            names = npz["label_names"] if "label_names" in npz.files else None
+    except QmedimgError:
+        raise
+    except Exception as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise QmedimgError(f"{path} is not a readable npz archive ({reason}); expected a MedMNIST-layout npz") from None
+    if names is not None:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise QmedimgError(f"{path}: label_names must be a 1-D array of strings, not {names.dtype} {names.shape}")
+        names = tuple(str(n) for n in names)
+    return arrays, names
+
+
+def _images(a: np.ndarray, where: str) -> np.ndarray:
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[-1] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
+        raise QmedimgError(f"{where} has shape {a.shape}; expected (N, H, W) gray or (N, H, W, 3) RGB images")
+    if a.dtype != np.uint8 and not _whole_numbers(a, 255):
+        raise QmedimgError(f"{where} has dtype {a.dtype} and values outside whole numbers 0..255; expected uint8")
+    return np.ascontiguousarray(a, dtype=np.uint8)
+
+
+def _labels(a: np.ndarray, where: str) -> np.ndarray:
+    if a.ndim == 2 and a.shape[1] > 1:
+        raise QmedimgError(f"{where} has shape {a.shape}: multi-label data is not yet supported (one label per image)")
+    a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
+    if a.ndim != 1 or not _whole_numbers(a, np.inf):
+        raise QmedimgError(f"{where} has shape {a.shape} dtype {a.dtype}; expected integer labels >= 0 of shape (N, 1)")
+    return a.astype(np.int64)
+
+
+def _whole_numbers(a: np.ndarray, high: float) -> bool:
+    """True if `a` is numeric and every value is a whole number in 0..high."""
+    if a.dtype.kind not in "biuf":
+        return False
+    return a.size == 0 or bool(np.all(a == np.floor(a)) and a.min() >= 0 and a.max() <= high)
+
+
+def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: Path | None) -> Dataset:
+    """Validate MedMNIST-layout arrays and make a Dataset (source/sha256 from `path`)."""
+    where = str(path) if path is not None else name
+    splits = {}
+    for s in SPLITS:
+        images = _images(arrays[f"{s}_images"], f"{where}: {s}_images")
+        labels = _labels(arrays[f"{s}_labels"], f"{where}: {s}_labels")
+        if len(images) != len(labels):
+            raise QmedimgError(f"{where}: split '{s}' has {len(images)} images but {len(labels)} labels")
+        splits[s] = Split(images, labels)
+    shapes = {s: sp.images.shape[1:] for s, sp in splits.items()}
+    if len(set(shapes.values())) > 1:
+        raise QmedimgError(f"{where}: splits have different image shapes (C, H, W): {shapes}")
+    height, width = shapes["train"][1:]
+    if height != width:
+        raise QmedimgError(f"{where}: images are {height}x{width}; expected square images")
+    top = max((int(sp.labels.max()) for sp in splits.values() if sp.labels.size), default=-1)
+    if label_names is None:
+        label_names = tuple(str(i) for i in range(top + 1))
+    elif top >= len(label_names):
+        raise QmedimgError(f"{where}: label {top} found but there are only {len(label_names)} label_names")
+    if len(label_names) < 2:
+        raise QmedimgError(f"{where}: found {len(label_names)} class(es); a classification dataset needs at least 2")
+    source = str(path.resolve()) if path is not None else "synthetic"
+    task = "binary-class" if len(label_names) == 2 else "multi-class"
+    sha256 = _sha256(path) if path is not None else ""
+    return Dataset(name, task, tuple(label_names), **splits, source=source, sha256=sha256)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _select(ds: Dataset, classes: Sequence[int] | None, limit: int | None, seed: int) -> Dataset:
+    """Apply the `classes` filter/relabelling, then the per-split `limit`."""
+    splits = {s: getattr(ds, s) for s in SPLITS}
+    names, task = ds.label_names, ds.task
+    if classes is not None:
+        valid = f"valid labels for {ds.name}: " + ", ".join(f"{i}={n}" for i, n in enumerate(ds.label_names))
+        wanted = list(classes)
+        for c in wanted:
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < ds.num_classes:
+                raise QmedimgError(f"class {c!r} does not exist; {valid}")
+        if len(set(wanted)) != len(wanted) or len(wanted) < 2:
+            raise QmedimgError(f"classes {wanted} must name at least 2 different labels; {valid}")
+        relabel = np.full(ds.num_classes, -1, dtype=np.int64)
+        relabel[wanted] = np.arange(len(wanted))
+        for s, sp in splits.items():
+            new = relabel[sp.labels]
+            splits[s] = Split(sp.images[new >= 0], new[new >= 0])
+        names = tuple(ds.label_names[c] for c in wanted)
+        task = "binary-class" if len(wanted) == 2 else "multi-class"
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
+            raise QmedimgError(f"limit {limit!r} must be a positive number of samples per split")
+        rng = np.random.default_rng(seed)
+        for s, sp in splits.items():
+            if len(sp.labels) > limit:
+                keep = np.sort(rng.choice(len(sp.labels), size=limit, replace=False))
+                splits[s] = Split(sp.images[keep], sp.labels[keep])
+    return dataclasses.replace(ds, label_names=names, task=task, **splits)
+
+
+def _synthetic_arrays(counts: Sequence[int], size: int, channels: int, num_classes: int,
+                      seed: int) -> dict[str, np.ndarray]:
+    """MedMNIST-layout arrays: class 0 blob, 1 ring, 2 horizontal bar, 3 vertical bar; random places, noise."""
+    if not 2 <= num_classes <= len(SYNTHETIC_LABELS):
+        raise QmedimgError(f"synthetic num_classes={num_classes}; choose 2..{len(SYNTHETIC_LABELS)}")
+    if channels not in (1, 3) or size < 8 or min(counts) < 0:
+        raise QmedimgError(f"synthetic data needs channels 1 or 3, size >= 8 and split sizes >= 0; "
+                           f"got channels={channels} size={size} splits={tuple(counts)}")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    tint = np.array([1.0, 0.8, 0.6])  # RGB images are tinted, not gray copies
+    arrays = {}
+    for split, n in zip(SPLITS, counts):
+        labels = rng.permutation(np.arange(n) % num_classes)
+        images = np.empty((n, size, size, channels) if channels == 3 else (n, size, size), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            cy, cx, r = *rng.uniform(0.3, 0.7, 2), rng.uniform(0.15, 0.25)
+            dy, dx = yy - cy, xx - cx
+            dist = np.hypot(dy, dx)
+            if label == 0:
+                shape = np.exp(-((dist / (0.6 * r)) ** 2))
+            elif label == 1:
+                shape = np.exp(-(((dist - r) / 0.05) ** 2))
+            else:  # a bar through the centre, horizontal (2) or vertical (3)
+                across, along = (dy, dx) if label == 2 else (dx, dy)
+                shape = np.exp(-((across / 0.05) ** 2)) * (np.abs(along) < r)
+            img = 20 + 200 * shape + rng.normal(0, 20, shape.shape)
+            images[i] = np.clip(img[..., None] * tint if channels == 3 else img, 0, 255)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)[:, None]
+    return arrays

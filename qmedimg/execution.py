@@ -1,0 +1,225 @@
+"""Fast Qiskit execution of a quantum layer: one broadcast PUB forward, one PUB for the gradient.
+
+qiskit-machine-learning's ``EstimatorQNN`` sends one PUB per observable forward and, through
+``ParamShiftEstimatorGradient``, one single-row PUB per sample x observable x shift backward. Here:
+
+* :class:`BatchedParamShiftGradient` — a ``BaseEstimatorGradient`` that puts every shifted row of a
+  batch into ONE PUB. Works with any V2 estimator (exact, Aer, noisy Aer, Runtime).
+* :class:`FastEstimatorQNN` — an ``EstimatorQNN`` whose forward is one broadcast PUB
+  ``(circuit, [[o] for o in observables], values)`` and whose backward calls the batched gradient.
+* :class:`TranspileCache` — transpile once per (circuit, target), observables mapped to the layout.
+
+Example::
+
+    from qiskit_machine_learning.connectors import TorchConnector
+    from qmedimg.circuits import load_circuit
+    from qmedimg.exact import ExactEstimator
+    from qmedimg.execution import FastEstimatorQNN
+
+    spec = load_circuit("sel")
+    qnn = FastEstimatorQNN(circuit=spec.circuit, estimator=ExactEstimator(),
+                           observables=spec.observables, input_params=spec.inputs,
+                           weight_params=spec.weights, input_gradients=True, default_precision=0.0)
+    layer = TorchConnector(qnn)          # a torch.nn.Module: (batch, 4) angles -> (batch, 4) <Z_i>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
+from qiskit.primitives import BaseEstimatorV2
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler.passes import TranslateParameterizedGates
+from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
+from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+# Gates whose generator has eigenvalues ±1/2: d<O>/dθ = (<O>(θ+π/2) - <O>(θ-π/2)) / 2.
+SHIFT_GATES = ["rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx"]
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """A circuit rewritten so each gate angle is its own parameter ``g_k = A[k] . θ + b[k]``."""
+
+    circuit: QuantumCircuit  # the rewritten circuit; its parameters are the g_k, in order
+    jacobian: np.ndarray  # A, shape (G, P): d g_k / d θ_j (θ in original circuit.parameters order)
+    offset: np.ndarray  # b, shape (G,)
+
+    @classmethod
+    def build(cls, circuit: QuantumCircuit) -> ShiftPlan:
+        unrolled = TranslateParameterizedGates(SHIFT_GATES)(circuit)
+        original = list(circuit.parameters)
+        index = {p: j for j, p in enumerate(original)}
+        rows, offsets = [], []
+        out = unrolled.copy_empty_like()
+        for inst in unrolled.data:
+            params = []
+            for value in inst.operation.params:
+                if isinstance(value, ParameterExpression) and value.parameters:
+                    row = np.zeros(len(original))
+                    for p in value.parameters:
+                        d = value.gradient(p)
+                        if isinstance(d, ParameterExpression) and d.parameters:
+                            raise ValueError(
+                                f"gate angle '{value}' is not affine in its parameters; the "
+                                "parameter-shift gradient needs angles like a*x + b*w + c"
+                            )
+                        row[index[p]] = complex(d).real
+                    rows.append(row)
+                    offsets.append(complex(value.bind({p: 0.0 for p in value.parameters})).real)
+                    value = Parameter(f"g{len(rows) - 1:06d}")
+                params.append(value)
+            op = inst.operation.to_mutable() if params else inst.operation
+            if params:
+                op.params = params
+            out.append(op, inst.qubits, inst.clbits)
+        jacobian = np.array(rows).reshape(len(rows), len(original))
+        return cls(out, jacobian, np.array(offsets))
+
+
+class BatchedParamShiftGradient(BaseEstimatorGradient):
+    """Parameter-shift gradient that sends all shifted rows of a batch as ONE PUB.
+
+    Usable wherever qiskit-machine-learning takes a ``BaseEstimatorGradient``; any V2 estimator.
+
+    Example::
+
+        grad = BatchedParamShiftGradient(estimator)
+        g = grad.gradients(circuit, observables, values)      # (num_observables, rows, P)
+        job = grad.run([circuit] * 2, [obs_a, obs_b], values[:2])   # the standard interface
+    """
+
+    def __init__(self, estimator: BaseEstimatorV2, precision: float | None = None):
+        super().__init__(estimator)
+        self._precision = precision
+        self._plans: dict[int, tuple[QuantumCircuit, ShiftPlan]] = {}
+
+    def plan(self, circuit: QuantumCircuit) -> ShiftPlan:
+        """The cached :class:`ShiftPlan` of ``circuit`` (circuits must not change after first use)."""
+        hit = self._plans.get(id(circuit))
+        if hit is None or hit[0] is not circuit:
+            hit = (circuit, ShiftPlan.build(circuit))
+            self._plans[id(circuit)] = hit
+        return hit[1]
+
+    def gradients(
+        self,
+        circuit: QuantumCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: np.ndarray,
+        parameters: Sequence[Parameter] | None = None,
+    ) -> np.ndarray:
+        """d<O_o>/dθ_j for every observable, row of ``values`` and requested parameter.
+
+        One PUB: observables shape (O, 1) against (rows * 2G', G) shifted parameter rows, where
+        G' counts the unique gate angles that depend on the requested parameters.
+        Returns shape (O, rows, len(parameters)).
+        """
+        plan = self.plan(circuit)
+        values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
+        order = list(circuit.parameters)
+        cols = [order.index(p) for p in parameters] if parameters is not None else list(range(len(order)))
+        jac = plan.jacobian[:, cols]  # (G, J)
+        active = np.flatnonzero(np.any(jac != 0, axis=1))
+        rows, n_obs = values.shape[0], len(observables)
+        if active.size == 0:
+            return np.zeros((n_obs, rows, len(cols)))
+        g = values @ plan.jacobian.T + plan.offset  # (rows, G)
+        shifts = np.zeros((2, active.size, g.shape[1]))
+        shifts[0, np.arange(active.size), active] = np.pi / 2
+        shifts[1, np.arange(active.size), active] = -np.pi / 2
+        shifted = g[:, None, None, :] + shifts[None]  # (rows, 2, G', G)
+        pub = (plan.circuit, [[o] for o in observables], shifted.reshape(-1, g.shape[1]))
+        evs = self._estimator.run([pub], precision=self._precision).result()[0].data.evs
+        evs = np.asarray(evs).reshape(n_obs, rows, 2, active.size)
+        dg = (evs[:, :, 0] - evs[:, :, 1]) / 2  # (O, rows, G')
+        return dg @ jac[active]  # chain rule to the requested parameters
+
+    def _run(self, circuits, observables, parameter_values, parameters, **options):
+        """Standard interface: jobs grouped by (circuit, parameters), one PUB per group."""
+        groups: dict[tuple, list[int]] = {}
+        for i, (c, p) in enumerate(zip(circuits, parameters)):
+            groups.setdefault((id(c), tuple(p)), []).append(i)
+        gradients: list = [None] * len(circuits)
+        for (_, params), idx in groups.items():
+            circuit = circuits[idx[0]]
+            # rows and observables are deduplicated, so EstimatorQNN's tiled (sample x observable)
+            # jobs cost O x samples evaluations, as they should
+            values, row_of = np.unique(
+                np.asarray([parameter_values[i] for i in idx], dtype=float), axis=0, return_inverse=True
+            )
+            obs_ids: dict[int, int] = {}
+            obs_list = []
+            for i in idx:
+                if id(observables[i]) not in obs_ids:
+                    obs_ids[id(observables[i])] = len(obs_list)
+                    obs_list.append(observables[i])
+            grads = self.gradients(circuit, obs_list, values, list(params))  # (O, len(idx), J)
+            for k, i in enumerate(idx):
+                gradients[i] = grads[obs_ids[id(observables[i])], row_of.ravel()[k]]
+        metadata = [{"parameters": p} for p in parameters]
+        return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=self._default_options)
+
+
+class FastEstimatorQNN(EstimatorQNN):
+    """``EstimatorQNN`` with a one-PUB forward and a one-PUB batched parameter-shift backward.
+
+    Same constructor as ``EstimatorQNN``; the gradient defaults to
+    :class:`BatchedParamShiftGradient` on the same estimator. Give ``default_precision=0.0`` for
+    exact estimators (qiskit-ML's default 0.015625 makes Aer add Gaussian noise to every value).
+    """
+
+    def __init__(self, **kwargs):
+        if kwargs.get("gradient") is None:
+            kwargs["gradient"] = BatchedParamShiftGradient(
+                kwargs["estimator"], precision=kwargs.get("default_precision", 0.015625)
+            )
+        super().__init__(**kwargs)
+
+    def _forward(self, input_data, weights):
+        values, num_samples = self._preprocess_forward(input_data, weights)
+        pub = (self._circuit, [[o] for o in self._observables], values)
+        evs = self.estimator.run([pub], precision=self._default_precision).result()[0].data.evs
+        return np.asarray(evs).reshape(len(self._observables), num_samples).T
+
+    def _backward(self, input_data, weights):
+        if not isinstance(self.gradient, BatchedParamShiftGradient):
+            return super()._backward(input_data, weights)
+        values, num_samples = self._preprocess_forward(input_data, weights)
+        if values.size == 0:
+            return None, None
+        params = list(self._circuit.parameters)
+        if not self._input_gradients:
+            params = params[self._num_inputs :]
+        grads = self.gradient.gradients(self._circuit, self._observables, values, params)
+        grads = grads.transpose(1, 0, 2)  # (samples, observables, parameters)
+        if self._input_gradients:
+            return grads[:, :, : self._num_inputs], grads[:, :, self._num_inputs :]
+        return None, grads
+
+
+class TranspileCache:
+    """ISA circuits and layout-mapped observables, transpiled once per (circuit, target key).
+
+    qiskit-ML's ``EstimatorQNN(pass_manager=...)`` never maps observables to the layout; this does.
+
+    Example::
+
+        cache = TranspileCache()
+        isa, obs = cache.get(circuit, observables, pass_manager, key="fake_manila/opt1")
+    """
+
+    def __init__(self):
+        self._store: dict[tuple, tuple[QuantumCircuit, QuantumCircuit, list[SparsePauliOp]]] = {}
+
+    def get(self, circuit, observables, pass_manager, key: str):
+        entry = self._store.get((id(circuit), key))
+        if entry is None or entry[0] is not circuit:
+            isa = pass_manager.run(circuit)
+            mapped = [o.apply_layout(isa.layout) for o in observables]
+            entry = (circuit, isa, mapped)
+            self._store[(id(circuit), key)] = entry
+        return entry[1], entry[2]
