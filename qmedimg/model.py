@@ -1,0 +1,145 @@
+"""The hybrid network: CNN backbone -> n angles -> quantum head (or its classical twin) -> classes.
+
+Example::
+
+    from qmedimg.circuits import load_circuit
+    from qmedimg.exact import ExactEstimator
+    from qmedimg.model import HybridNet
+
+    spec = load_circuit("sel")                       # 4 qubits, 4 inputs, 24 weights
+    net = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator())
+    logits = net(torch.rand(8, 1, 28, 28))           # (8, 2)
+    net.parameter_counts()                           # {'quantum': 24, 'classical': ..., 'total': ...}
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from qiskit.primitives import BaseEstimatorV2
+from qiskit_machine_learning.connectors import TorchConnector
+from torch import nn
+
+from qmedimg.circuits import CircuitSpec, check_inputs
+from qmedimg.execution import FastEstimatorQNN
+
+BACKBONES = ("compact", "hqcnn")
+HEADS = ("quantum", "classical")
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def make_backbone(name: str, channels: int) -> tuple[nn.Module, int]:
+    """A CNN mapping (B, C, H, W) images to (B, F) features, for any H = W >= 28; returns (net, F).
+
+    ``compact``: 2 conv + pool blocks, the lightweight design of hybrid-QML papers.
+    ``hqcnn``: 5 conv layers in 3 stages, as in the HQCNN paper's feature extractor.
+    """
+    if name == "compact":
+        layers = [*_conv(channels, 16), nn.MaxPool2d(2), *_conv(16, 32), nn.MaxPool2d(2)]
+        width = 32
+    elif name == "hqcnn":
+        layers = [
+            *_conv(channels, 16), *_conv(16, 16), nn.MaxPool2d(2),
+            *_conv(16, 32), *_conv(32, 32), nn.MaxPool2d(2),
+            *_conv(32, 64),
+        ]
+        width = 64
+    else:
+        raise ValueError(f"unknown backbone '{name}'; valid: {', '.join(BACKBONES)}")
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), width
+
+
+class QuantumHead(nn.Module):
+    """A circuit as a torch layer: (B, n) angles -> (B, O) expectation values, via qiskit-ML's
+    ``TorchConnector`` around :class:`~qmedimg.execution.FastEstimatorQNN`.
+
+    ``precision`` 0.0 means exact values (use it with exact estimators); the weights start
+    uniform in [-π, π) from torch's generator, so ``torch.manual_seed`` makes them repeatable.
+    """
+
+    def __init__(self, spec: CircuitSpec, estimator: BaseEstimatorV2, precision: float = 0.0,
+                 circuit=None, observables=None):
+        super().__init__()
+        self.spec = spec
+        self.qnn = FastEstimatorQNN(
+            circuit=circuit if circuit is not None else spec.circuit,
+            estimator=estimator,
+            observables=list(observables if observables is not None else spec.observables),
+            input_params=list(spec.inputs),
+            weight_params=list(spec.weights),
+            input_gradients=True,
+            default_precision=precision,
+        )
+        initial = (torch.rand(len(spec.weights), dtype=torch.float64) * 2 - 1) * math.pi
+        self.connector = TorchConnector(self.qnn, initial_weights=initial.numpy())
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.spec.observables)
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return self.connector(angles)
+
+
+class ClassicalHead(nn.Module):
+    """The ablation: a bias-free tanh MLP n -> h -> O with 2·n·h ≈ the circuit's weight count,
+    bounded to [-1, 1] like expectation values. Exactly equal for the default 4-qubit circuits."""
+
+    def __init__(self, num_inputs: int, num_outputs: int, num_weights: int):
+        super().__init__()
+        hidden = max(1, round(num_weights / (num_inputs + num_outputs)))
+        self.net = nn.Sequential(
+            nn.Linear(num_inputs, hidden, bias=False), nn.Tanh(),
+            nn.Linear(hidden, num_outputs, bias=False), nn.Tanh(),
+        )
+        self.num_outputs = num_outputs
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        return self.net(angles)
+
+
+class HybridNet(nn.Module):
+    """backbone -> Linear(F, n) -> π·tanh (bounded angles) -> head -> dropout -> Linear(O, classes)."""
+
+    def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
+                 estimator: BaseEstimatorV2 | None = None, backbone: str = "compact",
+                 head: str = "quantum", dropout: float = 0.0):
+        super().__init__()
+        n = spec.num_qubits  # the model feeds one angle per qubit
+        check_inputs(spec, n)
+        self.backbone, features = make_backbone(backbone, channels)
+        self.to_angles = nn.Linear(features, n)
+        if head == "quantum":
+            if estimator is None:
+                raise ValueError("a quantum head needs an estimator")
+            self.head: nn.Module = QuantumHead(spec, estimator)
+        elif head == "classical":
+            self.head = ClassicalHead(n, len(spec.observables), len(spec.weights))
+        else:
+            raise ValueError(f"unknown head '{head}'; valid: {', '.join(HEADS)}")
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.head.num_outputs, num_classes)
+
+    def angles(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's inputs: bounded angles in (-π, π)."""
+        return math.pi * torch.tanh(self.to_angles(self.backbone(images)))
+
+    def head_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's outputs (expectation values for a quantum head)."""
+        return self.head(self.angles(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.head_outputs(images)))
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters split into the head's and everything else."""
+        head = sum(p.numel() for p in self.head.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"head": head, "rest": total - head, "total": total,
+                "quantum": head if isinstance(self.head, QuantumHead) else 0,
+                "classical": total - (head if isinstance(self.head, QuantumHead) else 0)}
+
