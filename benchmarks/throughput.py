@@ -1,0 +1,98 @@
+"""Throughput of the quantum layer and of a full hybrid training step, in one run.
+
+    python benchmarks/throughput.py [--circuit sel] [--seconds 3] [--skip-plain-256]
+
+Prints samples/s (forward + backward) of
+  (i)  qiskit-machine-learning's EstimatorQNN + TorchConnector with its defaults
+       (reference estimator, ParamShiftEstimatorGradient, default_precision) at B=32 and B=256;
+  (ii) qmedimg's path (FastEstimatorQNN: one-PUB forward, one-PUB batched parameter shift,
+       ExactEstimator) at B=32 and B=256;
+  (iii) a full training step (forward, loss, backward, AdamW) of the hybrid model and of the same
+       model with the classical head, at the default batch size 32;
+and the ratios between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+from qmedimg.circuits import load_circuit
+from qmedimg.exact import ExactEstimator
+from qmedimg.execution import FastEstimatorQNN
+from qmedimg.model import HybridNet
+
+
+def rate(step, batch: int, seconds: float, min_reps: int = 2) -> float:
+    """Samples per second of ``step()`` (after one warm-up call), timed for at least ``seconds``."""
+    step()
+    reps, start = 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - start < seconds:
+        step()
+        reps += 1
+    return reps * batch / (time.perf_counter() - start)
+
+
+def layer_step(layer: torch.nn.Module, batch: int, n_inputs: int):
+    x = torch.rand(batch, n_inputs, requires_grad=True)
+
+    def step():
+        layer(x).sum().backward()
+
+    return step
+
+
+def train_step(model: torch.nn.Module, batch: int):
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 2, (batch,))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--circuit", default="sel")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per figure")
+    parser.add_argument("--skip-plain-256", action="store_true", help="plain qiskit-ML at B=256 takes ~1-2 min")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    spec = load_circuit(args.circuit)
+    n, weights = len(spec.inputs), np.random.default_rng(0).uniform(-np.pi, np.pi, len(spec.weights))
+    common = dict(circuit=spec.circuit, observables=list(spec.observables), input_params=list(spec.inputs),
+                  weight_params=list(spec.weights), input_gradients=True)
+    plain = TorchConnector(EstimatorQNN(**common), initial_weights=weights)
+    fast = TorchConnector(FastEstimatorQNN(estimator=ExactEstimator(), default_precision=0.0, **common),
+                          initial_weights=weights)
+    print(f"circuit {spec.name}: {spec.num_qubits} qubits, {n} inputs, {len(spec.weights)} weights, "
+          f"{len(spec.observables)} observables; torch threads {torch.get_num_threads()}")
+    results = {}
+    for batch in (32, 256):
+        if batch == 256 and args.skip_plain_256:
+            results[("plain", batch)] = float("nan")
+        else:
+            results[("plain", batch)] = rate(layer_step(plain, batch, n), batch, 0.0, min_reps=1)
+        results[("fast", batch)] = rate(layer_step(fast, batch, n), batch, args.seconds, min_reps=5)
+        p, f = results[("plain", batch)], results[("fast", batch)]
+        print(f"quantum layer fwd+bwd B={batch:<4} qiskit-ML defaults {p:10.1f} samples/s   "
+              f"qmedimg {f:10.1f} samples/s   ratio {f / p:8.0f}x")
+    hybrid = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator())
+    classical = HybridNet(channels=1, num_classes=2, spec=spec, head="classical")
+    h = rate(train_step(hybrid, 32), 32, args.seconds, min_reps=5)
+    c = rate(train_step(classical, 32), 32, args.seconds, min_reps=5)
+    print(f"training step B=32   hybrid {h:8.1f} samples/s   classical head {c:8.1f} samples/s   "
+          f"hybrid/classical {h / c:.2f}")
+
+
+if __name__ == "__main__":
+    main()
