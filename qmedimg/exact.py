@@ -190,6 +190,10 @@ class _Rot1:
     qubit: int
     factors: list = field(default_factory=list)
 
+    @property
+    def qubits(self) -> tuple[int, ...]:
+        return (self.qubit,)
+
 
 @dataclass
 class _Monomial:
@@ -197,6 +201,7 @@ class _Monomial:
 
     perm: np.ndarray
     phase: np.ndarray | None
+    qubits: tuple[int, ...]
 
 
 @dataclass
@@ -205,6 +210,7 @@ class _Diagonal:
 
     signs: np.ndarray  # (len(angle_ids), 2**n)
     angle_ids: list[int]
+    qubits: tuple[int, ...]
 
 
 @dataclass
@@ -232,7 +238,6 @@ class _Program:
         self.ops: list = []
         qindex = {q: i for i, q in enumerate(circuit.qubits)}
         self._add(circuit, [qindex[q] for q in circuit.qubits], top=True)
-        self._fuse_monomials()
         coef = np.array(self._angle_rows).reshape(len(self._angle_rows), len(self.parameters))
         const = np.array(self._angle_consts)
         nonzero = (coef != 0).sum(axis=1)
@@ -303,23 +308,26 @@ class _Program:
         self._one_qubit(q, (name, self._angle(params[0])))
 
     def _one_qubit(self, q: int, factor) -> None:
-        # fuse into the most recent _Rot1 on q if nothing touched q since
-        for op in reversed(self.ops):
-            if isinstance(op, _Rot1) and op.qubit == q:
-                op.factors.append(factor)
+        """Fuse into the last op on qubit q if it is a _Rot1, else start one right after that op
+        (it commutes with everything in between, which acts on other qubits)."""
+        for i in range(len(self.ops) - 1, -1, -1):
+            if q in self.ops[i].qubits:
+                if isinstance(self.ops[i], _Rot1):
+                    self.ops[i].factors.append(factor)
+                else:
+                    self.ops.insert(i + 1, _Rot1(q, [factor]))
                 return
-            if not isinstance(op, _Rot1):
-                break
-        self.ops.append(_Rot1(q, [factor]))
+        self.ops.insert(0, _Rot1(q, [factor]))
 
     def _fixed(self, qubits: tuple[int, ...], matrix: np.ndarray) -> None:
         if len(qubits) == 1:
             su2 = matrix / np.sqrt(np.linalg.det(matrix))
-            self._one_qubit(qubits[0], (complex(su2[0, 0]), complex(su2[1, 0])))
+            b = complex(su2[1, 0])
+            self._one_qubit(qubits[0], (complex(su2[0, 0]), None if abs(b) < 1e-15 else b))
             return
         nz = np.abs(matrix) > 1e-12
         if (nz.sum(axis=1) == 1).all() and (nz.sum(axis=0) == 1).all():
-            self.ops.append(self._monomial(qubits, matrix))
+            self._add_monomial(self._monomial(qubits, matrix))
         else:
             self.ops.append(_Dense(qubits, matrix))
 
@@ -337,7 +345,7 @@ class _Program:
             bit = (src_local[local] >> k) & 1
             src = (src & ~(1 << q)) | (bit << q)
         phase = phase_local[local]
-        return _Monomial(src, None if np.allclose(phase, 1) else phase)
+        return _Monomial(src, None if np.allclose(phase, 1) else phase, tuple(qubits))
 
     def _diagonal(self, name: str, qubits, angle_id: int) -> None:
         """rzz/crz: exp(-i θ/2 s); cp/cu1: exp(i θ) on |11>. Stored as sign * angle."""
@@ -348,26 +356,29 @@ class _Program:
             signs = a[0] * (-0.5 * (1 - 2 * a[1]))
         else:  # cp, cu1
             signs = (a[0] & a[1]).astype(float)
-        self.ops.append(_Diagonal(signs[None, :].astype(float), [angle_id]))
+        self.ops.append(_Diagonal(signs[None, :].astype(float), [angle_id], tuple(qubits)))
 
     def _basis_bits(self, q: int) -> np.ndarray:
         return (np.arange(1 << self.num_qubits) >> q) & 1
 
-    def _fuse_monomials(self) -> None:
-        fused: list = []
-        for op in self.ops:
-            if isinstance(op, _Monomial) and fused and isinstance(fused[-1], _Monomial):
-                first = fused[-1]
-                # new[i] = p2[i] * mid[s2[i]] = p2[i] * p1[s2[i]] * old[s1[s2[i]]]
-                phase = np.ones(len(op.perm), dtype=complex)
-                if first.phase is not None:
-                    phase = phase * first.phase[op.perm]
-                if op.phase is not None:
-                    phase = phase * op.phase
-                fused[-1] = _Monomial(first.perm[op.perm], None if np.allclose(phase, 1) else phase)
-            else:
-                fused.append(op)
-        self.ops = fused
+    def _add_monomial(self, op: _Monomial) -> None:
+        """Fuse with the previous monomial when only single-qubit ops on other qubits stand
+        between (it commutes with them), so each layer's CNOT network is one permutation."""
+        i = len(self.ops) - 1
+        while i >= 0 and isinstance(self.ops[i], _Rot1) and self.ops[i].qubit not in op.qubits:
+            i -= 1
+        if i < 0 or not isinstance(self.ops[i], _Monomial):
+            self.ops.append(op)
+            return
+        first = self.ops[i]
+        # new[j] = p2[j] * mid[s2[j]] = p2[j] * p1[s2[j]] * old[s1[s2[j]]]
+        phase = np.ones(len(op.perm), dtype=complex)
+        if first.phase is not None:
+            phase = phase * first.phase[op.perm]
+        if op.phase is not None:
+            phase = phase * op.phase
+        self.ops[i] = _Monomial(first.perm[op.perm], None if np.allclose(phase, 1) else phase,
+                                tuple(sorted(set(first.qubits) | set(op.qubits))))
 
     # -- running ---------------------------------------------------------------------------------
     def angles(self, values: np.ndarray) -> np.ndarray:
@@ -388,42 +399,43 @@ class _Program:
 
     def expectations(self, angles: np.ndarray, paulis: list[str]) -> np.ndarray:
         """Simulate the rows whose angles are given; return <P> for each Pauli label."""
-        state, perm = self._simulate(angles)
-        return _pauli_expectations(state, perm, paulis, self.num_qubits)
+        return _pauli_expectations(*self._simulate(angles), paulis, self.num_qubits)
 
-    def _simulate(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (physical state (2**n, rows), perm) with logical amplitude i at row perm[i]."""
+    def _simulate(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The final states of all rows, (2**n, rows) with qubit 0 the least significant bit, and
+        a pending row permutation (None, or perm: logical amplitude i is row perm[i])."""
         n, rows = self.num_qubits, angles.shape[1]
         cos, sin = _cos_sin_half(angles)
         product: list = [None] * n  # product-state prefix: per-qubit (2, rows) vectors, None = |0>
-        state, perm = None, np.arange(1 << n)
+        state, spare, perm = None, None, None  # perm: pending permutation of the state's rows
         for op in self.ops:
-            if isinstance(op, _Rot1):
-                a, b = _rotation(op.factors, cos, sin, rows)
-                if state is None:
-                    v = product[op.qubit]
-                    product[op.qubit] = (
-                        np.stack((a, b)) if v is None
-                        else np.stack((a * v[0] - np.conj(b) * v[1], b * v[0] + np.conj(a) * v[1]))
-                    )
-                else:
-                    state, perm = _apply_rot1(state, perm, op.qubit, a, b)
+            if state is None and isinstance(op, _Rot1):
+                a, b = _rotation(op.factors, cos, sin)
+                v = product[op.qubit]
+                if v is None:
+                    v = np.zeros((2, rows), dtype=complex)
+                    v[0] = 1.0
+                product[op.qubit] = np.stack(_su2_times(a, b, v[0], v[1]))
                 continue
             if state is None:
-                state = _expand(product, rows)
-            if isinstance(op, _Monomial):
-                if op.phase is not None:
-                    # logical new[i] = phase[i] * logical old[src[i]]
-                    state = state[perm[op.perm]] * op.phase[:, None]
-                    perm = np.arange(1 << n)
-                else:
-                    perm = perm[op.perm]
+                state, spare = _expand(product, rows), np.empty((1 << n, rows), dtype=complex)
+            if isinstance(op, _Monomial) and op.phase is None:
+                perm = op.perm if perm is None else perm[op.perm]
+                continue
+            if perm is not None:
+                np.take(state, perm, axis=0, out=spare, mode="clip")  # 'raise' buffers: 4x slower
+                state, spare, perm = spare, state, None
+            if isinstance(op, _Rot1):
+                a, b = _rotation(op.factors, cos, sin)
+                _apply_rot1(state, spare, op.qubit, a, b)
+                state, spare = spare, state
+            elif isinstance(op, _Monomial):  # with phases: new[i] = phase[i] * old[src[i]]
+                np.multiply(state[op.perm], op.phase[:, None], out=spare)
+                state, spare = spare, state
             elif isinstance(op, _Diagonal):
-                theta = op.signs.T @ angles[op.angle_ids]  # (2**n, rows), logical order
-                state = state * np.exp(1j * theta[np.argsort(perm)])
+                state *= np.exp(1j * (op.signs.T @ angles[op.angle_ids]))
             else:  # _Dense
-                state = _apply_dense(state[perm], op.qubits, op.matrix, n)
-                perm = np.arange(1 << n)
+                state = _apply_dense(state, op.qubits, op.matrix, n)
         if state is None:
             state = _expand(product, rows)
         return state, perm
@@ -435,26 +447,43 @@ def _cos_sin_half(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return torch.cos(half).numpy(), torch.sin(half).numpy()
 
 
-def _rotation(factors, cos, sin, rows) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row product of fused single-qubit factors as SU(2) ``[[a, -b*], [b, a*]]``: (a, b).
+def _complex(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
+    out = np.empty(real.shape, dtype=complex)
+    out.real, out.imag = real, imag
+    return out
 
-    Parameterized factors are rz, ry or rx of one angle id; fixed factors were made SU(2) at compile
-    time. Global phases are dropped (no expectation value sees them).
-    """
+
+def _su2_times(a, b, x0, x1):
+    """[[a, -b*], [b, a*]] @ (x0, x1), with b None meaning 0 and x1 None meaning 0."""
+    if b is None:
+        return a * x0, (None if x1 is None else np.conj(a) * x1)
+    if x1 is None:
+        return a * x0, b * x0
+    return a * x0 - np.conj(b) * x1, b * x0 + np.conj(a) * x1
+
+
+def _rotation(factors, cos, sin):
+    """Per-row product of fused single-qubit factors as SU(2) ``[[a, -b*], [b, a*]]``: (a, b),
+    b None when the product is diagonal. Parameterized factors are rz, ry or rx of one angle id;
+    fixed factors were made SU(2) at compile time. Global phases are dropped (no expectation
+    value sees them)."""
     a, b = None, None
     for f in factors:
-        if isinstance(f, tuple) and isinstance(f[0], str):
+        if isinstance(f[0], str):
             name, k = f
             c, s = cos[k], sin[k]
-            fa, fb = {"rz": (c - 1j * s, 0.0), "ry": (c, s), "rx": (c, -1j * s)}[name]
+            if name == "rz":
+                fa, fb = _complex(c, -s), None
+            elif name == "ry":
+                fa, fb = c, s
+            else:  # rx
+                fa, fb = c, _complex(np.zeros_like(s), -s)
         else:
             fa, fb = f
         if a is None:
-            a, b = np.broadcast_to(fa, (rows,)), np.broadcast_to(fb, (rows,))
-        elif isinstance(fb, float) and fb == 0.0:  # diagonal factor
-            a, b = fa * a, np.conj(fa) * b
-        else:  # (fa, fb) after (a, b)
-            a, b = fa * a - np.conj(fb) * b, fb * a + np.conj(fa) * b
+            a, b = fa, fb
+        else:  # the factor acts after the product so far: F @ [[a, -b*], [b, a*]]
+            a, b = _su2_times(fa, fb, a, b)
     return a, b
 
 
@@ -469,33 +498,19 @@ def _expand(product: list, rows: int) -> np.ndarray:
     return state
 
 
-def _apply_rot1(state, perm, q, a, b) -> tuple[np.ndarray, np.ndarray]:
-    """Apply per-row SU(2) (a, b) on logical qubit q. The amplitudes with bit q = 0 are gathered,
-    the new ones written to the first half of the output and their partners to the second half;
-    the returned perm records that, so nothing is scattered back."""
-    n = len(perm)
-    zeros, ones = _pair_indices(n, q)
-    a0, a1 = state[perm[zeros]], state[perm[ones]]
-    out = np.empty_like(state)
-    h = n // 2
-    np.multiply(a, a0, out=out[:h])
-    out[:h] -= np.conj(b) * a1
-    np.multiply(b, a0, out=out[h:])
-    out[h:] += np.conj(a) * a1
-    new_perm = np.empty_like(perm)
-    new_perm[zeros], new_perm[ones] = np.arange(h), np.arange(h, n)
-    return out, new_perm
-
-
-@functools.lru_cache(maxsize=None)
-def _pair_indices(n: int, q: int) -> tuple[np.ndarray, np.ndarray]:
-    logical = np.arange(n)
-    zeros = logical[(logical >> q) & 1 == 0]
-    return zeros, zeros | (1 << q)
+def _apply_rot1(state, out, q, a, b) -> None:
+    """out = per-row SU(2) (a, b) on qubit q of state; both (2**n, rows), natural order."""
+    rows = state.shape[1]
+    s, o = state.reshape(-1, 2, 1 << q, rows), out.reshape(-1, 2, 1 << q, rows)
+    np.multiply(a, s[:, 0], out=o[:, 0])
+    np.multiply(np.conj(a), s[:, 1], out=o[:, 1])
+    if b is not None:
+        o[:, 0] -= np.conj(b) * s[:, 1]
+        o[:, 1] += b * s[:, 0]
 
 
 def _apply_dense(state, qubits, matrix, n) -> np.ndarray:
-    """Apply a fixed k-qubit matrix to a logical-order state (2**n, rows)."""
+    """Apply a fixed k-qubit matrix to a natural-order state (2**n, rows)."""
     k, rows = len(qubits), state.shape[1]
     psi = state.reshape((2,) * n + (rows,))
     axes = [n - 1 - q for q in reversed(qubits)]  # tensor axis of qubit q is n-1-q
@@ -506,25 +521,24 @@ def _apply_dense(state, qubits, matrix, n) -> np.ndarray:
 
 
 def _pauli_expectations(state, perm, paulis: list[str], n: int) -> np.ndarray:
-    """<ψ|P|ψ> for Qiskit Pauli labels (rightmost char = qubit 0); state rows in physical order."""
-    rows = state.shape[1]
-    out = np.zeros((len(paulis), rows))
+    """<ψ|P|ψ> for Qiskit Pauli labels (rightmost char = qubit 0) and every column of state,
+    whose logical amplitude i sits in row perm[i] (perm None: in row i)."""
+    out = np.zeros((len(paulis), state.shape[1]))
     basis = np.arange(1 << n)
-    inverse = np.argsort(perm)  # physical row of logical index i is perm[i]
     diag = [i for i, p in enumerate(paulis) if set(p) <= {"I", "Z"}]
     if diag:
-        probs = state.real**2 + state.imag**2  # physical order
+        probs = state.real**2 + state.imag**2
         signs = np.array([_z_signs(paulis[i], basis) for i in diag])  # logical order
-        out[diag] = signs[:, inverse] @ probs
-    logical = state[perm] if len(diag) < len(paulis) else None
+        out[diag] = (signs if perm is None else signs[:, np.argsort(perm)]) @ probs
+    if len(diag) < len(paulis) and perm is not None:
+        state = state[perm]
     for i, p in enumerate(paulis):
         if i in diag:
             continue
         xmask = sum(1 << q for q, c in enumerate(reversed(p)) if c in "XY")
-        ny = p.count("Y")
-        phase = (1j**ny) * _z_signs(p.replace("Y", "Z").replace("X", "I"), basis)
+        phase = (1j ** p.count("Y")) * _z_signs(p.replace("Y", "Z").replace("X", "I"), basis)
         # <ψ|P|ψ> = Σ_j conj(ψ[j ^ x]) * phase_j * ψ[j]
-        out[i] = np.real(phase @ (np.conj(logical[basis ^ xmask]) * logical))
+        out[i] = np.real(phase @ (np.conj(state[basis ^ xmask]) * state))
     return out
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2
+from qiskit.primitives.containers import ObservablesArray
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
@@ -80,6 +81,12 @@ class ShiftPlan:
         return cls(out, jacobian, np.array(offsets))
 
 
+def column(observables: Sequence[SparsePauliOp]) -> ObservablesArray:
+    """Observables as a (O, 1) ObservablesArray: broadcast against (rows, P) values -> (O, rows).
+    Coercing SparsePauliOps costs ~0.3 ms a call, so hot paths convert once and keep this."""
+    return ObservablesArray.coerce([[o] for o in observables])
+
+
 class BatchedParamShiftGradient(BaseEstimatorGradient):
     """Parameter-shift gradient that sends all shifted rows of a batch as ONE PUB.
 
@@ -108,7 +115,7 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
     def gradients(
         self,
         circuit: QuantumCircuit,
-        observables: Sequence[SparsePauliOp],
+        observables: Sequence[SparsePauliOp] | ObservablesArray,
         values: np.ndarray,
         parameters: Sequence[Parameter] | None = None,
     ) -> np.ndarray:
@@ -124,7 +131,9 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         cols = [order.index(p) for p in parameters] if parameters is not None else list(range(len(order)))
         jac = plan.jacobian[:, cols]  # (G, J)
         active = np.flatnonzero(np.any(jac != 0, axis=1))
-        rows, n_obs = values.shape[0], len(observables)
+        if not isinstance(observables, ObservablesArray):
+            observables = column(observables)
+        rows, n_obs = values.shape[0], observables.shape[0]
         if active.size == 0:
             return np.zeros((n_obs, rows, len(cols)))
         g = values @ plan.jacobian.T + plan.offset  # (rows, G)
@@ -132,7 +141,7 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         shifts[0, np.arange(active.size), active] = np.pi / 2
         shifts[1, np.arange(active.size), active] = -np.pi / 2
         shifted = g[:, None, None, :] + shifts[None]  # (rows, 2, G', G)
-        pub = (plan.circuit, [[o] for o in observables], shifted.reshape(-1, g.shape[1]))
+        pub = (plan.circuit, observables, shifted.reshape(-1, g.shape[1]))
         evs = self._estimator.run([pub], precision=self._precision).result()[0].data.evs
         evs = np.asarray(evs).reshape(n_obs, rows, 2, active.size)
         dg = (evs[:, :, 0] - evs[:, :, 1]) / 2  # (O, rows, G')
@@ -178,10 +187,11 @@ class FastEstimatorQNN(EstimatorQNN):
                 kwargs["estimator"], precision=kwargs.get("default_precision", 0.015625)
             )
         super().__init__(**kwargs)
+        self._observable_column = column(self._observables)
 
     def _forward(self, input_data, weights):
         values, num_samples = self._preprocess_forward(input_data, weights)
-        pub = (self._circuit, [[o] for o in self._observables], values)
+        pub = (self._circuit, self._observable_column, values)
         evs = self.estimator.run([pub], precision=self._default_precision).result()[0].data.evs
         return np.asarray(evs).reshape(len(self._observables), num_samples).T
 
@@ -194,7 +204,7 @@ class FastEstimatorQNN(EstimatorQNN):
         params = list(self._circuit.parameters)
         if not self._input_gradients:
             params = params[self._num_inputs :]
-        grads = self.gradient.gradients(self._circuit, self._observables, values, params)
+        grads = self.gradient.gradients(self._circuit, self._observable_column, values, params)
         grads = grads.transpose(1, 0, 2)  # (samples, observables, parameters)
         if self._input_gradients:
             return grads[:, :, : self._num_inputs], grads[:, :, self._num_inputs :]
