@@ -23,15 +23,13 @@ from qmedimg.errors import QmedimgError
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, task: str) -> dict:
     """ACC/AUC exactly as MedMNIST computes them (its ``getACC``/``getAUC``), plus precision,
-    recall and F1 (binary: of class 1; multi-class: macro averages) and the confusion matrix."""
+    recall and F1 as macro averages over classes (no class is privileged) and the confusion matrix."""
     labels = np.asarray(labels).reshape(-1)
     probs = np.asarray(probs, dtype=float)
     predicted = probs.argmax(axis=1)
     classes = list(range(probs.shape[1]))
-    average = "binary" if task == "binary-class" else "macro"
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predicted, average=average, labels=None if average == "binary" else classes,
-        zero_division=0,
+        labels, predicted, average="macro", labels=classes, zero_division=0
     )
     return {
         "acc": float(getACC(labels, probs, task)),

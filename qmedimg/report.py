@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -23,6 +24,7 @@ def plot_learning_curves(history: list[dict], path: Path, best_epoch: int | None
     ax_acc.plot(epochs, [h["val_auc"] for h in history], label="validation AUC", linestyle="--")
     ax_acc.set(xlabel="epoch", ylim=(0, 1.02), title="Accuracy / AUC")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"selected (epoch {best_epoch})")
         ax.grid(alpha=0.3)
