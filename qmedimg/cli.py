@@ -74,13 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--qubits", type=_positive_int, help="circuit width (template default: 4)")
     m.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
     m.add_argument("--head", default="quantum", choices=["quantum", "classical"], help="classical = same-size ablation")
-    m.add_argument("--backbone", default="compact", choices=["compact", "hqcnn"], help="CNN feature extractor")
+    m.add_argument("--backbone", choices=["compact", "hqcnn"], help="CNN feature extractor (default hqcnn)")
     m.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
     o = t.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=_positive_int, help="default 40")
+    o.add_argument("--epochs", type=_positive_int, help="default 60")
     o.add_argument("--batch-size", type=_positive_int, help="default 32")
-    o.add_argument("--lr", type=_positive_float, help="AdamW learning rate")
-    o.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    o.add_argument("--lr", type=_positive_float, help="AdamW peak learning rate (default 1e-3)")
+    o.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-2)")
+    o.add_argument("--select", choices=["last", "best-val"],
+                   help="checkpoint kept: last epoch (default) or best validation AUC")
     o.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     o.add_argument("--augment", action="store_true", help="random flips, small rotations and shifts")
     o.add_argument("--seed", type=int, default=0, help="seed for data subsets, weights, order (default 0)")
@@ -120,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
             "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "weight_decay": args.weight_decay, "class_weights": args.class_weights,
+            "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
             "augment": args.augment, "seed": args.seed, "out": args.out,
         }.items() if v is not None}
         metrics = train(make_config(**fields), progress=not args.quiet)

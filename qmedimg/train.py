@@ -55,11 +55,16 @@ class TrainConfig(BaseModel):
     qubits: PositiveInt | None = Field(None, description="circuit width (template default: 4)")
     layers: PositiveInt | None = None
     head: Literal["quantum", "classical"] = "quantum"
-    backbone: Literal["compact", "hqcnn"] = "compact"
-    epochs: PositiveInt = 40
+    backbone: Literal["compact", "hqcnn"] = "hqcnn"
+    epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW decay of weight matrices and kernels")
+    warmup_epochs: int = Field(3, ge=0, description="linear warm-up before the per-step cosine decay")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="weights evaluated and kept: an exponential moving average (0 = off)")
+    select: Literal["last", "best-val"] = Field(
+        "last", description="checkpoint kept: the last epoch, or the best validation AUC (then ACC)")
     dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = False
     augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
@@ -124,6 +129,16 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
                          torch.stack((sin, cos, shift[:, 1]), 1)), 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def _update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """averaged <- decay * averaged + (1 - decay) * model; integer buffers copied."""
+    for mine, theirs in zip(averaged.state_dict().values(), model.state_dict().values()):
+        if mine.dtype.is_floating_point:
+            mine.lerp_(theirs, 1.0 - decay)
+        else:
+            mine.copy_(theirs)
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -207,16 +222,30 @@ def load_run(run_dir: str | Path) -> Run:
 def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, state: dict | None,
          progress: bool, on_epoch) -> dict:
     torch.use_deterministic_algorithms(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    matrices = [p for p in model.parameters() if p.ndim > 1]  # no decay on biases and BatchNorm
+    vectors = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": config.weight_decay},
+                                   {"params": vectors, "weight_decay": 0.0}], lr=config.lr)
+    steps = -(-len(dataset.train.labels) // config.batch_size)
+    warmup, total = config.warmup_epochs * steps, config.epochs * steps
+
+    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 0, per step
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(config.seed)
+    averaged = build_model(config, dataset)  # holds the moving average; evaluated and kept
+    averaged.load_state_dict(model.state_dict())
     history: list[dict] = []
     best = {"epoch": 0, "val_auc": -1.0, "val_acc": -1.0}
-    best_model = copy.deepcopy(model.state_dict())
+    best_model = copy.deepcopy(averaged.state_dict())
     train_seconds, trained_samples, wall_before = 0.0, 0, 0.0
     start_epoch = 1
     if state is not None:
         model.load_state_dict(state["model"])
+        averaged.load_state_dict(state["averaged"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
@@ -248,17 +277,19 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, sta
             if config.augment:
                 x = augment(x, generator)
             logits = model(x)
-            loss = F.cross_entropy(logits, labels[idx], weight=weight)
+            loss = F.cross_entropy(logits, labels[idx], weight=weight,
+                                   label_smoothing=config.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
+            _update_average(averaged, model, config.ema_decay)
             losses.append(loss.item() * len(idx))
             correct += int((logits.argmax(1) == labels[idx]).sum())
             trained_samples += len(idx)
-        scheduler.step()
         train_seconds += time.perf_counter() - tick
 
-        val_probs = predict_probs(model, dataset.val.images)
+        val_probs = predict_probs(averaged, dataset.val.images)
         val = compute_metrics(dataset.val.labels, val_probs, dataset.task)
         val_loss = F.nll_loss(torch.log(torch.from_numpy(val_probs).clamp_min(1e-12)),
                               torch.from_numpy(dataset.val.labels)).item()
@@ -267,11 +298,12 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, sta
                "val_acc": val["acc"], "val_auc": val["auc"], "lr": scheduler.get_last_lr()[0],
                "seconds": round(time.perf_counter() - tick, 3)}
         history.append(row)
-        if (val["auc"], val["acc"]) > (best["val_auc"], best["val_acc"]):  # validation only
-            best = {"epoch": epoch, "val_auc": val["auc"], "val_acc": val["acc"]}
-            best_model = copy.deepcopy(model.state_dict())
+        if config.select == "last" or (val["auc"], val["acc"]) > (best["val_auc"], best["val_acc"]):
+            best = {"epoch": epoch, "val_auc": val["auc"], "val_acc": val["acc"]}  # validation only
+            best_model = copy.deepcopy(averaged.state_dict())
         _save_atomic({
-            "epoch": epoch, "model": model.state_dict(), "best_model": best_model, "best": best,
+            "epoch": epoch, "model": model.state_dict(), "averaged": averaged.state_dict(),
+            "best_model": best_model, "best": best,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": history, "train_seconds": train_seconds, "trained_samples": trained_samples,
@@ -289,7 +321,10 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, sta
 def _finish(out, config, dataset, model, best, best_model, history, train_seconds,
             trained_samples, wall) -> dict:
     model.load_state_dict(best_model)
-    metrics = {"selected_epoch": best["epoch"], "selection": "best validation AUC, then ACC"}
+    selection = {"last": "last epoch", "best-val": "best validation AUC, then ACC"}[config.select]
+    if config.ema_decay:
+        selection += f" (moving average of the weights, decay {config.ema_decay})"
+    metrics = {"selected_epoch": best["epoch"], "selection": selection}
     for split in ("train", "val", "test"):
         part = getattr(dataset, split)
         metrics[split] = compute_metrics(part.labels, predict_probs(model, part.images), dataset.task)

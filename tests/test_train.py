@@ -76,7 +76,7 @@ def test_classical_head_has_the_same_parameter_count(tmp_path):
 def test_data_file_with_class_subset_and_hqcnn_backbone(tmp_path):
     path = write_synthetic_npz(tmp_path / "four.npz", num_classes=4, n_train=64, n_val=16, n_test=16)
     metrics, out = run(tmp_path, data_file=str(path), dataset=None, classes=[3, 1],
-                       backbone="hqcnn", circuit="fqa", epochs=1)
+                       backbone="compact", circuit="fqa", epochs=2, select="best-val")
     assert np.array(metrics["test"]["confusion"]).shape == (2, 2)
     assert json.loads((out / "config.json").read_text())["dataset"]["label_names"] == [
         "vertical bar", "ring"]
