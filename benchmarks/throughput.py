@@ -91,11 +91,12 @@ def main() -> None:
         p, f = results[("plain", batch)], results[("fast", batch)]
         print(f"quantum layer fwd+bwd B={batch:<4} qiskit-ML defaults {p:10.1f} samples/s   "
               f"qmedimg {f:10.1f} samples/s   ratio {f / p:8.0f}x")
-    hybrid = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator())
-    classical = HybridNet(channels=1, num_classes=2, spec=spec, head="classical")
+    backbone = "hqcnn"  # the training default
+    hybrid = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator(), backbone=backbone)
+    classical = HybridNet(channels=1, num_classes=2, spec=spec, head="classical", backbone=backbone)
     h = rate(train_step(hybrid, 32), 32, args.seconds, 5, windows=3)
     c = rate(train_step(classical, 32), 32, args.seconds, 5, windows=3)
-    print(f"training step B=32   hybrid {h:8.1f} samples/s   classical head {c:8.1f} samples/s   "
+    print(f"training step B=32 ({backbone} backbone)  hybrid {h:8.1f} samples/s   classical head {c:8.1f} samples/s   "
           f"hybrid/classical {h / c:.2f}")
 
 

@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="qmedimg",
         description="Hybrid quantum-classical medical image classification on Qiskit.",
-        epilog="run `qmedimg COMMAND --help` for each command's options and examples",
+        epilog="example:\n  qmedimg train --dataset breastmnist --out runs/breast\n\n"
+        "run `qmedimg COMMAND --help` for each command's options and examples",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)

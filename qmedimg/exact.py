@@ -137,7 +137,7 @@ class ExactEstimator(BaseEstimatorV2):
         cos, sin = _cos_sin_half(angles)
         masks, phases = _pauli_tables(tuple(paulis), program.num_qubits)
         out = np.empty((len(paulis), rows))
-        block = max(1, min(64, (1 << 16) >> program.num_qubits))  # 64 rows, at most 2 MiB a block
+        block = max(1, min(128, (1 << 16) >> program.num_qubits))  # 128 rows, at most 2 MiB a block
         _run_rows(*program.tables, angles, cos, sin, masks, phases, out, 0, rows, block)
         return out
 
@@ -357,12 +357,12 @@ class _Program:
 
     # -- running ---------------------------------------------------------------------------------
     def angles(self, values: np.ndarray) -> np.ndarray:
-        """All gate angles for all rows: shape (num_angles, rows)."""
+        """All gate angles for all rows: shape (rows, num_angles)."""
         if self._identity:  # each parameter is one gate angle, in order (gradient circuits)
-            return np.ascontiguousarray(values.T, dtype=float)
-        angles = self._coef @ values.T + self._const[:, None]
-        for row, expr in self._nonaffine:
-            angles[row] = [
+            return np.ascontiguousarray(values, dtype=float)
+        angles = values @ self._coef.T + self._const
+        for col, expr in self._nonaffine:
+            angles[:, col] = [
                 float(complex(expr.bind({p: v[self._pindex[p]] for p in expr.parameters})).real)
                 for v in values
             ]
@@ -444,45 +444,59 @@ _FIXED, _RZ, _RY, _RX = 0, 1, 2, 3
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _su2(o, r0, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi):  # pragma: no cover
-    """Fill (a, b) of the fused rotation op ``o`` for rows r0..r0+nb: SU(2) [[a, -b*], [b, a*]]."""
+def _su2(o, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi):  # pragma: no cover
+    """Fill (a, b) of the fused rotation op ``o`` for the nb rows of the block (cos, sin:
+    (num_angles, block)): the SU(2) matrices [[a, -b*], [b, a*]]."""
     ar[:nb], ai[:nb], br[:nb], bi[:nb] = 1.0, 0.0, 0.0, 0.0
     for f in range(code[o, 2], code[o, 2] + code[o, 3]):
         t, k = ftype[f], fangle[f]
-        for r in range(nb):
-            if t == _FIXED:
-                gar, gai, gbr, gbi = fa[f].real, fa[f].imag, fb[f].real, fb[f].imag
-            elif t == _RZ:
-                gar, gai, gbr, gbi = cos[k, r0 + r], -sin[k, r0 + r], 0.0, 0.0
-            elif t == _RY:
-                gar, gai, gbr, gbi = cos[k, r0 + r], 0.0, sin[k, r0 + r], 0.0
-            else:  # _RX
-                gar, gai, gbr, gbi = cos[k, r0 + r], 0.0, 0.0, -sin[k, r0 + r]
-            xr, xi, yr, yi = ar[r], ai[r], br[r], bi[r]
-            # (a, b) <- G @ (a, b): a' = ga a - conj(gb) b, b' = gb a + conj(ga) b
-            ar[r] = gar * xr - gai * xi - (gbr * yr + gbi * yi)
-            ai[r] = gar * xi + gai * xr - (gbr * yi - gbi * yr)
-            br[r] = gbr * xr - gbi * xi + (gar * yr + gai * yi)
-            bi[r] = gbr * xi + gbi * xr + (gar * yi - gai * yr)
+        if t == _FIXED:  # (a, b) <- G @ (a, b): a' = ga a - conj(gb) b, b' = gb a + conj(ga) b
+            gar, gai, gbr, gbi = fa[f].real, fa[f].imag, fb[f].real, fb[f].imag
+            for r in range(nb):
+                xr, xi, yr, yi = ar[r], ai[r], br[r], bi[r]
+                ar[r] = gar * xr - gai * xi - (gbr * yr + gbi * yi)
+                ai[r] = gar * xi + gai * xr - (gbr * yi - gbi * yr)
+                br[r] = gbr * xr - gbi * xi + (gar * yr + gai * yi)
+                bi[r] = gbr * xi + gbi * xr + (gar * yi - gai * yr)
+        elif t == _RZ:  # ga = c - i s, gb = 0
+            for r in range(nb):
+                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
+                ar[r], ai[r] = c * xr + s * xi, c * xi - s * xr
+                br[r], bi[r] = c * yr - s * yi, c * yi + s * yr
+        elif t == _RY:  # ga = c, gb = s
+            for r in range(nb):
+                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
+                ar[r], ai[r] = c * xr - s * yr, c * xi - s * yi
+                br[r], bi[r] = s * xr + c * yr, s * xi + c * yi
+        else:  # _RX: ga = c, gb = -i s
+            for r in range(nb):
+                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
+                ar[r], ai[r] = c * xr + s * yi, c * xi - s * yr
+                br[r], bi[r] = s * xi + c * yr, -s * xr + c * yi
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
 def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, angles, cos, sin,
               xmasks, phases, out, start, stop, block):  # pragma: no cover - compiled
-    """Simulate rows start..stop (columns of ``angles``, ``cos``, ``sin``: (num_angles, rows),
-    cos/sin of half angles) and write <P_t> to out[t, row]. Rows go in blocks of ``block`` with
-    the block as the innermost axis, so the loops vectorize. The first ``lead`` ops are rotations on distinct
+    """Simulate rows start..stop (rows of ``angles``, ``cos``, ``sin``: (rows, num_angles), cos/sin
+    of half angles) and write <P_t> to out[t, row]. Rows go in blocks of ``block``, held with the
+    block as the innermost axis so the loops vectorize. The first ``lead`` ops are rotations on distinct
     qubits acting on |0...0>: they build a product state directly."""
     dim = 1 << n
     re, im = np.empty((dim, block)), np.empty((dim, block))
     tre, tim = np.empty((dim, block)), np.empty((dim, block))
     ar, ai, br, bi = np.empty(block), np.empty(block), np.empty(block), np.empty(block)
     small_re, small_im = np.empty((64, block)), np.empty((64, block))
+    num_angles = angles.shape[1]
+    ang, co, si = np.empty((num_angles, block)), np.empty((num_angles, block)), np.empty((num_angles, block))
     touched = np.zeros(n, np.bool_)
     for o in range(lead):
         touched[code[o, 1]] = True
     for r0 in range(start, stop, block):
         nb = min(block, stop - r0)
+        for r in range(nb):
+            for k in range(num_angles):
+                ang[k, r], co[k, r], si[k, r] = angles[r0 + r, k], cos[r0 + r, k], sin[r0 + r, k]
         for j in range(dim):
             live = True
             for q in range(n):
@@ -491,7 +505,7 @@ def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, a
             for r in range(nb):
                 re[j, r], im[j, r] = (1.0 if live else 0.0), 0.0
         for o in range(lead):
-            _su2(o, r0, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi)
+            _su2(o, nb, code, ftype, fangle, fa, fb, co, si, ar, ai, br, bi)
             q = code[o, 1]
             for j in range(dim):
                 if (j >> q) & 1:
@@ -505,7 +519,7 @@ def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, a
         for o in range(lead, code.shape[0]):
             kind = code[o, 0]
             if kind == _ROT:
-                _su2(o, r0, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi)
+                _su2(o, nb, code, ftype, fangle, fa, fb, co, si, ar, ai, br, bi)
                 step = 1 << code[o, 1]
                 for hi in range(0, dim, 2 * step):
                     for i0 in range(hi, hi + step):
@@ -531,7 +545,7 @@ def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, a
                 for i in range(dim):
                     sign = table_c[off + i].real
                     for r in range(nb):
-                        c, s = np.cos(sign * angles[k, r0 + r]), np.sin(sign * angles[k, r0 + r])
+                        c, s = np.cos(sign * ang[k, r]), np.sin(sign * ang[k, r])
                         xr, xi = re[i, r], im[i, r]
                         re[i, r], im[i, r] = xr * c - xi * s, xr * s + xi * c
             else:  # _DENSE: a fixed k-qubit matrix

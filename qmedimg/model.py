@@ -106,7 +106,7 @@ class HybridNet(nn.Module):
     """backbone -> Linear(F, n) -> π·tanh (bounded angles) -> head -> dropout -> Linear(O, classes)."""
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
-                 estimator: BaseEstimatorV2 | None = None, backbone: str = "compact",
+                 estimator: BaseEstimatorV2 | None = None, backbone: str = "hqcnn",
                  head: str = "quantum", dropout: float = 0.0):
         super().__init__()
         n = spec.num_qubits  # the model feeds one angle per qubit
