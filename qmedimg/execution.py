@@ -48,6 +48,7 @@ class ShiftPlan:
     circuit: QuantumCircuit  # the rewritten circuit; its parameters are the g_k, in order
     jacobian: np.ndarray  # A, shape (G, P): d g_k / d θ_j (θ in original circuit.parameters order)
     offset: np.ndarray  # b, shape (G,)
+    phase_only: np.ndarray  # (G,) bool: g_k's gate is diagonal with only permutations after it
 
     @classmethod
     def build(cls, circuit: QuantumCircuit) -> ShiftPlan:
@@ -78,7 +79,34 @@ class ShiftPlan:
                 op.params = params
             out.append(op, inst.qubits, inst.clbits)
         jacobian = np.array(rows).reshape(len(rows), len(original))
-        return cls(out, jacobian, np.array(offsets))
+        return cls(out, jacobian, np.array(offsets), _phase_only_angles(out, len(rows)))
+
+
+_DIAGONAL = {"rz", "p", "u1", "rzz", "cp", "crz", "cu1", "z", "s", "sdg", "t", "tdg", "cz", "ccz"}
+_PERMUTATION = {"x", "cx", "swap", "ccx", "cswap", "id", "barrier", "measure"}
+
+
+def _phase_only_angles(circuit: QuantumCircuit, count: int) -> np.ndarray:
+    """Which gate angles only ever change phases of computational basis states: their gate is
+    diagonal and, on every qubit it could reach, only diagonal or permutation gates follow.
+    Probabilities, hence every Z-type expectation value, do not depend on them (an exact zero
+    gradient; e.g. the final Rz of a strongly-entangling layer). Found by one backward walk."""
+    mixed: set[int] = set()  # qubits that a later non-permutation gate acts on
+    phase_only = np.zeros(count, dtype=bool)
+    for inst in reversed(circuit.data):
+        qubits = {circuit.find_bit(q).index for q in inst.qubits}
+        name = inst.operation.name
+        if name in _DIAGONAL:
+            if not qubits & mixed:
+                for value in inst.operation.params:
+                    if isinstance(value, Parameter) and value.name.startswith("g"):
+                        phase_only[int(value.name[1:])] = True
+        elif name in _PERMUTATION:
+            if qubits & mixed:
+                mixed |= qubits
+        else:
+            mixed |= qubits
+    return phase_only
 
 
 def column(observables: Sequence[SparsePauliOp]) -> ObservablesArray:
@@ -129,10 +157,13 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
         order = list(circuit.parameters)
         cols = [order.index(p) for p in parameters] if parameters is not None else list(range(len(order)))
-        jac = plan.jacobian[:, cols]  # (G, J)
-        active = np.flatnonzero(np.any(jac != 0, axis=1))
         if not isinstance(observables, ObservablesArray):
             observables = column(observables)
+        jac = plan.jacobian[:, cols]  # (G, J)
+        needed = np.any(jac != 0, axis=1)
+        if all(set(label) <= {"I", "Z"} for obs in observables.ravel() for label in obs):
+            needed &= ~plan.phase_only  # exactly zero for Z-type observables: not sent
+        active = np.flatnonzero(needed)
         rows, n_obs = values.shape[0], observables.shape[0]
         if active.size == 0:
             return np.zeros((n_obs, rows, len(cols)))

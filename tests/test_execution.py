@@ -99,7 +99,9 @@ def test_forward_and_backward_each_send_one_pub():
     assert [len(c) for c in est.calls] == [1, 1]
     forward_rows, gradient_rows = est.calls[0][0], est.calls[1][0]
     assert forward_rows == (32, 28)
-    assert gradient_rows[0] == 32 * 2 * 28  # every sample x ±shift x gate angle, one PUB
+    # every sample x ±shift x gate angle in one PUB, except sel's 4 final Rz angles, which only
+    # change phases: their gradient is exactly 0 for Z observables and is not computed
+    assert gradient_rows[0] == 32 * 2 * (28 - 4)
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
@@ -162,3 +164,27 @@ def test_transpile_cache_maps_observables_to_the_layout():
     logical = ExactEstimator().run([(spec.circuit, [[o] for o in spec.observables], values)])
     physical = AER.run([(isa, [[o] for o in obs], values)])
     np.testing.assert_allclose(physical.result()[0].data.evs, logical.result()[0].data.evs, atol=1e-9)
+
+
+def test_phase_only_angles_are_skipped_for_z_observables_only():
+    x, w, v = Parameter("x"), Parameter("w"), Parameter("v")
+    qc = QuantumCircuit(2)
+    qc.ry(x, 0)
+    qc.rz(w, 0)  # only permutations follow on its qubits: a pure phase for Z readouts
+    qc.rz(v, 1)
+    qc.cx(0, 1)
+    qc.h(1)  # ... but this mixes qubit 1 after the cx, so v (and w, through the cx) may matter
+    plan = BatchedParamShiftGradient(AER).plan(qc)
+    assert plan.phase_only.tolist() == [False, False, False]
+    tail = QuantumCircuit(2)
+    tail.ry(x, 0)
+    tail.rz(w, 0)
+    tail.cx(0, 1)
+    plan = BatchedParamShiftGradient(AER).plan(tail)
+    assert plan.phase_only.tolist() == [False, True]
+    values = np.array([[0.4, 1.1], [-0.3, 2.0]])
+    for obs in ([SparsePauliOp("IZ"), SparsePauliOp("ZZ")], [SparsePauliOp("IX"), SparsePauliOp("ZY")]):
+        ours = BatchedParamShiftGradient(AER, precision=0.0).gradients(tail, obs, values)
+        stock = ParamShiftEstimatorGradient(AER).run(
+            [tail] * 4, [o for o in obs for _ in range(2)], np.tile(values, (2, 1))).result()
+        np.testing.assert_allclose(ours.reshape(4, 2), np.array(stock.gradients), atol=1e-9)
