@@ -109,6 +109,11 @@ def _phase_only_angles(circuit: QuantumCircuit, count: int) -> np.ndarray:
     return phase_only
 
 
+def _z_type(observables: ObservablesArray) -> bool:
+    """Whether every Pauli term of every observable is made of I and Z only."""
+    return all(set(label) <= {"I", "Z"} for obs in observables.ravel().tolist() for label in obs)
+
+
 def column(observables: Sequence[SparsePauliOp]) -> ObservablesArray:
     """Observables as a (O, 1) ObservablesArray: broadcast against (rows, P) values -> (O, rows).
     Coercing SparsePauliOps costs ~0.3 ms a call, so hot paths convert once and keep this."""
@@ -155,13 +160,13 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         """
         plan = self.plan(circuit)
         values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
-        order = list(circuit.parameters)
-        cols = [order.index(p) for p in parameters] if parameters is not None else list(range(len(order)))
+        order = {p: j for j, p in enumerate(circuit.parameters)}
+        cols = [order[p] for p in parameters] if parameters is not None else list(range(len(order)))
         if not isinstance(observables, ObservablesArray):
             observables = column(observables)
         jac = plan.jacobian[:, cols]  # (G, J)
         needed = np.any(jac != 0, axis=1)
-        if all(set(label) <= {"I", "Z"} for obs in observables.ravel() for label in obs):
+        if plan.phase_only.any() and _z_type(observables):
             needed &= ~plan.phase_only  # exactly zero for Z-type observables: not sent
         active = np.flatnonzero(needed)
         rows, n_obs = values.shape[0], observables.shape[0]
