@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = args.out
     test, p = metrics["test"], metrics["parameters"]
     print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
-          f"(epoch {metrics['selected_epoch']} selected on validation)")
+          f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
     print(f"parameters: {p['quantum']} quantum + {p['classical']} classical = {p['total']}; "
           f"{metrics['train_samples_per_s']:.0f} train samples/s; wall {metrics['wall_time_s']:.1f} s")
     print(f"run written to {out}/ (metrics.json, history.csv, learning_curves.png, confusion.png)")

@@ -475,6 +475,15 @@ def _su2(o, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi):  # pragm
                 br[r], bi[r] = s * xi + c * yr, -s * xr + c * yi
 
 
+@numba.njit(nogil=True, cache=True)
+def _spread(base, l, table_q, qoff, k):  # pragma: no cover - compiled
+    """The basis index with the bits of ``base`` and bit j of ``l`` on qubit table_q[qoff + j]."""
+    for j in range(k):
+        if (l >> j) & 1:
+            base |= 1 << table_q[qoff + j]
+    return base
+
+
 @numba.njit(nogil=True, cache=True, fastmath=True)
 def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, angles, cos, sin,
               xmasks, phases, out, start, stop, block):  # pragma: no cover - compiled
@@ -557,17 +566,11 @@ def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, a
                     if base & mask:
                         continue
                     for l in range(size):
-                        idx = base
-                        for j in range(k):
-                            if (l >> j) & 1:
-                                idx |= 1 << table_q[qoff + j]
+                        idx = _spread(base, l, table_q, qoff, k)
                         for r in range(nb):
                             small_re[l, r], small_im[l, r] = re[idx, r], im[idx, r]
                     for l in range(size):
-                        idx = base
-                        for j in range(k):
-                            if (l >> j) & 1:
-                                idx |= 1 << table_q[qoff + j]
+                        idx = _spread(base, l, table_q, qoff, k)
                         for r in range(nb):
                             re[idx, r], im[idx, r] = 0.0, 0.0
                         for m in range(size):
