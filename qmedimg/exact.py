@@ -168,7 +168,8 @@ class _ImmediateJob(PrimitiveJob):
 
 @dataclass
 class _Rot1:
-    """Fused single-qubit gates on one qubit; factors are fixed 2x2 matrices or (name, angle ids)."""
+    """Fused single-qubit gates on one qubit, in time order: each factor is (rz|ry|rx, angle id) or
+    a fixed gate as its SU(2) pair (a, b or None when diagonal)."""
 
     qubit: int
     factors: list = field(default_factory=list)
@@ -212,7 +213,7 @@ class _Program:
             raise ValueError(
                 f"ExactEstimator simulates at most {max_qubits} qubits; circuit has {circuit.num_qubits}."
             )
-        self.num_qubits = n = circuit.num_qubits
+        self.num_qubits = circuit.num_qubits
         self.parameters = list(circuit.parameters)
         self._pindex = {p: i for i, p in enumerate(self.parameters)}
         self._angle_rows: list[np.ndarray] = []  # coefficient rows of the affine angle map
@@ -220,7 +221,7 @@ class _Program:
         self._nonaffine: list[tuple[int, ParameterExpression]] = []
         self.ops: list = []
         qindex = {q: i for i, q in enumerate(circuit.qubits)}
-        self._add(circuit, [qindex[q] for q in circuit.qubits], top=True)
+        self._add(circuit, [qindex[q] for q in circuit.qubits])
         coef = np.array(self._angle_rows).reshape(len(self._angle_rows), len(self.parameters))
         self._coef, self._const = coef, np.array(self._angle_consts)
         self._identity = (  # every parameter is exactly one gate angle, in order
@@ -247,7 +248,7 @@ class _Program:
         self._angle_consts.append(float(const))
         return len(self._angle_rows) - 1
 
-    def _add(self, circuit: QuantumCircuit, qmap: list[int], top: bool = False) -> None:
+    def _add(self, circuit: QuantumCircuit, qmap: list[int]) -> None:
         for inst in circuit.data:
             op = inst.operation
             qubits = tuple(qmap[circuit.find_bit(q).index] for q in inst.qubits)

@@ -186,7 +186,7 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
     def _run(self, circuits, observables, parameter_values, parameters, **options):
         """Standard interface: jobs grouped by (circuit, parameters), one PUB per group."""
         groups: dict[tuple, list[int]] = {}
-        for i, (c, p) in enumerate(zip(circuits, parameters)):
+        for i, (c, p) in enumerate(zip(circuits, parameters, strict=True)):
             groups.setdefault((id(c), tuple(p)), []).append(i)
         gradients: list = [None] * len(circuits)
         for (_, params), idx in groups.items():
@@ -202,7 +202,7 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
                 if id(observables[i]) not in obs_ids:
                     obs_ids[id(observables[i])] = len(obs_list)
                     obs_list.append(observables[i])
-            grads = self.gradients(circuit, obs_list, values, list(params))  # (O, len(idx), J)
+            grads = self.gradients(circuit, obs_list, values, list(params))  # (O, unique rows, J)
             for k, i in enumerate(idx):
                 gradients[i] = grads[obs_ids[id(observables[i])], row_of.ravel()[k]]
         metadata = [{"parameters": p} for p in parameters]

@@ -134,7 +134,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def _update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """averaged <- decay * averaged + (1 - decay) * model; integer buffers copied."""
-    for mine, theirs in zip(averaged.state_dict().values(), model.state_dict().values()):
+    for mine, theirs in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
         if mine.dtype.is_floating_point:
             mine.lerp_(theirs, 1.0 - decay)
         else:

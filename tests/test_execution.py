@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from qiskit import QuantumCircuit
-from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit import Parameter
 from qiskit.circuit.random import random_circuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit.transpiler.passes import TranslateParameterizedGates
