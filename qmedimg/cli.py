@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a hybrid (or classical-head) model on MedMNIST",
-                       description="Train a CNN whose head is a variational quantum circuit, "
-                       "select the epoch on the validation split, and write a run directory.",
+                       description="Train a CNN whose head is a variational quantum circuit and write "
+                       "a run directory. The checkpoint kept is the last epoch's moving-average "
+                       "weights (or, with --select best-val, the best validation epoch's); the test "
+                       "split never chooses anything.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = t.add_argument_group("data")
     src.add_argument("--dataset", metavar="FLAG", help="MedMNIST 2D flag (breastmnist, pathmnist, …) or 'synthetic'")
