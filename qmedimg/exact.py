@@ -118,10 +118,13 @@ class ExactEstimator(BaseEstimatorV2):
             for p, c in obs.items():
                 coeffs[k, index[p]] += np.real(c)
         obs_evs = coeffs @ pauli_evs  # (num observables, rows)
-        bc_rows, bc_obs = np.broadcast_arrays(
-            np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
-        )
-        evs = obs_evs[bc_obs, bc_rows]
+        if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
+            evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
+        else:
+            bc_rows, bc_obs = np.broadcast_arrays(
+                np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
+            )
+            evs = obs_evs[bc_obs, bc_rows]
         if pub.precision > 0:
             evs = self._rng.normal(evs, pub.precision)
         stds = np.full(evs.shape, pub.precision)
