@@ -193,10 +193,10 @@ class _Monomial:
 
 @dataclass
 class _Diagonal:
-    """A parameterized diagonal gate: new[i] = exp(1j * sign[k, i] * angle_k) * old[i]."""
+    """A parameterized diagonal gate: new[i] = exp(1j * sign[i] * angle) * old[i]."""
 
-    signs: np.ndarray  # (len(angle_ids), 2**n)
-    angle_ids: list[int]
+    signs: np.ndarray  # (2**n,)
+    angle_id: int
     qubits: tuple[int, ...]
 
 
@@ -335,7 +335,7 @@ class _Program:
             signs = a[0] * (-0.5 * (1 - 2 * a[1]))
         else:  # cp, cu1
             signs = (a[0] & a[1]).astype(float)
-        self.ops.append(_Diagonal(signs[None, :].astype(float), [angle_id], tuple(qubits)))
+        self.ops.append(_Diagonal(signs.astype(float), angle_id, tuple(qubits)))
 
     def _basis_bits(self, q: int) -> np.ndarray:
         return (np.arange(1 << self.num_qubits) >> q) & 1
@@ -392,9 +392,9 @@ class _Program:
                 table_i.extend(op.perm)
                 table_c.extend(np.ones(dim) if op.phase is None else op.phase)
             elif isinstance(op, _Diagonal):
-                code[o] = (_DIAG, len(table_c), op.angle_ids[0], 0)
+                code[o] = (_DIAG, len(table_c), op.angle_id, 0)
                 table_i.extend(np.zeros(dim, dtype=int))
-                table_c.extend(op.signs[0])
+                table_c.extend(op.signs)
             else:
                 if len(op.qubits) > 6:
                     raise ValueError("ExactEstimator simulates fixed gates on at most 6 qubits.")

@@ -109,6 +109,7 @@ class HybridNet(nn.Module):
                  estimator: BaseEstimatorV2 | None = None, backbone: str = "hqcnn",
                  head: str = "quantum", dropout: float = 0.0):
         super().__init__()
+        self.spec = spec
         n = spec.num_qubits  # the model feeds one angle per qubit
         check_inputs(spec, n)
         self.backbone, features = make_backbone(backbone, channels)
@@ -139,7 +140,7 @@ class HybridNet(nn.Module):
         """Trainable parameters split into the head's and everything else."""
         head = sum(p.numel() for p in self.head.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        quantum = head if isinstance(self.head, QuantumHead) else 0
         return {"head": head, "rest": total - head, "total": total,
-                "quantum": head if isinstance(self.head, QuantumHead) else 0,
-                "classical": total - (head if isinstance(self.head, QuantumHead) else 0)}
+                "quantum": quantum, "classical": total - quantum}
 

@@ -170,8 +170,8 @@ def train(config: TrainConfig, *, progress: bool = True,
     record = {
         "config": config.model_dump(),
         "dataset": dataset.info(),
-        "circuit": {"name": model.head.spec.name if config.head == "quantum" else config.circuit,
-                    "qubits": config.qubits},
+        "circuit": {"name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
+                    "layers": model.spec.layers, "weights": len(model.spec.weights)},
         "parameters": model.parameter_counts(),
         "versions": _versions(),
     }

@@ -34,6 +34,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert saved["train_samples_per_s"] > 0 and saved["wall_time_s"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["seed"] == 0 and config["dataset"]["name"] == "synthetic"
+    assert (config["circuit"]["name"], config["circuit"]["qubits"], config["circuit"]["weights"]) == ("sel", 4, 24)
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     state = torch.load(out / "checkpoint.pt", weights_only=True)
