@@ -94,12 +94,46 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("evaluate", help="re-compute a run's test metrics from its checkpoint",
-                       description="Re-compute the test metrics of a trained run from its checkpoint "
-                       "and write eval-exact.json next to it.",
-                       epilog="example:\n  qmedimg evaluate runs/breast",
+    e = sub.add_parser("evaluate", help="test metrics of a trained run on any backend (exact, noisy, QPU)",
+                       description="Re-compute the test metrics of a trained run on a backend from the "
+                       "registry (default: exact) and write eval-<backend>.json next to it, with the "
+                       "ideal metrics on the same images for comparison. On ibm backends, job ids go to "
+                       "ledger-<backend>.json before waiting: re-running the same command collects them "
+                       "instead of submitting again.",
+                       epilog="examples:\n  qmedimg evaluate runs/breast\n"
+                       "  qmedimg evaluate runs/breast --backend fake_brisbane --shots 4096\n"
+                       "  qmedimg evaluate runs/breast --backend fake_brisbane --noise-scale 2 --limit 50\n"
+                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --dry-run\n"
+                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --resume",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("run_dir", metavar="RUN_DIR")
+    _backend_options(e)
+    e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
+    e.add_argument("--dry-run", action="store_true", help="ibm: print what would be sent and a QPU-time estimate")
+    e.add_argument("--resume", action="store_true", help="ibm: collect the jobs of an earlier, interrupted call")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    b = sub.add_parser("backends", help="list the backend registry, or check one entry",
+                       description="List backends.yaml (kind, device, qubits, 2-qubit gate, options) or check "
+                       "that one entry works here (for ibm: credentials and reachability, with a timeout).",
+                       epilog="examples:\n  qmedimg backends\n  qmedimg backends check fake_brisbane\n"
+                       "  qmedimg backends --backends my_backends.yaml check ibm_brisbane",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+    b.add_argument("name", nargs="?", metavar="NAME")
+    b.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+
+    tr = sub.add_parser("transpile", help="transpile a run's (or a template's) circuit for a backend and report",
+                        description="Transpile a circuit for a backend and report physical qubits, depth, "
+                        "2-qubit gate count and the calibration's estimated circuit fidelity.",
+                        epilog="examples:\n  qmedimg transpile runs/breast --backend fake_brisbane\n"
+                        "  qmedimg transpile sel --backend fake_torino --optimization-level 3\n"
+                        "  qmedimg transpile fqa --qubits 3 --backend fake_manila",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("source", metavar="RUN_DIR|CIRCUIT")
+    tr.add_argument("--qubits", type=_positive_int, help="circuit width (templates only)")
+    tr.add_argument("--layers", type=_positive_int, help="circuit layers (templates only)")
+    _backend_options(tr, required=True)
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",
@@ -110,6 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--qubits", type=_positive_int)
     c.add_argument("--layers", type=_positive_int)
     return parser
+
+
+def _backend_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    g = parser.add_argument_group("backend (entries of backends.yaml; options override the entry)")
+    g.add_argument("--backend", required=required, metavar="NAME", help="registry entry (default exact)")
+    g.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+    g.add_argument("--shots", type=_positive_int, help="shots per image (default: the entry's; none = exact)")
+    g.add_argument("--noise-scale", type=float, metavar="S", help="fake: error rates × S (0 = ideal)")
+    g.add_argument("--optimization-level", type=int, choices=[0, 1, 2, 3])
+    g.add_argument("--layout-method", choices=["default", "trivial", "dense", "sabre"])
+    g.add_argument("--routing-method", choices=["default", "basic", "lookahead", "sabre", "none"])
+    g.add_argument("--initial-layout", type=_classes, metavar="Q0,Q1,..", help="physical qubit per circuit qubit")
+    g.add_argument("--seed-transpiler", type=int)
+    g.add_argument("--approximation-degree", type=float)
+    g.add_argument("--dd", choices=["XX", "XY4"], help="dynamical decoupling sequence (ALAP scheduled)")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Entry keys replaced from the command line (only those given)."""
+    transpile = {k: getattr(args, k) for k in ("optimization_level", "layout_method", "routing_method",
+                                                "initial_layout", "seed_transpiler", "approximation_degree")
+                 if getattr(args, k) is not None}
+    if args.dd:
+        transpile["dynamical_decoupling"] = {"sequence": args.dd}
+    out = {"shots": args.shots, "noise_scale": args.noise_scale}
+    if transpile:
+        out["transpile"] = transpile
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -142,12 +204,74 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from qmedimg.evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir)
-    test, before = result["test"], result.get("trained_test") or {}
-    print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  (n={test['n']})")
-    if before:
-        print(f"at training time: ACC {before['acc']:.4f}  AUC {before['auc']:.4f}")
-    print(f"written to {args.run_dir}/eval-exact.json")
+    result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.limit,
+                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, **_overrides(args))
+    if args.dry_run:
+        if "dry_run" not in result:
+            raise QmedimgError(f"--dry-run is for ibm backends; {args.backend or 'exact'} runs locally and costs nothing")
+        d, t = result["dry_run"], result["transpile"]
+        print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
+        print(f"  {d['jobs']} job(s), {d['pubs_per_job']} PUB each, {d['parameter_rows']} parameter rows "
+              f"(one per image), {d['observables']} observables, {d['shots_per_row']} shots per row")
+        print(f"  twirling randomizations {d['twirling_randomizations']}, ZNE factors {d['zne_noise_factors']}, "
+              f"measurement mitigation {d['measure_mitigation']}")
+        print(f"  circuit: physical qubits {t['physical_qubits']}, depth {t['depth']}, "
+              f"{t['two_qubit_gates']} two-qubit gates, estimated fidelity {t['estimated_fidelity']}")
+        print(f"  estimated QPU time ~{d['estimated_qpu_seconds']} s ({d['estimate_note']})")
+        print("  sent per image: the head's input angles only (no pixels, names or labels)")
+        return
+    test, ideal = result["test"], result["ideal_test"]
+    print(f"{result['backend']} ({result['device']}), {result['images']} test images: "
+          f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}")
+    print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
+          f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
+    tr = result.get("transpile")
+    if tr:
+        print(f"circuit: physical qubits {tr['physical_qubits']}, depth {tr['depth']}, {tr['two_qubit_gates']} "
+              f"two-qubit gates, estimated fidelity {tr['estimated_fidelity']}; "
+              f"mean |Δ expectation| {result['mean_abs_expectation_error']:.4f}")
+    if result.get("jobs"):
+        print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
+    print(f"{result['images_per_s']:.0f} images/s; written to {result['path']}")
+
+
+def cmd_backends(args: argparse.Namespace) -> None:
+    from qmedimg.backends import check_backend, get_backend, load_backends, registry_path
+
+    if args.action == "check":
+        if not args.name:
+            raise QmedimgError("backends check needs a NAME (see `qmedimg backends`)")
+        for line in check_backend(get_backend(args.name, args.backends)):
+            print(line)
+        return
+    entries = load_backends(args.backends)
+    rows = [get_backend(name, args.backends).describe() for name in entries]
+    print(f"{'name':<26}{'kind':<7}{'device':<16}{'qubits':>7}  {'2q gate':<8}options")
+    for r in rows:
+        print(f"{r['name']:<26}{r['kind']:<7}{r['device']:<16}{r['qubits']!s:>7}  {r['2q gate']:<8}{r['options']}")
+    print(f"registry: {registry_path(args.backends)}; check one: qmedimg backends check NAME")
+
+
+def cmd_transpile(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from qmedimg.backends import get_backend, transpile_report
+    from qmedimg.circuits import load_circuit
+
+    backend = get_backend(args.backend, args.backends, **_overrides(args))
+    if (Path(args.source) / "config.json").is_file():
+        from qmedimg.train import load_run
+
+        spec = load_run(args.source).model.spec
+    else:
+        spec = load_circuit(args.source, qubits=args.qubits, layers=args.layers)
+    if backend.device is None:
+        raise QmedimgError(f"backend '{backend.name}' is {backend.kind}: nothing to transpile for (pick a fake or ibm entry)")
+    r = transpile_report(backend, spec)
+    print(f"{r['circuit']} on {r['backend']} ({r['device']}):")
+    print(f"  physical qubits {r['physical_qubits']}")
+    print(f"  depth {r['depth']}, two-qubit gates {r['two_qubit_gates']}, ops {r['ops']}")
+    print(f"  estimated circuit fidelity {r['estimated_fidelity']} (product of 1 - error over gates and readout)")
 
 
 def cmd_circuits(args: argparse.Namespace) -> None:
@@ -170,7 +294,8 @@ def cmd_circuits(args: argparse.Namespace) -> None:
     print("draw one: qmedimg circuits show NAME [--qubits N --layers L]; add your own: circuits/README.md")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "circuits": cmd_circuits}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
+            "circuits": cmd_circuits}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qmedimg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("qmedimg: interrupted; the last finished epoch is saved — continue with "
-              "`qmedimg train --resume DIR`", file=sys.stderr)
+        hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
+                "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them"}
+        print(f"qmedimg: interrupted; {hint.get(args.command, 'nothing was written half-way')}", file=sys.stderr)
         return 130
     return 0
 

@@ -102,36 +102,8 @@ class ExactEstimator(BaseEstimatorV2):
         return program
 
     def _run_pub(self, pub: EstimatorPub) -> PubResult:
-        circuit, bindings, observables = pub.circuit, pub.parameter_values, pub.observables
-        program = self._program(circuit)
-        rows = int(np.prod(bindings.shape))
-        if circuit.num_parameters:
-            values = _values(bindings, circuit).reshape(rows, circuit.num_parameters)
-        else:
-            values = np.zeros((rows, 0))
-        flat_obs = observables.ravel().tolist()
-        paulis = sorted({p for obs in flat_obs for p in obs})
-        pauli_evs = self._expectations(program, values, paulis)  # (len(paulis), rows)
-        index = {p: i for i, p in enumerate(paulis)}
-        coeffs = np.zeros((len(flat_obs), len(paulis)))
-        for k, obs in enumerate(flat_obs):
-            for p, c in obs.items():
-                coeffs[k, index[p]] += np.real(c)
-        obs_evs = coeffs @ pauli_evs  # (num observables, rows)
-        if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
-            evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
-        else:
-            bc_rows, bc_obs = np.broadcast_arrays(
-                np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
-            )
-            evs = obs_evs[bc_obs, bc_rows]
-        if pub.precision > 0:
-            evs = self._rng.normal(evs, pub.precision)
-        stds = np.full(evs.shape, pub.precision)
-        return PubResult(
-            DataBin(evs=evs, stds=stds, shape=evs.shape),
-            metadata={"target_precision": pub.precision, "circuit_metadata": circuit.metadata},
-        )
+        return pub_result(pub, lambda circuit, values, paulis: self._expectations(self._program(circuit), values, paulis),
+                          self._rng)
 
     def _expectations(self, program: _Program, values: np.ndarray, paulis: list[str]) -> np.ndarray:
         """<P> for every Pauli label and every row of ``values``: shape (len(paulis), rows)."""
@@ -143,6 +115,41 @@ class ExactEstimator(BaseEstimatorV2):
         block = max(1, min(128, (1 << 16) >> program.num_qubits))  # 128 rows, at most 2 MiB a block
         _run_rows(*program.tables, angles, cos, sin, masks, phases, out, 0, rows, block)
         return out
+
+
+def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator | None = None) -> PubResult:
+    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels) -> (L, rows)``:
+    observables combined from their Pauli terms and broadcast against the parameter rows as the
+    primitive contract says. With ``rng``, a PUB precision > 0 adds N(0, precision) as Aer does."""
+    circuit, bindings, observables = pub.circuit, pub.parameter_values, pub.observables
+    rows = int(np.prod(bindings.shape))
+    if circuit.num_parameters:
+        values = _values(bindings, circuit).reshape(rows, circuit.num_parameters)
+    else:
+        values = np.zeros((rows, 0))
+    flat_obs = observables.ravel().tolist()
+    paulis = sorted({p for obs in flat_obs for p in obs})
+    pauli_evs = pauli_expectations(circuit, values, paulis)  # (len(paulis), rows)
+    index = {p: i for i, p in enumerate(paulis)}
+    coeffs = np.zeros((len(flat_obs), len(paulis)))
+    for k, obs in enumerate(flat_obs):
+        for p, c in obs.items():
+            coeffs[k, index[p]] += np.real(c)
+    obs_evs = coeffs @ pauli_evs  # (num observables, rows)
+    if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
+        evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
+    else:
+        bc_rows, bc_obs = np.broadcast_arrays(
+            np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
+        )
+        evs = obs_evs[bc_obs, bc_rows]
+    precision = pub.precision if rng is not None else 0.0
+    if precision > 0:
+        evs = rng.normal(evs, precision)
+    return PubResult(
+        DataBin(evs=evs, stds=np.full(evs.shape, precision), shape=evs.shape),
+        metadata={"target_precision": precision, "circuit_metadata": circuit.metadata},
+    )
 
 
 def _values(bindings, circuit) -> np.ndarray:

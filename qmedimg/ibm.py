@@ -1,0 +1,326 @@
+"""IBM Quantum through Qiskit Runtime: connection, estimator, and the job ledger.
+
+Example::
+
+    from qmedimg.evaluate import evaluate_run
+    evaluate_run("runs/breast", backend="ibm_brisbane", dry_run=True)   # what would be sent, QPU estimate
+    evaluate_run("runs/breast", backend="ibm_brisbane")                 # submit, ledger, collect
+
+What leaves the machine: ISA circuits and numeric parameter arrays (each image's n head angles and the
+circuit's trained weights), never pixels, file names or labels. Credentials are read by
+``QiskitRuntimeService`` from QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE or its saved account; qmedimg
+never reads, prints or writes them.
+
+The ledger (``ledger-<backend>.json`` in the run directory) records every job id *before* waiting for
+it; re-running the same command collects those jobs instead of submitting again, so QPU time is
+never spent twice. Runtime's local testing mode (``local: FakeXxx``) runs the same code path offline
+with the executor-based ``Estimator``, which applies TREX, twirling and gate-folding ZNE locally; it
+simulates every qubit of the device, so circuits are laid out on physical qubits 0..k-1 and idle
+wires are dropped first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qmedimg.errors import QmedimgError
+
+try:  # imported here so tests can replace the one network-facing class
+    from qiskit_ibm_runtime import QiskitRuntimeService
+except ImportError:  # pragma: no cover - a dependency; kept importable for error messages
+    QiskitRuntimeService = None
+
+LEDGER_VERSION = 1
+
+
+def _with_timeout(function, seconds: float, what: str):
+    """Run ``function()`` in a daemon thread; a clear error if it takes longer than ``seconds``."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = function()
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise QmedimgError(f"{what}: no answer from IBM Quantum within {seconds:g} s (offline? behind a proxy?)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def runtime_service(entry):
+    """``QiskitRuntimeService`` for the entry's channel/instance, or one clear line why not."""
+    from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError
+
+    kwargs = {"channel": entry.channel}
+    if entry.instance:
+        kwargs["instance"] = entry.instance
+    try:
+        return _with_timeout(lambda: QiskitRuntimeService(**kwargs), entry.timeout_s, "connecting")
+    except AccountNotFoundError:
+        raise QmedimgError("no IBM Quantum credentials found: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
+                           "or run QiskitRuntimeService.save_account(token=..., instance=...) once") from None
+    except QmedimgError:
+        raise
+    except Exception as exc:  # DNS failure, bad token, bad instance: say which, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QmedimgError(f"cannot reach IBM Quantum ({entry.channel}): {first[:200]}") from None
+
+
+def runtime_backend(entry):
+    """The device circuits are transpiled for: the fake device in local mode, else the QPU."""
+    if entry.local:
+        from qmedimg.backends import fake_devices
+
+        return fake_devices()[entry.local]()
+    service = runtime_service(entry)
+    try:
+        return _with_timeout(lambda: service.backend(entry.device), entry.timeout_s, f"looking up {entry.device}")
+    except QmedimgError:
+        raise
+    except Exception as exc:
+        raise QmedimgError(f"IBM Quantum has no backend '{entry.device}' for this account: "
+                           f"{str(exc).splitlines()[0][:200]}") from None
+
+
+def _unsupported_locally(options: dict) -> str | None:
+    resilience = options.get("resilience", {}) or {}
+    if resilience.get("pec_mitigation") or (resilience.get("zne", {}) or {}).get("amplifier") == "pea":
+        return "PEC/PEA need a layer noise model learned on the QPU (NoiseLearnerV3)"
+    if resilience.get("layer_noise_model") is not None:
+        return "a layer noise model"
+    return None
+
+
+def runtime_estimator(entry, device):
+    """The executor-based Runtime ``Estimator`` (the deprecated ``EstimatorV2`` ignores mitigation in
+    local mode) in the entry's execution mode, with its options and shots."""
+    from qiskit_ibm_runtime import Batch, Session
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    if entry.local:
+        problem = _unsupported_locally(entry.options)
+        if problem:
+            raise QmedimgError(f"local testing mode cannot apply {problem}; remove it from options or use a QPU")
+    mode = {"batch": Batch, "session": Session}.get(entry.mode)
+    options = dict(entry.options)
+    if entry.shots is not None:
+        options["default_shots"] = entry.shots
+    return Estimator(mode=mode(backend=device) if mode else device, options=options)
+
+
+def trim_for_local(isa, observables, name: str):
+    """Drop idle wires so local mode simulates only the active qubits, which must be 0..k-1 (the
+    simulator maps wire i to physical qubit i); the observables lose the same wires."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qmedimg.simulators import trim_idle
+
+    small, physical = trim_idle(isa)
+    if physical != list(range(len(physical))):
+        raise QmedimgError(f"backend '{name}': local mode needs the circuit on physical qubits 0..k-1 but routing "
+                           f"used {physical}; set transpile.initial_layout or transpile.routing_method")
+    k = len(physical)
+    trimmed = []
+    for op in observables:
+        terms = op.to_sparse_list()
+        if any(q >= k for _, qubits, _ in terms for q in qubits):
+            raise QmedimgError(f"backend '{name}': an observable acts on a qubit the circuit never touches")
+        trimmed.append(SparsePauliOp.from_sparse_list(terms, k))
+    return small, trimmed
+
+
+def parameter_values(circuit, spec, angles: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(N, P) values in ``circuit.parameters`` order: each image's head angles and the trained weights."""
+    by_name = {p.name: ("x", i) for i, p in enumerate(spec.inputs)}
+    by_name.update({p.name: ("w", i) for i, p in enumerate(spec.weights)})
+    values = np.empty((len(angles), circuit.num_parameters))
+    for j, p in enumerate(circuit.parameters):
+        source, i = by_name[p.name]
+        values[:, j] = angles[:, i] if source == "x" else weights[i]
+    return values
+
+
+# ------------------------------------------------------------------------------------------------
+# Dry run: what would be sent, and roughly what it costs
+
+
+def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None) -> dict:
+    """Jobs, PUBs, rows, shots and a rough QPU-time estimate for ``values`` (no network)."""
+    from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
+    from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
+
+    options = dict(entry.options)
+    if entry.shots is not None:
+        options["default_shots"] = entry.shots
+    final = finalize_estimator_options(EstimatorOptions(**options))
+    shots = final.default_shots or math.ceil(1 / final.default_precision**2)
+    rows = len(values)
+    jobs = math.ceil(rows / entry.max_rows_per_job)
+    twirl = final.twirling
+    randomizations = twirl.num_randomizations if (twirl.enable_gates or twirl.enable_measure) else None
+    zne_factors = list(final.resilience.zne.noise_factors) if final.resilience.zne_mitigation else [1]
+    trex = 2 if final.resilience.measure_mitigation else 1  # calibration circuits roughly double shots
+    executions = rows * shots * len(zne_factors) * trex
+    rep_delay = getattr(device, "default_rep_delay", None) or 250e-6
+    circuit_time = _circuit_duration(isa, device)
+    seconds = executions * (rep_delay + circuit_time) + 2.0 * jobs
+    return {"jobs": jobs, "pubs_per_job": 1, "parameter_rows": rows, "observables": num_observables,
+            "shots_per_row": shots, "twirling_randomizations": randomizations, "zne_noise_factors": zne_factors,
+            "measure_mitigation": bool(final.resilience.measure_mitigation),
+            "estimated_executions": executions, "estimated_qpu_seconds": round(seconds, 1),
+            "estimate_note": "rough: executions × (rep_delay + circuit duration) + 2 s per job"}
+
+
+def _circuit_duration(isa, device) -> float:
+    """Longest qubit timeline of ``isa`` from the target's gate durations (seconds)."""
+    target = getattr(device, "target", None)
+    if isa is None or target is None:
+        return 0.0
+    clock = [0.0] * isa.num_qubits
+    for inst in isa.data:
+        qargs = tuple(isa.find_bit(q).index for q in inst.qubits)
+        props = (target[inst.operation.name] or {}).get(qargs) if inst.operation.name in target else None
+        start = max(clock[q] for q in qargs) if qargs else 0.0
+        for q in qargs:
+            clock[q] = start + (props.duration or 0.0 if props is not None else 0.0)
+    measure = max((p.duration or 0.0 for p in (target["measure"] or {}).values() if p), default=0.0) \
+        if "measure" in target else 0.0
+    return max(clock, default=0.0) + measure
+
+
+# ------------------------------------------------------------------------------------------------
+# The ledger
+
+
+def request_id(**parts) -> str:
+    """A digest of everything that defines a request (run, backend, device, circuit, values, options)."""
+    digest = hashlib.sha256()
+    for key in sorted(parts):
+        value = parts[key]
+        digest.update(key.encode())
+        digest.update(value.tobytes() if isinstance(value, np.ndarray) else json.dumps(value, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class Ledger:
+    """Jobs of one request, on disk: identity, and per job its rows, id, status, usage and values.
+
+    A different request for the same run and backend moves a finished ledger aside
+    (``ledger-<backend>.<request>.json``) and refuses while the old one still has jobs pending."""
+
+    def __init__(self, path: Path, identity: dict):
+        self.path, self.identity = Path(path), identity
+        self.data = {"version": LEDGER_VERSION, "identity": identity, "jobs": []}
+
+    @classmethod
+    def open(cls, path: Path, identity: dict, *, resume: bool) -> Ledger:
+        ledger = cls(path, identity)
+        if path.is_file():
+            try:
+                stored = json.loads(path.read_text())
+            except (OSError, ValueError):
+                raise QmedimgError(f"{path}: unreadable ledger; move it away to start over (its job ids are "
+                                   "listed on the IBM Quantum dashboard)") from None
+            finished = stored.get("jobs") and all(j.get("status") == "done" for j in stored["jobs"])
+            if stored.get("identity") != identity and finished and not resume:
+                done = path.with_name(f"{path.stem}.{stored['identity'].get('request', 'old')}.json")
+                os.replace(path, done)  # a finished request is kept, under its own name
+                return ledger
+            if stored.get("identity") != identity:
+                theirs = stored.get("identity", {})
+                diff = [k for k in identity if theirs.get(k) != identity[k]]
+                raise QmedimgError(
+                    f"{path} holds jobs of another request (differs in: {', '.join(diff) or 'format'}); "
+                    "re-run with the options that made it, or move the file away to start a new request")
+            ledger.data = stored
+        elif resume:
+            raise QmedimgError(f"--resume: no ledger at {path}; nothing was submitted for this run and backend")
+        return ledger
+
+    @property
+    def jobs(self) -> list[dict]:
+        return self.data["jobs"]
+
+    def save(self) -> None:
+        _write_atomic(self.path, self.data)
+
+
+def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
+             progress: bool = True) -> tuple[np.ndarray, list[dict]]:
+    """Submit each PUB as one job (skipping those the ledger already holds), record ids before waiting,
+    collect values; returns (O, N) values stacked over jobs and the job records.
+
+    ``pubs`` are (circuit, observables column, values (rows, P), first row index)."""
+    from tqdm import tqdm
+
+    if not ledger.jobs:
+        ledger.data["jobs"] = [{"index": i, "rows": [start, start + len(v)], "job_id": None, "status": "new",
+                                "usage_s": None, "evs": None, "errors": []}
+                               for i, (_, _, v, start) in enumerate(pubs)]
+        ledger.save()
+    live: dict[int, object] = {}
+    estimator = None
+    for job, (circuit, observables, values, _) in zip(ledger.jobs, pubs):
+        if job["evs"] is not None:
+            continue
+        if job["job_id"] is not None and job["status"] != "failed" and not local:
+            continue  # submitted earlier: collect below, never submit again
+        estimator = estimator or estimator_factory()
+        submitted = estimator.run([(circuit, observables, values)])
+        job.update(job_id=submitted.job_id(), status="submitted", submitted=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        ledger.save()  # the id is on disk before we wait
+        live[job["index"]] = submitted
+    service = None
+    bar = tqdm(ledger.jobs, desc="jobs", unit="job", disable=not progress, leave=False)
+    for job in bar:
+        if job["evs"] is not None:
+            continue
+        handle = live.get(job["index"])
+        if handle is None:
+            service = service or service_factory()
+            handle = service.job(job["job_id"])
+        try:
+            result = handle.result()
+        except Exception as exc:  # reported per job; the ledger keeps the id for the dashboard
+            job["status"] = "failed"
+            job["errors"].append(f"{job['job_id']}: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}")
+            ledger.save()
+            continue
+        evs = np.asarray(result[0].data.evs, dtype=float)
+        job.update(status="done", evs=evs.reshape(evs.shape[0], -1).tolist(), usage_s=_usage(handle))
+        ledger.save()
+    failed = [j for j in ledger.jobs if j["status"] == "failed"]
+    if failed:
+        lines = "; ".join(j["errors"][-1] for j in failed)
+        raise QmedimgError(f"{len(failed)} of {len(ledger.jobs)} jobs failed ({lines}); the ledger {ledger.path} "
+                           "keeps the finished ones: re-run to resubmit only the failed jobs")
+    return np.concatenate([np.asarray(j["evs"]) for j in ledger.jobs], axis=1), ledger.jobs
+
+
+def _usage(job) -> float | None:
+    """QPU seconds a Runtime job used (None in local mode)."""
+    try:
+        usage = job.usage()
+    except Exception:
+        return None
+    return float(usage) if isinstance(usage, (int, float)) else None

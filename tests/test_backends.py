@@ -1,0 +1,249 @@
+"""The backend registry and the Aer device simulation, as a user meets them."""
+
+import json
+
+import numpy as np
+import pytest
+from qiskit_ibm_runtime.fake_provider import FakeBrisbane, FakeManilaV2
+
+from qmedimg.backends import get_backend, load_backends
+from qmedimg.circuits import circuit_names, load_circuit
+from qmedimg.cli import main
+from qmedimg.errors import QmedimgError
+from qmedimg.evaluate import evaluate_run
+from qmedimg.exact import ExactEstimator
+from qmedimg.simulators import ZNE, DeviceEstimator, extrapolate, noise_model
+from qmedimg.train import make_config, train
+
+
+def write(tmp_path, text):
+    path = tmp_path / "backends.yaml"
+    path.write_text(text)
+    return path
+
+
+def rows(spec, n=12, seed=0):
+    return np.random.default_rng(seed).uniform(-np.pi, np.pi, (n, spec.circuit.num_parameters))
+
+
+def ideal(spec, values):
+    return ExactEstimator().run([(spec.circuit, [[o] for o in spec.observables], values)]).result()[0].data.evs
+
+
+def on(backend_or_estimator, spec, values, backend=None):
+    """Expectation values (O, N) of ``spec`` on a registry backend (transpiled) or a bare estimator."""
+    if backend is not None:
+        circuit, obs = backend.prepare(spec)
+        estimator = backend_or_estimator
+    else:
+        circuit, obs = spec.circuit, spec.observables
+        estimator = backend_or_estimator
+    return np.asarray(estimator.run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def test_shipped_registry_has_every_kind_and_lists_through_the_cli(capsys):
+    entries = load_backends()
+    assert {e.kind for e in entries.values()} == {"exact", "aer", "fake", "ibm"}
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "fake_brisbane" in out and "127" in out and "ecr" in out and "cz" in out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("x:\n  kind: fake\n  device: FakeNowhere\n", "entry 'x': key 'device': unknown fake device 'FakeNowhere'; valid:"),
+    ("x:\n  kind: fake\n  device: FakeManilaV2\n  noise_scale: -1\n", "key 'noise_scale'"),
+    ("x:\n  kind: aer\n  mitigation: {readout: true}\n", "unknown key 'mitigation'; for kind 'aer' the valid keys"),
+    ("x:\n  kind: ibm\n  device: ibm_x\n  mitigation: {readout: true}\n", "ibm mitigation goes in options"),
+    ("x:\n  kind: ibm\n  device: ibm_x\n  options: {resilience_level: 3}\n", "key 'options.resilience_level': Input should be 0, 1 or 2"),
+    ("x:\n  kind: ibm\n  device: ibm_x\n  options: {resilience: {bogus: 1}}\n", "bogus"),
+    ("x:\n  kind: fake\n  device: FakeManilaV2\n  mitigation: {zne: {noise_factors: [0.5, 1]}}\n", "noise_factors"),
+    ("x:\n  kind: quantum_magic\n", "unknown kind 'quantum_magic'; valid: exact, aer, fake, ibm"),
+    ("x:\n  kind: fake\n  device: FakeManilaV2\n  transpile: {optimisation_level: 2}\n", "transpile.optimisation_level"),
+    ("x:\n  kind: ibm\n  device: ibm_x\n  token: abc123\n", "looks like a secret; credentials never go in a backends file: set QISKIT_IBM_TOKEN"),
+    ("x:\n  kind: ibm\n  device: ibm_x\n  options: {environment: {api_key: abc}}\n", "looks like a secret"),
+    ("x:\n  kind: fake\n  device: [unclosed\n", "line 4: malformed YAML"),
+])
+def test_bad_registry_entries_are_one_clear_line(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(QmedimgError) as info:
+        load_backends(path)
+    message = str(info.value)
+    assert expected in message and str(path) in message and "\n" not in message
+    assert "abc123" not in message
+
+
+def test_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
+    with pytest.raises(QmedimgError, match="unknown backend 'nope' .*valid: exact, aer"):
+        get_backend("nope")
+    assert main(["backends", "check", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_registry_file_from_environment_and_device_names(tmp_path, monkeypatch):
+    path = write(tmp_path, "mine:\n  kind: fake\n  device: fake_manila\n  noise_scale: 0.5\n")
+    monkeypatch.setenv("QMEDIMG_BACKENDS", str(path))
+    backend = get_backend("mine")
+    assert backend.entry.device == "FakeManilaV2" and backend.device.num_qubits == 5
+    assert get_backend("mine", noise_scale=2).entry.noise_scale == 2
+    with pytest.raises(QmedimgError, match="command line.*noise_scale"):
+        get_backend("mine", noise_scale=-1)
+
+
+# ---------------------------------------------------------------------------------------- simulation
+
+
+@pytest.mark.parametrize("name", circuit_names())
+def test_aer_kind_agrees_with_exact_on_every_circuit(name):
+    """Includes fqa's parameterized controlled phases, which Aer 0.18 binds wrongly unless unrolled."""
+    spec = load_circuit(name)
+    values = rows(spec)
+    backend = get_backend("aer")
+    np.testing.assert_allclose(on(backend.estimator, spec, values, backend), ideal(spec, values), atol=1e-6)
+
+
+def test_noise_scale_zero_is_ideal_and_error_grows_with_scale():
+    spec = load_circuit("sel")
+    values = rows(spec, 16)
+    exact = ideal(spec, values)
+    errors = []
+    for scale in (0, 0.5, 1, 2):
+        backend = get_backend("fake_manila", noise_scale=scale)
+        errors.append(np.abs(on(backend.estimator, spec, values, backend) - exact).mean())
+    assert errors[0] < 1e-9
+    assert errors[0] < errors[1] < errors[2] < errors[3]
+
+
+def test_readout_error_is_modelled_and_mitigation_inverts_it():
+    """Exact values include the calibrated readout error (Aer's EstimatorV2 alone reports <Z> = 1)."""
+    device = FakeManilaV2()
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
+
+    circuit = QuantumCircuit(5)
+    circuit.id(0)  # |0>, only readout error acts
+    z0 = SparsePauliOp.from_sparse_list([("Z", [0], 1.0)], 5)
+    measured = DeviceEstimator(device).run([(circuit, z0)]).result()[0].data.evs
+    p10 = device.target["measure"][(0,)].error  # fake devices report one symmetric readout error
+    assert float(measured) == pytest.approx(1 - 2 * p10, abs=1e-3) and float(measured) < 0.999
+    mitigated = DeviceEstimator(device, readout_mitigation=True).run([(circuit, z0)]).result()[0].data.evs
+    assert float(mitigated) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_shots_sample_around_the_exact_noisy_value_and_repeat_with_a_seed():
+    spec = load_circuit("sel")
+    values = rows(spec, 8)
+    backend = get_backend("fake_manila")
+    circuit, obs = backend.prepare(spec)
+    exact = np.asarray(backend.estimator.run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
+    sampled = [np.asarray(DeviceEstimator(backend.device, shots=4000, seed=3)
+                          .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs) for _ in range(2)]
+    np.testing.assert_array_equal(sampled[0], sampled[1])
+    error = np.abs(sampled[0] - exact)
+    assert 0 < error.mean() < 0.05 and error.max() < 5 / np.sqrt(4000) * 2
+    # readout mitigation on sampled bits: unbiased, so closer to the readout-free values on average
+    free = np.asarray(DeviceEstimator(backend.device, readout_mitigation=True)
+                      .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
+    mitigated = np.asarray(DeviceEstimator(backend.device, shots=20000, seed=1, readout_mitigation=True)
+                           .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
+    assert np.abs(mitigated - free).mean() < np.abs(exact - free).mean()
+
+
+def test_zne_reduces_expectation_error_at_scale_one():
+    spec = load_circuit("sel")
+    values = rows(spec, 16)
+    exact = ideal(spec, values)
+    plain = get_backend("fake_brisbane")
+    mitigated = get_backend("fake_brisbane_mitigated")
+    assert mitigated.entry.mitigation.zne is not None
+    e_plain = np.abs(on(plain.estimator, spec, values, plain) - exact).mean()
+    e_zne = np.abs(on(mitigated.estimator, spec, values, mitigated) - exact).mean()
+    assert e_zne < 0.5 * e_plain
+
+
+def test_extrapolation_recovers_exponential_and_linear_decay():
+    factors = [1, 3, 5]
+    y0 = np.array([0.8, -0.5, 0.0])
+    decayed = np.stack([y0 * 0.9**f for f in factors])
+    np.testing.assert_allclose(extrapolate(factors, decayed, "exponential"), y0, atol=1e-12)
+    lines = np.stack([y0 - 0.05 * f for f in factors])
+    np.testing.assert_allclose(extrapolate(factors, lines, "linear"), y0, atol=1e-12)
+
+
+def test_noise_model_is_restricted_to_the_active_qubits():
+    model = noise_model(FakeBrisbane().target, [103, 104, 105, 111], 1.0)
+    assert set(model.noise_qubits) <= {0, 1, 2, 3} and model.noise_qubits
+
+
+# ------------------------------------------------------------------------------------------ transpile
+
+
+def test_transpile_maps_observables_honours_options_and_refuses_too_wide(tmp_path, capsys):
+    spec = load_circuit("sel")
+    backend = get_backend("fake_brisbane", transpile={"initial_layout": [0, 1, 2, 3], "optimization_level": 2})
+    circuit, obs = backend.prepare(spec)
+    assert circuit.num_qubits == 127 and all(o.num_qubits == 127 for o in obs)
+    assert backend.prepare(spec)[0] is circuit  # transpiled once
+    np.testing.assert_allclose(on(get_backend("fake_brisbane", noise_scale=0).estimator, spec, rows(spec, 4), backend),
+                               ideal(spec, rows(spec, 4)), atol=1e-9)
+    assert main(["transpile", "sel", "--backend", "fake_manila", "--optimization-level", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "physical qubits" in out and "estimated circuit fidelity 0." in out
+    assert main(["transpile", "sel", "--qubits", "6", "--backend", "fake_manila"]) == 2
+    assert "has only 5" in capsys.readouterr().err
+    assert main(["transpile", "sel", "--backend", "fake_manila", "--initial-layout", "0,1"]) == 2
+    assert "initial_layout" in capsys.readouterr().err
+
+
+def test_dynamical_decoupling_pads_idle_windows():
+    spec = load_circuit("sel")
+    backend = get_backend("fake_fez", transpile={"dynamical_decoupling": {"sequence": "XX"}})
+    circuit, _ = backend.prepare(spec)
+    assert "delay" in circuit.count_ops()
+    values = rows(spec, 4)
+    noisy = on(backend.estimator, spec, values, backend)
+    assert np.abs(noisy - ideal(spec, values)).mean() < 0.1
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
+    return out
+
+
+def test_evaluate_on_a_noisy_device_writes_a_comparable_result(trained, capsys):
+    assert main(["evaluate", str(trained), "--backend", "fake_manila", "--limit", "12", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ideal (exact) on the same images" in out and "Δ ACC" in out
+    result = json.loads((trained / "eval-fake_manila.json").read_text())
+    assert result["images"] == 12 and result["device"] == "fake_manila" and result["kind"] == "fake"
+    assert result["transpile"]["two_qubit_gates"] > 0 and 0 < result["transpile"]["estimated_fidelity"] < 1
+    assert result["mean_abs_expectation_error"] > 0
+    assert set(result["test"]) >= {"acc", "auc", "precision", "recall", "f1", "confusion"}
+
+
+def test_noise_scale_zero_reproduces_the_ideal_metrics_exactly(trained):
+    result = evaluate_run(trained, "fake_brisbane", noise_scale=0)
+    assert result["test"] == result["ideal_test"]
+    assert result["mean_abs_expectation_error"] < 1e-9
+    assert result["ideal_test"]["acc"] == json.loads((trained / "metrics.json").read_text())["test"]["acc"]
+
+
+def test_evaluate_bad_input_is_one_line(trained, tmp_path, capsys):
+    cases = [
+        (["evaluate", str(trained), "--backend", "nope"], "unknown backend 'nope'"),
+        (["evaluate", str(tmp_path), "--backend", "fake_manila"], "not a qmedimg run directory"),
+        (["evaluate", str(trained), "--backend", "fake_manila", "--noise-scale", "-1"], "noise_scale"),
+        (["evaluate", str(trained), "--dry-run"], "--dry-run is for ibm backends"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)

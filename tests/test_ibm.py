@@ -1,0 +1,214 @@
+"""The ibm path: Runtime's local testing mode for execution, a stand-in only for IBM's cloud
+(``QiskitRuntimeService``: account, backend lookup, fetching a job by id)."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+from qmedimg import ibm
+from qmedimg.cli import main
+from qmedimg.errors import QmedimgError
+from qmedimg.evaluate import evaluate_run
+from qmedimg.train import make_config, train
+
+SECRET = "qmedimg-test-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
+    return out
+
+
+def registry(tmp_path, **extra):
+    lines = ["qpu:", "  kind: ibm", "  device: ibm_fakecity", "  shots: 2000", "  options: {resilience_level: 0}"]
+    lines += [f"  {k}: {v}" for k, v in extra.items()]
+    path = tmp_path / "backends.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Cloud:
+    """Stands in for IBM's cloud only: the account, the backend lookup and job retrieval by id.
+    Jobs themselves run for real in Runtime's local testing mode on FakeManilaV2."""
+
+    jobs: dict = {}
+    submitted = 0
+    interrupt_next_wait = False
+    fail_next = False
+
+    def __init__(self, channel=None, instance=None, **_):
+        import os
+
+        self.token = os.environ.get("QISKIT_IBM_TOKEN")  # as the real service reads it
+
+    def backend(self, name):
+        return FakeManilaV2()
+
+    def job(self, job_id):
+        return Cloud.jobs[job_id]
+
+
+class RemoteJob:
+    def __init__(self, job):
+        self._job = job
+
+    def job_id(self):
+        return self._job.job_id()
+
+    def result(self):
+        if Cloud.interrupt_next_wait:
+            Cloud.interrupt_next_wait = False
+            raise KeyboardInterrupt  # the user hits Ctrl-C while waiting
+        if Cloud.fail_next:
+            Cloud.fail_next = False
+            raise RuntimeError("Job failed: backend went offline")
+        return self._job.result()
+
+    def usage(self):
+        return 1.5
+
+
+class RemoteEstimator:
+    """The real Runtime Estimator (local mode), with jobs also filed in the fake cloud by id."""
+
+    def __init__(self, estimator):
+        self._estimator = estimator
+
+    def run(self, pubs):
+        Cloud.submitted += 1
+        job = RemoteJob(self._estimator.run(pubs))
+        Cloud.jobs[job.job_id()] = job
+        return job
+
+
+@pytest.fixture
+def cloud(monkeypatch, trained):
+    for ledger in trained.glob("ledger-*.json"):
+        ledger.unlink()
+    Cloud.jobs, Cloud.submitted, Cloud.interrupt_next_wait, Cloud.fail_next = {}, 0, False, False
+    monkeypatch.setattr(ibm, "QiskitRuntimeService", Cloud)
+    real = ibm.runtime_estimator
+    monkeypatch.setattr(ibm, "runtime_estimator", lambda entry, device: RemoteEstimator(real(entry, device)))
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
+    return Cloud
+
+
+def test_local_testing_mode_runs_the_ibm_path_offline(trained):
+    result = evaluate_run(trained, "ibm_local", limit=6)
+    assert result["local_testing_mode"] and result["jobs"][0]["status"] == "done"
+    assert result["images"] == 6 and result["mean_abs_expectation_error"] < 0.2
+    assert result["transpile"]["physical_qubits"] == [0, 1, 2, 3]
+    ledger = json.loads((trained / "ledger-ibm_local.json").read_text())
+    assert ledger["jobs"][0]["job_id"] == result["jobs"][0]["job_id"]
+
+
+def test_local_mode_says_what_it_cannot_apply(trained, tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("q:\n  kind: ibm\n  device: x\n  local: FakeManilaV2\n"
+                    "  options: {resilience: {pec_mitigation: true}}\n")
+    with pytest.raises(QmedimgError, match="local testing mode cannot apply PEC"):
+        evaluate_run(trained, "q", backends_file=path, limit=2)
+
+
+def test_dry_run_reports_the_payload_and_submits_nothing(trained, tmp_path, cloud, capsys):
+    path = registry(tmp_path)
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing submitted" in out and "parameter rows" in out and "estimated QPU time" in out
+    assert cloud.submitted == 0 and not (trained / "ledger-qpu.json").exists()
+
+
+def test_jobs_are_split_recorded_before_waiting_and_never_submitted_twice(trained, tmp_path, cloud):
+    path = registry(tmp_path, max_rows_per_job=3)
+    cloud.interrupt_next_wait = True
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(trained, "qpu", backends_file=path, limit=7)
+    ledger = json.loads((trained / "ledger-qpu.json").read_text())
+    assert [j["rows"] for j in ledger["jobs"]] == [[0, 3], [3, 6], [6, 7]]
+    assert all(j["job_id"] for j in ledger["jobs"]) and cloud.submitted == 3
+
+    result = evaluate_run(trained, "qpu", backends_file=path, limit=7, resume=True)  # collects, no resubmission
+    assert cloud.submitted == 3
+    assert [j["status"] for j in result["jobs"]] == ["done"] * 3 and result["qpu_seconds"] == 4.5
+    assert result["mean_abs_expectation_error"] < 0.2
+
+    again = evaluate_run(trained, "qpu", backends_file=path, limit=7)  # all done: from the ledger
+    assert cloud.submitted == 3 and again["test"] == result["test"]
+
+
+def test_a_failed_job_is_reported_and_only_it_is_resubmitted(trained, tmp_path, cloud):
+    path = registry(tmp_path, max_rows_per_job=4)
+    cloud.fail_next = True
+    with pytest.raises(QmedimgError, match=r"1 of 2 jobs failed .*backend went offline.*re-run"):
+        evaluate_run(trained, "qpu", backends_file=path, limit=8)
+    assert cloud.submitted == 2
+    evaluate_run(trained, "qpu", backends_file=path, limit=8)
+    assert cloud.submitted == 3
+
+
+def test_a_ledger_from_another_request_is_refused(trained, tmp_path, cloud, capsys):
+    path = registry(tmp_path)
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "3",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds jobs of another request (differs in: request)" in err and err.count("\n") == 1
+    # without --resume, a finished ledger is kept aside and the new request gets its own
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
+                 "--quiet"]) == 0
+    assert len(list(trained.glob("ledger-qpu.*.json"))) == 1 and cloud.submitted == 2
+    capsys.readouterr()
+    (trained / "ledger-qpu.json").unlink()
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--resume"]) == 2
+    assert "no ledger" in capsys.readouterr().err
+
+
+def test_the_payload_is_circuits_and_numbers_only(trained, tmp_path, cloud, monkeypatch):
+    sent = []
+    original = RemoteEstimator.run
+    monkeypatch.setattr(RemoteEstimator, "run", lambda self, pubs: (sent.extend(pubs), original(self, pubs))[1])
+    evaluate_run(trained, "qpu", backends_file=registry(tmp_path), limit=5)
+    from qiskit import QuantumCircuit
+
+    for circuit, observables, values in sent:
+        assert isinstance(circuit, QuantumCircuit)
+        assert isinstance(values, np.ndarray) and values.dtype == np.float64 and values.shape[0] == 5
+        assert values.shape[1] == circuit.num_parameters == 28  # 4 angles per image + 24 trained weights
+
+
+def test_no_token_reaches_any_file_or_output(trained, tmp_path, cloud, capsys):
+    path = registry(tmp_path)
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "3"]) == 0
+    main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--dry-run"])
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    for file in trained.rglob("*"):
+        if file.is_file():
+            assert SECRET.encode() not in file.read_bytes(), file
+
+
+def test_real_service_without_credentials_or_offline_fails_fast_in_one_line(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no saved account
+    assert main(["backends", "check", "ibm_brisbane"]) == 2
+    assert "no IBM Quantum credentials found: set QISKIT_IBM_TOKEN" in capsys.readouterr().err
+
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
+    start = time.perf_counter()
+    assert main(["evaluate", str(trained), "--backend", "ibm_brisbane", "--limit", "2"]) == 2
+    assert time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert "IBM Quantum" in err and err.count("\n") == 1 and SECRET not in err
+    assert not (trained / "ledger-ibm_brisbane.json").exists()
+
+
+def test_a_hanging_connection_times_out():
+    with pytest.raises(QmedimgError, match="no answer from IBM Quantum within 0.2 s"):
+        ibm._with_timeout(lambda: time.sleep(5), 0.2, "connecting")
