@@ -232,7 +232,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
               f"mean |Δ expectation| {result['mean_abs_expectation_error']:.4f}")
     if result.get("jobs"):
         print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
-    print(f"{result['images_per_s']:.0f} images/s; written to {result['path']}")
+    print(f"{result['images_per_s']:.0f} images/s (after {result['setup_s']:.1f} s set-up); written to {result['path']}")
 
 
 def cmd_backends(args: argparse.Namespace) -> None:

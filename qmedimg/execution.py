@@ -7,7 +7,6 @@ qiskit-machine-learning's ``EstimatorQNN`` sends one PUB per observable forward 
   batch into ONE PUB. Works with any V2 estimator (exact, Aer, noisy Aer, Runtime).
 * :class:`FastEstimatorQNN` — an ``EstimatorQNN`` whose forward is one broadcast PUB
   ``(circuit, [[o] for o in observables], values)`` and whose backward calls the batched gradient.
-* :class:`TranspileCache` — transpile once per (circuit, target), observables mapped to the layout.
 
 Example::
 
@@ -245,27 +244,3 @@ class FastEstimatorQNN(EstimatorQNN):
         if self._input_gradients:
             return grads[:, :, : self._num_inputs], grads[:, :, self._num_inputs :]
         return None, grads
-
-
-class TranspileCache:
-    """ISA circuits and layout-mapped observables, transpiled once per (circuit, target key).
-
-    qiskit-ML's ``EstimatorQNN(pass_manager=...)`` never maps observables to the layout; this does.
-
-    Example::
-
-        cache = TranspileCache()
-        isa, obs = cache.get(circuit, observables, pass_manager, key="fake_manila/opt1")
-    """
-
-    def __init__(self):
-        self._store: dict[tuple, tuple[QuantumCircuit, QuantumCircuit, list[SparsePauliOp]]] = {}
-
-    def get(self, circuit, observables, pass_manager, key: str):
-        entry = self._store.get((id(circuit), key))
-        if entry is None or entry[0] is not circuit:
-            isa = pass_manager.run(circuit)
-            mapped = [o.apply_layout(isa.layout) for o in observables]
-            entry = (circuit, isa, mapped)
-            self._store[(id(circuit), key)] = entry
-        return entry[1], entry[2]

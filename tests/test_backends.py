@@ -12,7 +12,7 @@ from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
 from qmedimg.evaluate import evaluate_run
 from qmedimg.exact import ExactEstimator
-from qmedimg.simulators import ZNE, DeviceEstimator, extrapolate, noise_model
+from qmedimg.simulators import DeviceEstimator, extrapolate, noise_model
 from qmedimg.train import make_config, train
 
 

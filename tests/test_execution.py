@@ -8,16 +8,14 @@ from qiskit.circuit import Parameter
 from qiskit.circuit.random import random_circuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit.transpiler.passes import TranslateParameterizedGates
-from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
-from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 from qmedimg.circuits import circuit_names, load_circuit
 from qmedimg.exact import ExactEstimator
-from qmedimg.execution import BatchedParamShiftGradient, FastEstimatorQNN, TranspileCache
+from qmedimg.execution import BatchedParamShiftGradient, FastEstimatorQNN
 
 AER = AerEstimator(options={"default_precision": 0.0})
 MIXED = [SparsePauliOp("XXYZ"), SparsePauliOp.from_list([("ZIIZ", 0.5), ("IYXI", -1.5)])]
@@ -152,17 +150,17 @@ def test_gradient_refuses_nonaffine_angles():
         BatchedParamShiftGradient(ExactEstimator()).gradients(qc, [SparsePauliOp("Z")], [[0.1, 0.2]])
 
 
-def test_transpile_cache_maps_observables_to_the_layout():
+def test_backend_transpiles_once_and_maps_observables_to_the_layout():
+    from qmedimg.backends import get_backend
+
     spec = load_circuit("sel")
-    pm = generate_preset_pass_manager(optimization_level=1, backend=FakeManilaV2(),
-                                      initial_layout=[4, 3, 2, 1], seed_transpiler=7)
-    cache = TranspileCache()
-    isa, obs = cache.get(spec.circuit, spec.observables, pm, key="manila/1")
-    again, _ = cache.get(spec.circuit, spec.observables, pm, key="manila/1")
+    backend = get_backend("fake_manila", transpile={"initial_layout": [4, 3, 2, 1], "seed_transpiler": 7})
+    isa, obs = backend.prepare(spec)
+    again, _ = backend.prepare(spec)
     assert again is isa and isa.num_qubits == 5
     values = np.random.default_rng(5).uniform(-3, 3, (4, spec.circuit.num_parameters))
     logical = ExactEstimator().run([(spec.circuit, [[o] for o in spec.observables], values)])
-    physical = AER.run([(isa, [[o] for o in obs], values)])
+    physical = AER.run([(isa, [[o] for o in obs], values)])  # stock Aer on the 5-qubit ISA circuit
     np.testing.assert_allclose(physical.result()[0].data.evs, logical.result()[0].data.evs, atol=1e-9)
 
 
