@@ -128,10 +128,26 @@ def _head_on_ibm(run, backend, angles: np.ndarray, *, dry_run: bool, resume: boo
                    "sent": "ISA circuit + per-image head angles and trained circuit weights only"}
 
 
+def _tag(overrides: dict) -> str:
+    """'-shots4096-noise_scale2' for command-line overrides, so differently-run results sit side by side."""
+    def text(value) -> str:
+        if isinstance(value, dict):
+            return "_".join(text(v) for _, v in sorted(value.items()))
+        if isinstance(value, list):
+            return "_".join(map(str, value))
+        return str(value)
+
+    items = []
+    for key, value in sorted(overrides.items()):
+        pairs = sorted(value.items()) if isinstance(value, dict) else [(key, value)]
+        items += [f"-{k}{text(v)}" for k, v in pairs if v is not None]
+    return "".join(items)
+
+
 def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_file: str | Path | None = None,
                  limit: int | None = None, dry_run: bool = False, resume: bool = False, progress: bool = False,
                  **overrides) -> dict:
-    """Test metrics of a trained run on any registry backend; writes ``eval-<backend>.json``.
+    """Test metrics of a trained run on any registry backend; writes ``eval-<backend>[-overrides].json``.
 
     Example::
 
@@ -195,7 +211,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "backend_entry": entry.model_dump(),
         **extra,
     }
-    path = run.path / f"eval-{target.name}.json"
+    path = run.path / f"eval-{target.name}{_tag(overrides)}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
