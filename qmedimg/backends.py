@@ -136,7 +136,8 @@ class IbmEntry(_Strict):
     shots: PositiveInt | None = 4096
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)
     options: dict[str, Any] = Field(default_factory=dict, description="Qiskit Runtime EstimatorOptions")
-    max_rows_per_job: PositiveInt = Field(1000, description="parameter rows (images) per Runtime job")
+    max_rows_per_job: PositiveInt = Field(1000, description="at most this many images per Runtime job "
+                                          "(lowered further to respect IBM's job limits)")
     timeout_s: float = Field(15.0, gt=0, description="give up reaching IBM Quantum after this long")
 
     @field_validator("local")

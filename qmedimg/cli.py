@@ -33,6 +33,13 @@ def _positive(kind: type):
 _positive_int, _positive_float = _positive(int), _positive(float)
 
 
+def _qubit_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of physical qubits like 0,1,2,3") from None
+
+
 def _classes(text: str) -> list[int]:
     from qmedimg.data import parse_classes
 
@@ -155,7 +162,7 @@ def _backend_options(parser: argparse.ArgumentParser, required: bool = False) ->
     g.add_argument("--optimization-level", type=int, choices=[0, 1, 2, 3])
     g.add_argument("--layout-method", choices=["default", "trivial", "dense", "sabre"])
     g.add_argument("--routing-method", choices=["default", "basic", "lookahead", "sabre", "none"])
-    g.add_argument("--initial-layout", type=_classes, metavar="Q0,Q1,..", help="physical qubit per circuit qubit")
+    g.add_argument("--initial-layout", type=_qubit_list, metavar="Q0,Q1,..", help="physical qubit per circuit qubit")
     g.add_argument("--seed-transpiler", type=int)
     g.add_argument("--approximation-degree", type=float)
     g.add_argument("--dd", choices=["XX", "XY4"], help="dynamical decoupling sequence (ALAP scheduled)")
@@ -211,7 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise QmedimgError(f"--dry-run is for ibm backends; {args.backend or 'exact'} runs locally and costs nothing")
         d, t = result["dry_run"], result["transpile"]
         print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
-        print(f"  {d['jobs']} job(s), {d['pubs_per_job']} PUB each, {d['parameter_rows']} parameter rows "
+        print(f"  {d['jobs']} job(s) of at most {d['rows_per_job']} images (IBM job limits), {d['pubs_per_job']} PUB "
+              f"each, {d['parameter_rows']} parameter rows "
               f"(one per image), {d['observables']} observables, {d['shots_per_row']} shots per row")
         print(f"  twirling randomizations {d['twirling_randomizations']}, ZNE factors {d['zne_noise_factors']}, "
               f"measurement mitigation {d['measure_mitigation']}")

@@ -117,7 +117,7 @@ def _head_on_ibm(run, backend, angles: np.ndarray, *, dry_run: bool, resume: boo
                                   observables=[str(o) for o in observables]),
     }
     ledger = ibm.Ledger.open(run.path / f"ledger-{backend.name}.json", identity, resume=resume)
-    size = entry.max_rows_per_job
+    size = ibm.rows_per_job(entry, circuit)
     pubs = [(circuit, column(observables), values[i : i + size], i) for i in range(0, len(values), size)]
     evs, jobs = ibm.run_jobs(ledger, lambda: backend.estimator, lambda: ibm.runtime_service(entry), pubs,
                              local=entry.local is not None, progress=progress)

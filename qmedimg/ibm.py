@@ -158,8 +158,13 @@ def parameter_values(circuit, spec, angles: np.ndarray, weights: np.ndarray) -> 
 # Dry run: what would be sent, and roughly what it costs
 
 
-def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None) -> dict:
-    """Jobs, PUBs, rows, shots and a rough QPU-time estimate for ``values`` (no network)."""
+# IBM's job validation limits (quantum.cloud.ibm.com/docs/guides/job-limits): at most 5 million executions
+# (circuits after broadcasting × shots) and, to pass for sure, fewer than 10,000 two-qubit gates per job,
+# gate-folding ZNE multiplying the count by its largest noise factor.
+MAX_EXECUTIONS, MAX_TWO_QUBIT_GATES = 5_000_000, 10_000
+
+
+def _final_options(entry):
     from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
     from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
 
@@ -168,17 +173,36 @@ def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None)
         options["default_shots"] = entry.shots
     final = finalize_estimator_options(EstimatorOptions(**options))
     shots = final.default_shots or math.ceil(1 / final.default_precision**2)
+    factors = final.resilience.zne.noise_factors
+    if factors == "auto":
+        from qiskit_ibm_runtime.options_models.zne import DEFAULT_NOISE_FACTORS as factors
+    zne = list(factors) if final.resilience.zne_mitigation else [1]
+    return final, shots, zne
+
+
+def rows_per_job(entry, isa) -> int:
+    """Images per job: the entry's ``max_rows_per_job``, lowered to respect IBM's job limits."""
+    _, shots, zne = _final_options(entry)
+    two_qubit = sum(1 for inst in isa.data if inst.operation.num_qubits == 2) if isa is not None else 0
+    limits = [entry.max_rows_per_job, MAX_EXECUTIONS // (shots * len(zne))]
+    if two_qubit:
+        limits.append(MAX_TWO_QUBIT_GATES // math.ceil(two_qubit * max(zne)) - 1)
+    return max(1, min(limits))
+
+
+def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None) -> dict:
+    """Jobs, PUBs, rows, shots and a rough QPU-time estimate for ``values`` (no network)."""
+    final, shots, zne_factors = _final_options(entry)
     rows = len(values)
-    jobs = math.ceil(rows / entry.max_rows_per_job)
+    jobs = math.ceil(rows / rows_per_job(entry, isa))
     twirl = final.twirling
     randomizations = twirl.num_randomizations if (twirl.enable_gates or twirl.enable_measure) else None
-    zne_factors = list(final.resilience.zne.noise_factors) if final.resilience.zne_mitigation else [1]
     trex = 2 if final.resilience.measure_mitigation else 1  # calibration circuits roughly double shots
     executions = rows * shots * len(zne_factors) * trex
     rep_delay = getattr(device, "default_rep_delay", None) or 250e-6
     circuit_time = _circuit_duration(isa, device)
     seconds = executions * (rep_delay + circuit_time) + 2.0 * jobs
-    return {"jobs": jobs, "pubs_per_job": 1, "parameter_rows": rows, "observables": num_observables,
+    return {"jobs": jobs, "rows_per_job": rows_per_job(entry, isa), "pubs_per_job": 1, "parameter_rows": rows, "observables": num_observables,
             "shots_per_row": shots, "twirling_randomizations": randomizations, "zne_noise_factors": zne_factors,
             "measure_mitigation": bool(final.resilience.measure_mitigation),
             "estimated_executions": executions, "estimated_qpu_seconds": round(seconds, 1),

@@ -123,6 +123,21 @@ def test_dry_run_reports_the_payload_and_submits_nothing(trained, tmp_path, clou
     assert cloud.submitted == 0 and not (trained / "ledger-qpu.json").exists()
 
 
+def test_jobs_respect_ibm_limits_on_two_qubit_gates_and_executions():
+    from qmedimg.backends import get_backend
+    from qmedimg.circuits import load_circuit
+
+    spec = load_circuit("sel")
+    plain = get_backend("ibm_local", options={"resilience_level": 0}, max_rows_per_job=100000)
+    circuit, _ = plain.prepare(spec)
+    two_qubit = sum(1 for inst in circuit.data if inst.operation.num_qubits == 2)
+    rows = ibm.rows_per_job(plain.entry, circuit)
+    assert rows * two_qubit < ibm.MAX_TWO_QUBIT_GATES and rows * plain.entry.shots <= ibm.MAX_EXECUTIONS
+    folded = get_backend("ibm_local", options={"resilience_level": 2}, max_rows_per_job=100000)
+    assert ibm.rows_per_job(folded.entry, circuit) * two_qubit * 5 < ibm.MAX_TWO_QUBIT_GATES
+    assert ibm.rows_per_job(folded.entry, circuit) < rows
+
+
 def test_jobs_are_split_recorded_before_waiting_and_never_submitted_twice(trained, tmp_path, cloud):
     path = registry(tmp_path, max_rows_per_job=3)
     cloud.interrupt_next_wait = True
