@@ -56,6 +56,15 @@ def _fake_device_name(value: str) -> str:
     return matches[0]
 
 
+@lru_cache(maxsize=None)
+def fake_device(name: str):
+    """One instance per fake device class name (loading a calibration takes ~0.3 s)."""
+    return fake_devices()[name]()
+
+
+_PREPARED: dict[tuple, tuple] = {}  # (circuit id, device, transpile options, local) -> (circuit, isa, observables)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -263,7 +272,6 @@ class Backend:
 
     def __init__(self, name: str, entry: Entry):
         self.name, self.entry = name, entry
-        self._prepared: dict[tuple, tuple] = {}
 
     @property
     def kind(self) -> str:
@@ -273,7 +281,7 @@ class Backend:
     def device(self):
         """The ``BackendV2`` circuits are transpiled for (None for exact/aer)."""
         if self.kind == "fake":
-            return fake_devices()[self.entry.device]()
+            return fake_device(self.entry.device)
         if self.kind == "ibm":
             from qmedimg.ibm import runtime_backend
 
@@ -339,8 +347,9 @@ class Backend:
         the circuit as written otherwise. Transpiled once per (circuit, options)."""
         if self.device is None:
             return spec.circuit, list(spec.observables)
-        key = (id(spec.circuit), self.entry.transpile.model_dump_json())
-        hit = self._prepared.get(key)
+        key = (id(spec.circuit), self.device_name, self.entry.transpile.model_dump_json(),
+               getattr(self.entry, "local", None))
+        hit = _PREPARED.get(key)
         if hit is None or hit[0] is not spec.circuit:
             isa = self.pass_manager(spec.num_qubits).run(spec.circuit)
             observables = [o.apply_layout(isa.layout) for o in spec.observables]
@@ -349,7 +358,7 @@ class Backend:
 
                 isa, observables = trim_for_local(isa, observables, self.name)
             hit = (spec.circuit, isa, observables)
-            self._prepared[key] = hit
+            _PREPARED[key] = hit
         return hit[1], hit[2]
 
     def describe(self) -> dict:
@@ -358,7 +367,7 @@ class Backend:
         row = {"name": self.name, "kind": self.kind, "device": "-", "qubits": "-", "2q gate": "-",
                "options": "", "description": entry.description}
         if self.kind in ("fake", "ibm") and (self.kind == "fake" or entry.local):
-            device = fake_devices()[entry.device if self.kind == "fake" else entry.local]()
+            device = fake_device(entry.device if self.kind == "fake" else entry.local)
             row.update(device=device.name, qubits=device.num_qubits, **{"2q gate": two_qubit_gate(device)})
         elif self.kind == "ibm":
             row.update(device=entry.device)

@@ -83,9 +83,9 @@ def runtime_service(entry):
 def runtime_backend(entry):
     """The device circuits are transpiled for: the fake device in local mode, else the QPU."""
     if entry.local:
-        from qmedimg.backends import fake_devices
+        from qmedimg.backends import fake_device
 
-        return fake_devices()[entry.local]()
+        return fake_device(entry.local)
     service = runtime_service(entry)
     try:
         return _with_timeout(lambda: service.backend(entry.device), entry.timeout_s, f"looking up {entry.device}")

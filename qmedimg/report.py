@@ -52,3 +52,64 @@ def plot_confusion(confusion: list[list[int]], label_names: list[str], path: Pat
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_noise_study(rows: list[dict], out: Path) -> None:
+    """accuracy_vs_noise.png (ACC and AUC vs noise scale, bands = spread over repeats),
+    expectation_error.png, and circuits.png when several runs are compared."""
+    from qmedimg.study import _groups, _label, curve
+
+    groups = _groups(rows)
+    many = len({r["run"] for r in rows}) > 1
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, group in groups.items():
+        label = _label(key, many, group)
+        for ax, column in zip(axes, ("acc", "auc")):
+            scales, mean, low, high = curve(group, column)
+            (line,) = ax.plot(scales, mean, marker="o", label=label)
+            if (high > low).any():
+                ax.fill_between(scales, low, high, color=line.get_color(), alpha=0.2)
+    for ax, column in zip(axes, ("acc", "auc")):
+        for run in sorted({r["run"] for r in rows}):
+            ideal = float(next(r for r in rows if r["run"] == run)[f"ideal_{column}"])
+            ax.axhline(ideal, color="grey", linestyle="--", linewidth=1)
+        low, high = ax.get_ylim()
+        if high - low < 0.2:  # a flat curve should look flat, not like a cliff
+            middle = (low + high) / 2
+            ax.set_ylim(max(0.0, middle - 0.1), min(1.0, middle + 0.1) if middle + 0.1 <= 1 else 1.01)
+        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel=column.upper(),
+               title=f"Test {column.upper()} vs noise (dashed: ideal)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_noise.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, group in groups.items():
+        scales, mean, low, high = curve(group, "mean_abs_expectation_error")
+        (line,) = ax.plot(scales, mean, marker="o", label=_label(key, many, group))
+        if (high > low).any():
+            ax.fill_between(scales, low, high, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="mean |Δ expectation| vs ideal",
+           title="Expectation-value error of the quantum head")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "expectation_error.png", dpi=120)
+    plt.close(fig)
+
+    if many:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for key, group in groups.items():
+            if key[2] != "none":
+                continue
+            scales, mean, low, high = curve(group, "acc")
+            ax.plot(scales, mean - float(group[0]["ideal_acc"]), marker="o", label=_label(key, True, group))
+        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="test ACC − ideal ACC",
+               title="Which circuit keeps its accuracy as noise grows (no mitigation)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "circuits.png", dpi=120)
+        plt.close(fig)

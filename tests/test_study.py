@@ -1,0 +1,97 @@
+"""The noise study as a user runs it: a tiny trained run, a small grid on fake devices."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from qmedimg.cli import main
+from qmedimg.train import make_config, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for circuit in ("sel", "ring"):
+        train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, circuit=circuit,
+                          out=str(root / circuit)), progress=False)
+    return root
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def study(runs, *extra):
+    return main(["noise-study", str(runs / "sel"), "--backends", "fake_manila", "--scales", "0,1,3",
+                 "--mitigation", "none,zne", "--limit", "16", "--quiet", *extra])
+
+
+def test_noise_study_writes_its_files_and_the_physics_holds(runs, capsys):
+    assert study(runs) == 0
+    out = runs / "sel" / "noise-study"
+    for name in ("results.csv", "accuracy_vs_noise.png", "expectation_error.png", "summary.md", "study.json"):
+        assert (out / name).is_file(), name
+    table = rows(out / "results.csv")
+    assert len(table) == 3 * 2
+    by = {(r["scale"], r["mitigation"]): r for r in table}
+    for mitigation in ("none", "zne"):
+        ideal = by[("0.0", mitigation)]
+        assert float(ideal["acc"]) == float(ideal["ideal_acc"]) and float(ideal["auc"]) == float(ideal["ideal_auc"])
+        errors = [float(by[(s, mitigation)]["mean_abs_expectation_error"]) for s in ("0.0", "1.0", "3.0")]
+        assert errors[0] < 1e-9 < errors[1] < errors[2]
+    assert float(by[("1.0", "zne")]["mean_abs_expectation_error"]) < float(by[("1.0", "none")]["mean_abs_expectation_error"])
+    assert int(by[("1.0", "none")]["two_qubit_gates"]) > 0
+    summary = (out / "summary.md").read_text()
+    assert "ideal test ACC" in summary and "−5 points" in summary and "mean abs Δ ×" in summary
+    assert "written to" in capsys.readouterr().out
+
+
+def test_rerunning_continues_instead_of_starting_over(runs):
+    out = runs / "sel" / "noise-study"
+    assert study(runs) == 0
+    before = rows(out / "results.csv")
+    assert study(runs) == 0  # same grid: nothing recomputed
+    assert rows(out / "results.csv") == before
+    assert study(runs, "--shots", "none,500", "--repeats", "2") == 0  # larger grid: only new points added
+    after = rows(out / "results.csv")
+    assert after[: len(before)] == before
+    sampled = [r for r in after if r["shots"] == "500"]
+    assert len(sampled) == 3 * 2 * 2 and {r["repeat"] for r in sampled} == {"0", "1"}
+    first, second = (np.array([float(r["mean_abs_expectation_error"]) for r in sampled if r["repeat"] == k])
+                     for k in "01")
+    assert not np.array_equal(first, second)  # repeats draw new shots
+
+
+def test_several_runs_compare_circuits_on_one_plot(runs, tmp_path):
+    out = tmp_path / "study"
+    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(runs / "ring"), "--backends", "fake_manila",
+                 "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(out), "--quiet"]) == 0
+    table = rows(out / "results.csv")
+    assert {r["circuit"] for r in table} == {"sel", "ring"}
+    assert (out / "circuits.png").is_file()
+
+
+def test_bad_input_is_one_line_and_overwrites_nothing(runs, tmp_path, capsys):
+    out = tmp_path / "keep"
+    assert main(["noise-study", str(runs / "sel"), "--backends", "fake_manila", "--scales", "0",
+                 "--mitigation", "none", "--limit", "4", "--out", str(out), "--quiet"]) == 0
+    kept = (out / "results.csv").read_bytes()
+    capsys.readouterr()
+    cases = [
+        (["--backends", "fake_manila,nope"], "unknown backend 'nope'"),
+        (["--scales", "0,-1"], "noise scales must be numbers >= 0"),
+        (["--backends", "aer", "--mitigation", "zne"], "needs a fake or ibm backend"),
+        (["--mitigation", "magic"], "unknown 'magic'; valid: none, readout, zne, readout+zne"),
+        (["--backends", "ibm_brisbane"], "--allow-qpu"),
+        (["--optimization-levels", "5"], "unknown value '5'"),
+    ]
+    for extra, expected in cases:
+        argv = ["noise-study", str(runs / "sel"), "--scales", "0", "--limit", "4", "--out", str(out), "--quiet"]
+        assert main(argv + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1 and "Traceback" not in err, (extra, err)
+    assert main(["noise-study", str(tmp_path), "--out", str(out)]) == 2
+    assert "not a qmedimg run directory" in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == kept
