@@ -95,7 +95,7 @@ def main() -> None:
         print(f"quantum layer fwd+bwd B={batch:<4} qiskit-ML defaults {p:10.1f} samples/s   "
               f"qmedimg {f:10.1f} samples/s   ratio {f / p:8.0f}x")
     backbone = "hqcnn"  # the training default
-    hybrid = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator(), backbone=backbone)
+    hybrid = HybridNet(channels=1, num_classes=2, spec=spec, head_on={"estimator": ExactEstimator()}, backbone=backbone)
     classical = HybridNet(channels=1, num_classes=2, spec=spec, head="classical", backbone=backbone)
     h = rate(train_step(hybrid, 32), 32, args.seconds, 5, windows=3)
     c = rate(train_step(classical, 32), 32, args.seconds, 5, windows=3)

@@ -12,6 +12,7 @@ EPILOG_TRAIN = """examples:
   qmedimg train --dataset pathmnist --classes 3,7 --limit 2000 --circuit ring --out runs/path37
   qmedimg train --data-file hospital.npz --head classical --out runs/ablation
   qmedimg train --resume runs/breast          # continue an interrupted run
+  qmedimg train --dataset breastmnist --backend fake_brisbane --epochs 5 --out runs/noisy   # noise-aware
 """
 
 
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--head", default="quantum", choices=["quantum", "classical"], help="classical = same-size ablation")
     m.add_argument("--backbone", choices=["compact", "hqcnn"], help="CNN feature extractor (default hqcnn)")
     m.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
+    q = t.add_argument_group("noise-aware training (the head runs on a registry backend; slow: see README)")
+    q.add_argument("--backend", metavar="NAME", help="backends.yaml entry the head trains on (default exact)")
+    q.add_argument("--noise-scale", type=float, metavar="S", help="fake backends: error rates × S")
+    q.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=_positive_int, help="default 60")
     o.add_argument("--batch-size", type=_positive_int, help="default 32")
@@ -224,7 +229,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
-            "augment": args.augment, "seed": args.seed, "out": args.out,
+            "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
+            "noise_scale": args.noise_scale, "backends_file": args.backends,
         }.items() if v is not None}
         metrics = train(make_config(**fields), progress=not args.quiet)
         out = args.out

@@ -7,7 +7,7 @@ Example::
     from qmedimg.model import HybridNet
 
     spec = load_circuit("sel")                       # 4 qubits, 4 inputs, 24 weights
-    net = HybridNet(channels=1, num_classes=2, spec=spec, estimator=ExactEstimator())
+    net = HybridNet(channels=1, num_classes=2, spec=spec, head_on={"estimator": ExactEstimator()})
     logits = net(torch.rand(8, 1, 28, 28))           # (8, 2)
     net.parameter_counts()                           # {'quantum': 24, 'classical': ..., 'total': ...}
 """
@@ -103,10 +103,14 @@ class ClassicalHead(nn.Module):
 
 
 class HybridNet(nn.Module):
-    """backbone -> Linear(F, n) -> π·tanh (bounded angles) -> head -> dropout -> Linear(O, classes)."""
+    """backbone -> Linear(F, n) -> π·tanh (bounded angles) -> head -> dropout -> Linear(O, classes).
+
+    ``head_on``: the quantum head's execution — ``estimator`` and optionally the ``circuit``
+    (ISA) and ``observables`` (layout-mapped) to send it and the ``precision`` (keyword arguments
+    of :class:`QuantumHead`)."""
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
-                 estimator: BaseEstimatorV2 | None = None, backbone: str = "hqcnn",
+                 head_on: dict | None = None, backbone: str = "hqcnn",
                  head: str = "quantum", dropout: float = 0.0):
         super().__init__()
         self.spec = spec
@@ -115,9 +119,9 @@ class HybridNet(nn.Module):
         self.backbone, features = make_backbone(backbone, channels)
         self.to_angles = nn.Linear(features, n)
         if head == "quantum":
-            if estimator is None:
-                raise ValueError("a quantum head needs an estimator")
-            self.head: nn.Module = QuantumHead(spec, estimator)
+            if not head_on or "estimator" not in head_on:
+                raise ValueError("a quantum head needs head_on={'estimator': ...}")
+            self.head: nn.Module = QuantumHead(spec, **head_on)
         elif head == "classical":
             self.head = ClassicalHead(n, len(spec.observables), len(spec.weights))
         else:

@@ -68,6 +68,9 @@ class TrainConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = False
     augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
+    backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
+    noise_scale: float | None = Field(None, ge=0, description="override the backend's noise_scale")
+    backends_file: str | None = None
     seed: int = 0
     out: str
 
@@ -99,13 +102,25 @@ class Run:
     metrics: dict
 
 
-def build_model(config: TrainConfig, dataset: Dataset, estimator=None) -> HybridNet:
-    """The run's network, weights drawn from ``config.seed``."""
+def build_model(config: TrainConfig, dataset: Dataset, ideal: bool = False) -> HybridNet:
+    """The run's network, weights drawn from ``config.seed``; the quantum head runs on the config's
+    backend (its ISA circuit, layout-mapped observables), or on the exact estimator when ``ideal``."""
     spec = load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
+    head_on: dict = {"estimator": ExactEstimator()}
+    if config.backend != "exact" and config.head == "quantum" and not ideal:
+        from qmedimg.backends import get_backend
+
+        overrides = {"noise_scale": config.noise_scale} if config.noise_scale is not None else {}
+        backend = get_backend(config.backend, config.backends_file, **overrides)
+        if backend.kind == "ibm":
+            raise QmedimgError(f"backend '{config.backend}' is an IBM QPU: training there would spend QPU time on "
+                               "every batch; train on exact/aer/fake, then `qmedimg evaluate --backend`")
+        circuit, observables = backend.prepare(spec)
+        head_on = {"estimator": backend.estimator, "circuit": circuit, "observables": observables,
+                   "precision": backend.precision}
     torch.manual_seed(config.seed)
     return HybridNet(
-        channels=dataset.channels, num_classes=dataset.num_classes, spec=spec,
-        estimator=estimator if estimator is not None else ExactEstimator(),
+        channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
         backbone=config.backbone, head=config.head, dropout=config.dropout,
     )
 
@@ -208,10 +223,11 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """A finished (or interrupted) run with its best weights loaded, ready to evaluate."""
+    """A finished (or interrupted) run with its best weights loaded, ready to evaluate; the quantum
+    head runs on the exact estimator whatever backend it was trained on."""
     path = require_run(run_dir)
     config, dataset = _run_config_and_data(path)
-    model = build_model(config, dataset)
+    model = build_model(config, dataset, ideal=True)  # evaluation chooses its backend itself
     model.load_state_dict(_load_checkpoint(path)["best_model"])
     model.eval()
     metrics_file = path / "metrics.json"
@@ -334,7 +350,7 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "train_samples_per_s": round(trained_samples / max(train_seconds, 1e-9), 1),
         "wall_time_s": round(wall, 2),
         "seed": config.seed,
-        "head": config.head, "circuit": config.circuit, "backbone": config.backbone,
+        "head": config.head, "circuit": config.circuit, "backbone": config.backbone, "backend": config.backend,
         "dataset": dataset.name,
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -95,3 +95,46 @@ def test_bad_input_is_one_line_and_overwrites_nothing(runs, tmp_path, capsys):
     assert main(["noise-study", str(tmp_path), "--out", str(out)]) == 2
     assert "not a qmedimg run directory" in capsys.readouterr().err
     assert (out / "results.csv").read_bytes() == kept
+
+
+def test_noise_aware_training_runs_the_head_on_the_device_and_compares_in_the_study(runs, tmp_path):
+    import json
+
+    from qmedimg.train import load_run
+
+    out = tmp_path / "noisy"
+    assert main(["train", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--batch-size", "12",
+                 "--backend", "fake_manila", "--noise-scale", "2", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["backend"], config["noise_scale"]) == ("fake_manila", 2.0)
+    assert json.loads((out / "metrics.json").read_text())["backend"] == "fake_manila"
+    from qmedimg.exact import ExactEstimator
+
+    assert isinstance(load_run(out).model.head.qnn.estimator, ExactEstimator)  # evaluation picks its own backend
+    study_out = tmp_path / "compare"
+    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(out), "--backends", "fake_manila",
+                 "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(study_out), "--quiet"]) == 0
+    assert {r["trained_on"] for r in rows(study_out / "results.csv")} == {"exact", "fake_manila"}
+
+
+def test_parameter_shift_through_noisy_aer_is_the_exact_gradient_of_the_noisy_values():
+    import torch
+
+    from qmedimg.backends import get_backend
+    from qmedimg.circuits import load_circuit
+    from qmedimg.model import QuantumHead
+
+    spec = load_circuit("sel")
+    backend = get_backend("fake_manila")
+    circuit, observables = backend.prepare(spec)
+    head = QuantumHead(spec, backend.estimator, backend.precision, circuit=circuit, observables=observables)
+    x = torch.tensor([[0.3, -1.2, 2.0, 0.7]], dtype=torch.float64, requires_grad=True)
+    head(x)[0, 1].backward()
+    step = 1e-2  # the connector returns float32: a larger step keeps rounding below the tolerance
+    for i in range(4):
+        shifted = [x.detach().clone() for _ in range(2)]
+        shifted[0][0, i] += step
+        shifted[1][0, i] -= step
+        with torch.no_grad():
+            numeric = (head(shifted[0])[0, 1] - head(shifted[1])[0, 1]) / (2 * step)
+        assert abs(float(x.grad[0, i]) - float(numeric)) < 1e-4
