@@ -29,8 +29,6 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -52,7 +50,6 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 from qmedimg.exact import _ImmediateJob, pub_result
 
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
-_THREADS, _ROWS_PER_THREAD = os.cpu_count() or 1, 128
 
 
 @dataclass(frozen=True)
@@ -271,20 +268,9 @@ class DeviceEstimator(BaseEstimatorV2):
             observables.append(op.simplify())
         method = "density_matrix" if prepared.noise is not None else "statevector"
         estimator = AerEstimator(options={"default_precision": 0.0, "backend_options": {
-            "method": method, "noise_model": prepared.noise, "runtime_parameter_bind_enable": True,
-            "max_parallel_threads": 1}})
-        column = [[o] for o in observables]
-
-        def run(rows: np.ndarray) -> np.ndarray:
-            evs = estimator.run([(circuit, column, rows)]).result()[0].data.evs
-            return np.real(np.asarray(evs)).reshape(len(local), len(rows))
-
-        if len(values) < 2 * _ROWS_PER_THREAD:
-            return run(values)
-        # Aer costs ~µs per instruction per row and one call uses one core: split the rows over the cores
-        chunks = np.array_split(values, min(_THREADS, len(values) // _ROWS_PER_THREAD))
-        with ThreadPoolExecutor(len(chunks)) as pool:
-            return np.concatenate(list(pool.map(run, chunks)), axis=1)
+            "method": method, "noise_model": prepared.noise, "runtime_parameter_bind_enable": True}})
+        evs = estimator.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs
+        return np.real(np.asarray(evs)).reshape(len(local), len(values))
 
     def _sampled(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
         out = np.zeros((len(local), len(values)))
