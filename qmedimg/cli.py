@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from qmedimg.errors import QmedimgError
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
     n.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
-    n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries in the grid")
+    n.add_argument("--circuits", metavar="RUN_A,RUN_B", help="more runs (trained with other circuits) on the same plots")
+    n.add_argument("--dry-run", action="store_true", help="list the grid and estimate QPU time; evaluate nothing")
+    n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
@@ -319,13 +322,19 @@ def cmd_transpile(args: argparse.Namespace) -> None:
 def cmd_noise_study(args: argparse.Namespace) -> None:
     from qmedimg.study import noise_study, parse_list
 
+    more = parse_list(args.circuits, str, "circuits") if args.circuits else []
     out = noise_study(
-        args.run_dirs + args.compare_run, backends=parse_list(args.grid_backends, str, "backends"),
+        args.run_dirs + more + args.compare_run, backends=parse_list(args.grid_backends, str, "backends"),
         scales=parse_list(args.scales, float, "scales"), mitigations=parse_list(args.mitigation, str, "mitigation"),
         shots=parse_list(args.shots, int, "shots"),
         optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
         repeats=args.repeats, backends_file=args.backends_file, limit=args.limit, out=args.out,
-        allow_qpu=args.allow_qpu, progress=not args.quiet)
+        allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet)
+    if args.dry_run:
+        plan = json.loads(out.read_text())
+        print(f"dry run: {plan['points']} grid points, estimated QPU time {plan['estimated_qpu_seconds']:.0f} s "
+              f"(real-QPU points only; nothing evaluated); written to {out}")
+        return
     print((out / "summary.md").read_text())
     print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
 

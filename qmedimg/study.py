@@ -128,8 +128,11 @@ def _read_rows(path: Path) -> list[dict]:
 def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0.25, 0.5, 1, 2, 4),
                 mitigations=("none",), shots=(None,), optimization_levels=(1,), repeats: int = 1,
                 backends_file: str | Path | None = None, limit: int | None = None, out: str | Path | None = None,
-                allow_qpu: bool = False, progress: bool = True) -> Path:
-    """Evaluate every run on every grid point; write ``noise-study/`` (in the first run unless ``out``)."""
+                allow_qpu: bool = False, dry_run: bool = False, progress: bool = True) -> Path:
+    """Evaluate every run on every grid point; write ``noise-study/`` (in the first run unless ``out``).
+
+    A grid with real-QPU (``ibm``) entries runs only with ``allow_qpu`` after a ``dry_run`` of the
+    same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted)."""
     from tqdm import tqdm
 
     from qmedimg.backends import get_backend, transpile_report
@@ -148,9 +151,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
     base = {name: get_backend(name, backends_file) for name in backends}
     qpus = [name for name, b in base.items() if b.kind == "ibm" and not b.entry.local]
-    if qpus and not allow_qpu:
-        raise QmedimgError(f"{', '.join(qpus)}: a grid on real QPUs spends QPU time for every point; dry-run each "
-                           "point with `qmedimg evaluate RUN --backend NAME --dry-run`, then pass --allow-qpu")
+    if qpus and not (allow_qpu or dry_run):
+        raise QmedimgError(f"{', '.join(qpus)}: a grid on real QPUs spends QPU time at every point; run it with "
+                           "--dry-run first, then again with --allow-qpu")
     runs = {}
     for run_dir in run_dirs:
         run = load_run(run_dir)
@@ -160,6 +163,16 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
+    from qmedimg.ibm import request_id
+
+    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit,
+                         backends={n: b.entry.model_dump() for n, b in base.items()})
+    if dry_run:
+        return _dry_run(out, grid_id, points, runs, base, backends_file, limit)
+    if qpus:
+        checked = out / "dry-run.json"
+        if not checked.is_file() or json.loads(checked.read_text()).get("grid") != grid_id:
+            raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
     done = {tuple(row[k] for k in KEY) for row in _read_rows(results)}
@@ -212,6 +225,32 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     plot_noise_study(rows, out)
     (out / "summary.md").write_text(summary(rows, points))
     return out
+
+
+def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict, backends_file, limit) -> Path:
+    """What the grid would run, with a QPU-time estimate for every point on a real QPU; nothing evaluated."""
+    from qmedimg import ibm
+    from qmedimg.evaluate import head_angles
+
+    plans = []
+    for point in points:
+        entry = base[point.backend].entry
+        if entry.kind != "ibm" or entry.local:
+            plans.append({"point": list(point.key()), "qpu_seconds": 0.0})
+            continue
+        run = runs[point.run]
+        backend = _backend_for(point, backends_file, entry)
+        circuit, observables = backend.prepare(run.model.spec)
+        angles = head_angles(run.model, run.dataset.test.images[:limit])
+        weights = run.model.head.connector.weight.detach().double().numpy()
+        values = ibm.parameter_values(circuit, run.model.spec, angles, weights)
+        plan = ibm.plan(backend.entry, values, len(observables), backend.device, circuit)
+        plans.append({"point": list(point.key()), "qpu_seconds": plan["estimated_qpu_seconds"], "plan": plan})
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(p["qpu_seconds"] for p in plans)
+    (out / "dry-run.json").write_text(json.dumps({"grid": grid_id, "points": len(points),
+                                                  "estimated_qpu_seconds": total, "plans": plans}, indent=2))
+    return out / "dry-run.json"
 
 
 def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:

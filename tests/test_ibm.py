@@ -227,3 +227,20 @@ def test_real_service_without_credentials_or_offline_fails_fast_in_one_line(trai
 def test_a_hanging_connection_times_out():
     with pytest.raises(QmedimgError, match="no answer from IBM Quantum within 0.2 s"):
         ibm._with_timeout(lambda: time.sleep(5), 0.2, "connecting")
+
+
+def test_a_noise_study_on_a_qpu_needs_a_dry_run_of_that_grid_and_allow_qpu(trained, tmp_path, cloud, capsys):
+    path = registry(tmp_path)
+    out = tmp_path / "study"
+    base = ["noise-study", str(trained), "--backends", "qpu", "--backends-file", str(path), "--mitigation", "none",
+            "--limit", "3", "--out", str(out), "--quiet"]
+    assert main(base) == 2
+    assert "--dry-run first" in capsys.readouterr().err
+    assert main(base + ["--allow-qpu"]) == 2
+    assert "no dry run of this exact grid" in capsys.readouterr().err
+    assert main(base + ["--dry-run"]) == 0
+    assert "estimated QPU time" in capsys.readouterr().out and cloud.submitted == 0
+    assert main(base + ["--allow-qpu", "--mitigation", "none,readout"]) == 2  # another grid: dry-run it again
+    assert cloud.submitted == 0
+    assert main(base + ["--allow-qpu"]) == 0
+    assert cloud.submitted == 1 and (out / "results.csv").read_text().count("\n") == 2
