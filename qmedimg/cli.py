@@ -178,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
+                       description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
+                       "equal-size classical head, with a plain linear head, ResNet-18 (28×28 as in MedMNIST v2) "
+                       "and optionally VGG-16, with one recipe on this machine; write comparison.md/.csv, runs.csv, "
+                       "learning_curves.png and confusion-<model>.png. Finished runs are reused on a re-run.",
+                       epilog="examples:\n  qmedimg compare --dataset breastmnist --seeds 0,1,2 --out runs/compare\n"
+                       "  qmedimg compare --dataset pathmnist --classes 3,7 --limit 2000 --circuits sel,ring "
+                       "--models hybrid,classical --out runs/path37-compare",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    kd = k.add_argument_group("data (as in train)")
+    kd.add_argument("--dataset", metavar="FLAG")
+    kd.add_argument("--data-file", metavar="PATH.npz")
+    kd.add_argument("--data-root", metavar="DIR")
+    kd.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224])
+    kd.add_argument("--classes", type=_classes, metavar="A,B")
+    kd.add_argument("--limit", type=_positive_int, metavar="N")
+    k.add_argument("--models", default="hybrid,classical,linear,resnet18",
+                   help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
+    k.add_argument("--circuits", default="sel", help="circuit(s) of the hybrid model (default sel)")
+    k.add_argument("--seeds", default="0,1,2", help="default 0,1,2")
+    k.add_argument("--epochs", type=_positive_int, help="default 10")
+    k.add_argument("--batch-size", type=_positive_int)
+    k.add_argument("--lr", type=_positive_float)
+    k.add_argument("--out", required=True, metavar="DIR")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",
                        epilog="examples:\n  qmedimg circuits\n  qmedimg circuits show fqa --qubits 3",
@@ -339,6 +365,19 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
     print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from qmedimg.compare import compare, parse_seeds
+
+    data = {k: v for k, v in {"dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
+                              "size": args.size, "classes": args.classes, "limit": args.limit}.items()
+            if v is not None}
+    out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
+                  circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
+                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    print((out / "comparison.md").read_text())
+    print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
+
+
 def cmd_circuits(args: argparse.Namespace) -> None:
     from qmedimg.circuits import circuit_table, draw_circuit, load_circuit
 
@@ -360,7 +399,7 @@ def cmd_circuits(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
-            "noise-study": cmd_noise_study, "circuits": cmd_circuits}
+            "noise-study": cmd_noise_study, "compare": cmd_compare, "circuits": cmd_circuits}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
                 "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
-                "noise-study": "finished grid points are in results.csv — re-run the same command to continue"}
+                "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
+                "compare": "finished runs are kept — re-run the same command to continue"}
         print(f"qmedimg: interrupted; {hint.get(args.command, 'nothing was written half-way')}", file=sys.stderr)
         return 130
     return 0

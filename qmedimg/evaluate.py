@@ -165,7 +165,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     name = backend or "exact"
     target = get_backend(name, backends_file, **{k: v for k, v in overrides.items() if v is not None})
     run = load_run(run_dir)
-    if target.kind != "exact" and run.config.head != "quantum":
+    if target.kind != "exact" and not run.config.quantum:
         raise QmedimgError(f"{run.path}: this run has a classical head; --backend needs a run trained with "
                            "--head quantum")
     test = run.dataset.test
@@ -177,7 +177,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     start = time.perf_counter()
     angles = head_angles(run.model, images)
     angle_time = time.perf_counter() - start
-    ideal = _ideal_head(run.model, angles) if run.config.head == "quantum" else None  # reference, not timed
+    ideal = _ideal_head(run.model, angles) if run.config.quantum else None  # reference, not timed
     start = time.perf_counter()
     extra: dict = {}
     if target.kind == "exact":

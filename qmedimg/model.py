@@ -25,7 +25,8 @@ from qmedimg.circuits import CircuitSpec, check_inputs
 from qmedimg.execution import FastEstimatorQNN
 
 BACKBONES = ("compact", "hqcnn")
-HEADS = ("quantum", "classical")
+HEADS = ("quantum", "classical", "linear")
+BASELINE_SIZES = {"resnet18": (28, 64, 128, 224), "vgg16": (64, 128, 224)}  # image sizes each can take
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -118,7 +119,11 @@ class HybridNet(nn.Module):
         check_inputs(spec, n)
         self.backbone, features = make_backbone(backbone, channels)
         self.to_angles = nn.Linear(features, n)
-        if head == "quantum":
+        self.bounded = head != "linear"
+        if head == "linear":  # the plain baseline: backbone features straight to the classes
+            self.to_angles, self.head = nn.Identity(), nn.Identity()
+            outputs = features
+        elif head == "quantum":
             if not head_on or "estimator" not in head_on:
                 raise ValueError("a quantum head needs head_on={'estimator': ...}")
             self.head: nn.Module = QuantumHead(spec, **head_on)
@@ -126,12 +131,15 @@ class HybridNet(nn.Module):
             self.head = ClassicalHead(n, len(spec.observables), len(spec.weights))
         else:
             raise ValueError(f"unknown head '{head}'; valid: {', '.join(HEADS)}")
+        if head != "linear":
+            outputs = self.head.num_outputs
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.head.num_outputs, num_classes)
+        self.classifier = nn.Linear(outputs, num_classes)
 
     def angles(self, images: torch.Tensor) -> torch.Tensor:
-        """The head's inputs: bounded angles in (-π, π)."""
-        return math.pi * torch.tanh(self.to_angles(self.backbone(images)))
+        """The head's inputs: bounded angles in (-π, π) (for the linear head: the raw features)."""
+        features = self.to_angles(self.backbone(images))
+        return math.pi * torch.tanh(features) if self.bounded else features
 
     def head_outputs(self, images: torch.Tensor) -> torch.Tensor:
         """The head's outputs (expectation values for a quantum head)."""
@@ -148,3 +156,34 @@ class HybridNet(nn.Module):
         return {"head": head, "rest": total - head, "total": total,
                 "quantum": quantum, "classical": total - quantum}
 
+
+
+class Baseline(nn.Module):
+    """The classical reference networks of the seed papers' tables.
+
+    ``resnet18``: torchvision's ResNet-18 adapted to small images as MedMNIST v2's benchmark does
+    (3×3 stride-1 stem, no max-pool; 11.2 M parameters). ``vgg16``: torchvision's VGG-16 (its five
+    poolings need images of 64×64 or more)."""
+
+    spec = None
+
+    def __init__(self, name: str, channels: int, num_classes: int):
+        super().__init__()
+        import torchvision
+
+        if name == "resnet18":
+            self.net = torchvision.models.resnet18(num_classes=num_classes)
+            self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
+            self.net.maxpool = nn.Identity()
+        elif name == "vgg16":
+            self.net = torchvision.models.vgg16(num_classes=num_classes)
+            self.net.features[0] = nn.Conv2d(channels, 64, 3, padding=1)
+        else:
+            raise ValueError(f"unknown baseline '{name}'; valid: {', '.join(BASELINE_SIZES)}")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"head": 0, "rest": total, "total": total, "quantum": 0, "classical": total}

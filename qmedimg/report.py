@@ -113,3 +113,24 @@ def plot_noise_study(rows: list[dict], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "circuits.png", dpi=120)
         plt.close(fig)
+
+
+def plot_compare_curves(records: list[dict], path: Path) -> None:
+    """Validation accuracy and training loss per epoch, mean over seeds, one line per model."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for label in dict.fromkeys(r["model"] for r in records):
+        histories = [r["history"] for r in records if r["model"] == label]
+        length = min(len(h) for h in histories)
+        epochs = list(range(1, length + 1))
+        for ax, key in ((ax_acc, "val_acc"), (ax_loss, "train_loss")):
+            values = np.mean([[float(h[i][key]) for i in range(length)] for h in histories], axis=0)
+            ax.plot(epochs, values, label=label)
+    ax_acc.set(xlabel="epoch", ylabel="validation ACC", title="Validation accuracy (mean over seeds)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss (mean over seeds)")
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

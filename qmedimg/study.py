@@ -157,7 +157,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     runs = {}
     for run_dir in run_dirs:
         run = load_run(run_dir)
-        if run.config.head != "quantum":
+        if not run.config.quantum:
             raise QmedimgError(f"{run.path}: a classical-head run has no quantum head to put under noise")
         runs[str(run.path)] = run
     points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)

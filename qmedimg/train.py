@@ -54,7 +54,8 @@ class TrainConfig(BaseModel):
     circuit: str = "sel"
     qubits: PositiveInt | None = Field(None, description="circuit width (template default: 4)")
     layers: PositiveInt | None = None
-    head: Literal["quantum", "classical"] = "quantum"
+    model: Literal["hybrid", "resnet18", "vgg16"] = Field("hybrid", description="hybrid network or a classical baseline")
+    head: Literal["quantum", "classical", "linear"] = "quantum"
     backbone: Literal["compact", "hqcnn"] = "hqcnn"
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
@@ -73,6 +74,11 @@ class TrainConfig(BaseModel):
     backends_file: str | None = None
     seed: int = 0
     out: str
+
+    @property
+    def quantum(self) -> bool:
+        """Whether the network has a quantum head."""
+        return self.model == "hybrid" and self.head == "quantum"
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -105,9 +111,17 @@ class Run:
 def build_model(config: TrainConfig, dataset: Dataset, ideal: bool = False) -> HybridNet:
     """The run's network, weights drawn from ``config.seed``; the quantum head runs on the config's
     backend (its ISA circuit, layout-mapped observables), or on the exact estimator when ``ideal``."""
+    if config.model != "hybrid":
+        from qmedimg.model import BASELINE_SIZES, Baseline
+
+        if config.size not in BASELINE_SIZES[config.model]:
+            raise QmedimgError(f"{config.model} cannot take {config.size}×{config.size} images; it can take sizes "
+                               f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
+        torch.manual_seed(config.seed)
+        return Baseline(config.model, dataset.channels, dataset.num_classes)
     spec = load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
     head_on: dict = {"estimator": ExactEstimator()}
-    if config.backend != "exact" and config.head == "quantum" and not ideal:
+    if config.backend != "exact" and config.quantum and not ideal:
         from qmedimg.backends import get_backend
 
         overrides = {"noise_scale": config.noise_scale} if config.noise_scale is not None else {}
@@ -185,8 +199,9 @@ def train(config: TrainConfig, *, progress: bool = True,
     record = {
         "config": config.model_dump(),
         "dataset": dataset.info(),
-        "circuit": {"name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
-                    "layers": model.spec.layers, "weights": len(model.spec.weights)},
+        "circuit": None if model.spec is None else {
+            "name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
+            "layers": model.spec.layers, "weights": len(model.spec.weights)},
         "parameters": model.parameter_counts(),
         "versions": _versions(),
     }
@@ -350,7 +365,8 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "train_samples_per_s": round(trained_samples / max(train_seconds, 1e-9), 1),
         "wall_time_s": round(wall, 2),
         "seed": config.seed,
-        "head": config.head, "circuit": config.circuit, "backbone": config.backbone, "backend": config.backend,
+        "model": config.model, "head": config.head, "circuit": config.circuit, "backbone": config.backbone,
+        "backend": config.backend,
         "dataset": dataset.name,
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,0 +1,55 @@
+"""`qmedimg compare`: the hybrid against its classical baselines, as a user runs it."""
+
+import csv
+
+import pytest
+
+from qmedimg.cli import main
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "compare"
+    assert main(["compare", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--seeds", "0,1",
+                 "--models", "hybrid,classical,linear,resnet18", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_compare_writes_the_table_curves_and_confusions(compared):
+    for name in ("comparison.md", "comparison.csv", "runs.csv", "learning_curves.png"):
+        assert (compared / name).is_file(), name
+    rows = {r["model"]: r for r in csv.DictReader(open(compared / "comparison.csv"))}
+    assert list(rows) == ["hybrid", "classical", "linear", "resnet18"]
+    assert int(rows["hybrid"]["quantum_parameters"]) == 24
+    assert rows["hybrid"]["parameters"] == rows["classical"]["parameters"]  # equal-size ablation
+    assert int(rows["hybrid"]["parameters"]) <= 0.01 * int(rows["resnet18"]["parameters"])
+    assert int(rows["resnet18"]["parameters"]) > 11_000_000
+    for model in rows:
+        assert (compared / f"confusion-{model}.png").is_file()
+        assert rows[model]["seeds"] == "2"
+    runs = list(csv.DictReader(open(compared / "runs.csv")))
+    assert len(runs) == 8 and {r["seed"] for r in runs} == {"0", "1"}
+    table = (compared / "comparison.md").read_text()
+    assert "| hybrid |" in table and " ± " in table and "Ablation: hybrid − classical" in table
+
+
+def test_rerunning_reuses_finished_runs(compared):
+    stamps = {p: p.stat().st_mtime_ns for p in compared.glob("*-seed*/metrics.json")}
+    assert main(["compare", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--seeds", "0,1",
+                 "--models", "hybrid,classical,linear,resnet18", "--out", str(compared), "--quiet"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in compared.glob("*-seed*/metrics.json")} == stamps
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--models", "hybrid,alexnet"], "--models: unknown 'alexnet'; valid: hybrid, classical, linear, resnet18, vgg16"),
+    (["--seeds", ""], "--seeds: '' is not a comma-separated list"),
+    (["--seeds", "0,x"], "--seeds: '0,x' is not a comma-separated list"),
+    (["--models", "vgg16"], "vgg16 cannot take 28×28 images; it can take sizes 64, 128, 224"),
+])
+def test_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, argv, expected):
+    out = tmp_path / "c"
+    assert main(["compare", "--dataset", "synthetic", "--limit", "8", "--epochs", "1", "--out", str(out),
+                 "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
