@@ -204,6 +204,34 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, metavar="DIR")
     k.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images with a trained run, on any backend",
+                        description="Classify image files (or every file in folders) with a trained run: the run's "
+                        "preprocessing, then per image the class name, probabilities and the quantum head's "
+                        "expectation values. A folder gives a CSV. Unreadable files are reported and skipped. "
+                        "On ibm backends only the head's input angles and the circuit weights are sent.",
+                        epilog="examples:\n  qmedimg predict runs/breast scan.png\n"
+                        "  qmedimg predict runs/breast dicoms/ --out predictions.csv\n"
+                        "  qmedimg predict runs/breast images/ --backend fake_brisbane",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("run_dir", metavar="RUN_DIR")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--backend", metavar="NAME", help="registry entry for the quantum head (default exact)")
+    pr.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+    pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: predictions.csv)")
+    pr.add_argument("--dry-run", action="store_true", help="ibm: what would be sent, nothing submitted")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    x = sub.add_parser("explain", help="Grad-CAM overlays through the quantum head, and the head's feature space",
+                       description="For each image, a Grad-CAM saliency map of the predicted class (captum's "
+                       "LayerGradCam on the backbone's last convolution, gradients through the quantum head) "
+                       "saved as <name>-gradcam.png; plus head_space.png: the run's test-set head values "
+                       "pairwise, coloured by true class.",
+                       epilog="example:\n  qmedimg explain runs/breast scan.png --out explain/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("images", nargs="*", metavar="IMAGE")
+    x.add_argument("--out", default="explain", metavar="DIR", help="output folder (default ./explain)")
+
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",
                        epilog="examples:\n  qmedimg circuits\n  qmedimg circuits show fqa --qubits 3",
@@ -378,6 +406,40 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from qmedimg.predict import predict
+
+    folder = any(Path(p).is_dir() for p in args.inputs)
+    out = args.out or ("predictions.csv" if folder else None)
+    result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
+                     progress=not args.quiet, dry_run=args.dry_run)
+    for line in result["errors"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    if "dry_run" in result:
+        d = result["dry_run"]
+        print(f"dry run: {d['jobs']} job(s), {d['parameter_rows']} parameter rows, {d['shots_per_row']} shots per "
+              f"row, estimated QPU time ~{d['estimated_qpu_seconds']} s; sent: head angles only")
+        return
+    if not result["rows"]:
+        raise QmedimgError(f"nothing could be predicted ({len(result['errors'])} unreadable file(s))")
+    if not folder and len(result["rows"]) <= 20:
+        for r in result["rows"]:
+            probs = "  ".join(f"{n}: {p:.3f}" for n, p in r["probabilities"].items())
+            evs = " ".join(f"{v:+.3f}" for v in r["expectations"])
+            print(f"{r['file']}: {r['class']}   ({probs})" + (f"   head ⟨O⟩ = [{evs}]" if evs else ""))
+    print(f"{len(result['rows'])} predicted, {len(result['errors'])} skipped"
+          + (f"; written to {result['path']}" if result["path"] else ""))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from qmedimg.predict import explain
+
+    for path in explain(args.run_dir, args.images, args.out):
+        print(f"written {path}")
+
+
 def cmd_circuits(args: argparse.Namespace) -> None:
     from qmedimg.circuits import circuit_table, draw_circuit, load_circuit
 
@@ -399,7 +461,8 @@ def cmd_circuits(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
-            "noise-study": cmd_noise_study, "compare": cmd_compare, "circuits": cmd_circuits}
+            "noise-study": cmd_noise_study, "compare": cmd_compare, "predict": cmd_predict, "explain": cmd_explain,
+            "circuits": cmd_circuits}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,7 @@ def _head_on_ibm(run, backend, angles: np.ndarray, *, dry_run: bool, resume: boo
     return evs.T, {"jobs": [{k: j[k] for k in ("index", "rows", "job_id", "status", "usage_s")} for j in jobs],
                    "qpu_seconds": sum(usage) if usage else None, "ledger": str(ledger.path),
                    "local_testing_mode": entry.local is not None,
-                   "sent": "ISA circuit + per-image head angles and trained circuit weights only"}
+                   "sent": ibm.SENT}
 
 
 def _tag(overrides: dict) -> str:

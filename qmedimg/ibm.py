@@ -39,6 +39,8 @@ except ImportError:  # pragma: no cover - a dependency; kept importable for erro
     QiskitRuntimeService = None
 
 LEDGER_VERSION = 1
+SENT = ("ISA circuit and numeric parameter arrays only: per image the quantum head's input angles, plus the "
+        "circuit's trained weights; no pixels, file names, labels or DICOM metadata")
 
 
 def _with_timeout(function, seconds: float, what: str):
@@ -254,7 +256,7 @@ class Ledger:
 
     def __init__(self, path: Path, identity: dict):
         self.path, self.identity = Path(path), identity
-        self.data = {"version": LEDGER_VERSION, "identity": identity, "jobs": []}
+        self.data = {"version": LEDGER_VERSION, "identity": identity, "sent": SENT, "jobs": []}
 
     @classmethod
     def open(cls, path: Path, identity: dict, *, resume: bool) -> Ledger:

@@ -134,3 +134,49 @@ def plot_compare_curves(records: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
+    """The image and its Grad-CAM overlay side by side."""
+    shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    cmap = "gray" if image.shape[0] == 1 else None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6.5, 3.4))
+    left.imshow(shown, cmap=cmap)
+    left.set_title("image", fontsize=9)
+    right.imshow(shown, cmap=cmap)
+    scaled = heat / heat.max() if heat.max() > 0 else heat
+    right.imshow(scaled, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    right.set_title("Grad-CAM (predicted class)", fontsize=9)
+    for ax in (left, right):
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_head_space(values: np.ndarray, labels: np.ndarray, names: list[str], path: Path) -> None:
+    """Pairwise scatter of the quantum head's expectation values over a split, coloured by true class."""
+    k = values.shape[1]
+    labels = np.asarray(labels).reshape(-1)
+    fig, axes = plt.subplots(k, k, figsize=(2.2 * k, 2.2 * k), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if i == j:
+                for c, name in enumerate(names):
+                    ax.hist(values[labels == c, i], bins=20, range=(-1, 1), alpha=0.6, label=name)
+            else:
+                for c, name in enumerate(names):
+                    ax.scatter(values[labels == c, j], values[labels == c, i], s=6, alpha=0.7, label=name)
+                ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
+            if i == k - 1:
+                ax.set_xlabel(f"⟨O{j}⟩", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"⟨O{i}⟩", fontsize=8)
+            ax.tick_params(labelsize=6)
+    axes[0, min(1, k - 1)].legend(fontsize=6, loc="upper right")
+    fig.suptitle("Quantum head expectation values on the test split, by true class", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

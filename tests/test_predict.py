@@ -1,0 +1,108 @@
+"""`qmedimg predict` and `explain` on real image files, as a hospital user would run them."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from qmedimg.cli import main
+from qmedimg.evaluate import predict_probs
+from qmedimg.predict import explain, predict, read_image
+from qmedimg.train import load_run, make_config, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """The run's test images as PNG files, as a user would have them."""
+    folder = tmp_path_factory.mktemp("pngs")
+    for i, image in enumerate(load_run(run_dir).dataset.test.images[:20]):
+        Image.fromarray(image[0]).save(folder / f"case{i:03d}.png")
+    return folder
+
+
+def dicom(path, image, **extra):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "Doe^Jane"
+    if image is not None:
+        ds.Rows, ds.Columns = image.shape[-2:]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+        ds.PixelData = image.astype(np.uint16).tobytes()
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_predictions_on_exported_pngs_equal_the_test_split_predictions(run_dir, exported, tmp_path):
+    run = load_run(run_dir)
+    expected = predict_probs(run.model, run.dataset.test.images[:20]).argmax(1)
+    result = predict(run_dir, [exported], out=tmp_path / "predictions.csv")
+    names = list(run.dataset.label_names)
+    assert [r["class"] for r in result["rows"]] == [names[k] for k in expected]
+    assert all(len(r["expectations"]) == 4 and abs(sum(r["probabilities"].values()) - 1) < 1e-6
+               for r in result["rows"])
+    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
+    assert len(rows) == 20 and rows[0]["file"].endswith("case000.png") and "ev_3" in rows[0]
+
+
+def test_dicom_is_read_with_its_rescale_and_unreadable_files_are_skipped(run_dir, exported, tmp_path, capsys):
+    image = np.array(Image.open(exported / "case000.png"))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    dicom(folder / "scan.dcm", image)
+    dicom(folder / "report.dcm", None)
+    dicom(folder / "cine.dcm", np.stack([image, image]), NumberOfFrames=2, Rows=28, Columns=28,
+          SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=16, BitsStored=16, HighBit=15,
+          PixelRepresentation=0)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    rgb = np.stack([image, np.flipud(image), image], axis=-1)
+    Image.fromarray(rgb).save(folder / "colour.png")
+    read = read_image(folder / "scan.dcm", 1, 28)
+    assert read.shape == (1, 28, 28) and read.dtype == np.uint8 and read.min() == 0 and read.max() == 255
+    assert main(["predict", str(run_dir), str(folder), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "1 predicted, 5 skipped" in captured.out
+    for expected in ("report.dcm: DICOM without pixel data", "cine.dcm: multi-frame DICOM (2 frames)",
+                     "notes.txt: not a readable", "broken.png: not a readable",
+                     "colour.png: a colour image, but the run was trained on 1-channel"):
+        assert expected in captured.err, expected
+    assert "Doe" not in (tmp_path / "p.csv").read_text()  # no DICOM metadata in the output
+
+
+def test_nothing_predictable_or_no_run_fails_in_one_line(run_dir, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("x")
+    assert main(["predict", str(run_dir), str(tmp_path / "a.txt")]) == 2
+    assert "nothing could be predicted" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), str(tmp_path / "a.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "not a qmedimg run directory" in err and err.count("\n") == 1
+
+
+def test_predict_on_a_noisy_backend_and_explain(run_dir, exported, tmp_path):
+    noisy = predict(run_dir, [exported / "case000.png", exported / "case001.png"], backend="fake_manila")
+    exact = predict(run_dir, [exported / "case000.png", exported / "case001.png"])
+    assert len(noisy["rows"]) == 2
+    assert noisy["rows"][0]["expectations"] != exact["rows"][0]["expectations"]
+    written = explain(run_dir, [exported / "case000.png"], tmp_path / "explain")
+    assert [p.name for p in written] == ["case000-gradcam.png", "head_space.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
