@@ -20,19 +20,12 @@ from pathlib import Path
 
 import torch
 
+from timing import best  # benchmarks/timing.py
+
 from qmedimg.backends import get_backend
 from qmedimg.circuits import load_circuit
 from qmedimg.model import HybridNet, QuantumHead
 from qmedimg.study import noise_study
-
-
-def best(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -22,18 +22,11 @@ import torch
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2
 
+from timing import best  # benchmarks/timing.py
+
 from qmedimg.backends import get_backend
 from qmedimg.circuits import load_circuit
 from qmedimg.model import QuantumHead
-
-
-def best(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

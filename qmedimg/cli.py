@@ -75,18 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "weights (or, with --select best-val, the best validation epoch's); the test "
                        "split never chooses anything.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = t.add_argument_group("data")
-    src.add_argument("--dataset", metavar="FLAG", help="MedMNIST 2D flag (breastmnist, pathmnist, …) or 'synthetic'")
-    src.add_argument("--data-file", metavar="PATH.npz", help="your own data in MedMNIST's npz layout")
-    src.add_argument("--data-root", metavar="DIR", help="where MedMNIST files are/go (default ~/.medmnist)")
-    src.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224], help="image size (default 28)")
-    src.add_argument("--classes", type=_classes, metavar="A,B", help="train on these labels only, relabelled 0..k-1")
-    src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
+    _data_options(t)
     m = t.add_argument_group("model")
     m.add_argument("--circuit", default="sel", metavar="NAME|PATH", help="circuit from circuits/ or a .qasm file (default sel)")
     m.add_argument("--qubits", type=_positive_int, help="circuit width (template default: 4)")
     m.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
-    m.add_argument("--head", default="quantum", choices=["quantum", "classical"], help="classical = same-size ablation")
+    m.add_argument("--head", default="quantum", choices=["quantum", "classical", "linear"],
+                   help="classical = same-size ablation; linear = plain linear head")
+    m.add_argument("--model", choices=["hybrid", "resnet18", "vgg16"], help="a classical baseline instead (default hybrid)")
     m.add_argument("--backbone", choices=["compact", "hqcnn"], help="CNN feature extractor (default hqcnn)")
     m.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
     q = t.add_argument_group("noise-aware training (the head runs on a registry backend; slow: see README)")
@@ -187,13 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "  qmedimg compare --dataset pathmnist --classes 3,7 --limit 2000 --circuits sel,ring "
                        "--models hybrid,classical --out runs/path37-compare",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    kd = k.add_argument_group("data (as in train)")
-    kd.add_argument("--dataset", metavar="FLAG")
-    kd.add_argument("--data-file", metavar="PATH.npz")
-    kd.add_argument("--data-root", metavar="DIR")
-    kd.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224])
-    kd.add_argument("--classes", type=_classes, metavar="A,B")
-    kd.add_argument("--limit", type=_positive_int, metavar="N")
+    _data_options(k)
     k.add_argument("--models", default="hybrid,classical,linear,resnet18",
                    help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
     k.add_argument("--circuits", default="sel", help="circuit(s) of the hybrid model (default sel)")
@@ -243,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("data")
+    src.add_argument("--dataset", metavar="FLAG", help="MedMNIST 2D flag (breastmnist, pathmnist, …) or 'synthetic'")
+    src.add_argument("--data-file", metavar="PATH.npz", help="your own data in MedMNIST's npz layout")
+    src.add_argument("--data-root", metavar="DIR", help="where MedMNIST files are/go (default ~/.medmnist)")
+    src.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224], help="image size (default 28)")
+    src.add_argument("--classes", type=_classes, metavar="A,B", help="train on these labels only, relabelled 0..k-1")
+    src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
+
+
 def _backend_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
     g = parser.add_argument_group("backend (entries of backends.yaml; options override the entry)")
     g.add_argument("--backend", required=required, metavar="NAME", help="registry entry (default exact)")
@@ -284,6 +284,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
             "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
             "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
+            "model": args.model,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
             "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
