@@ -327,7 +327,8 @@ class Backend:
             raise QmedimgError(f"the circuit has {num_qubits} qubits but {self.name} ({device.name}) has only "
                                f"{device.num_qubits}; use a smaller --qubits or a larger device")
         layout = options.initial_layout
-        if layout is not None and (len(layout) != num_qubits or max(layout) >= device.num_qubits):
+        if layout is not None and (len(set(layout)) != num_qubits or len(layout) != num_qubits
+                                   or max(layout) >= device.num_qubits):
             raise QmedimgError(f"backend '{self.name}': transpile.initial_layout {layout} must list {num_qubits} "
                                f"distinct physical qubits below {device.num_qubits}")
         if self.kind == "ibm" and self.entry.local and layout is None:

@@ -194,8 +194,10 @@ def test_transpile_maps_observables_honours_options_and_refuses_too_wide(tmp_pat
     assert "physical qubits" in out and "estimated circuit fidelity 0." in out
     assert main(["transpile", "sel", "--qubits", "6", "--backend", "fake_manila"]) == 2
     assert "has only 5" in capsys.readouterr().err
-    assert main(["transpile", "sel", "--backend", "fake_manila", "--initial-layout", "0,1"]) == 2
-    assert "initial_layout" in capsys.readouterr().err
+    for layout in ("0,1", "0,1,1,2", "0,1,2,9"):
+        assert main(["transpile", "sel", "--backend", "fake_manila", "--initial-layout", layout]) == 2
+        err = capsys.readouterr().err
+        assert "initial_layout" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_dynamical_decoupling_pads_idle_windows():
