@@ -174,25 +174,27 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     if target.kind in ("aer", "fake"):  # load the device, transpile, build the noise model: once, timed apart
         target.estimator.prepare(target.prepare(run.model.spec)[0])
     setup = time.perf_counter() - start
+    angle_time, ideal, values, extra = 0.0, None, None, {}
+    if run.config.quantum:
+        start = time.perf_counter()
+        angles = head_angles(run.model, images)
+        angle_time = time.perf_counter() - start
+        if target.kind != "exact":
+            ideal = _ideal_head(run.model, angles)  # the reference: not timed
     start = time.perf_counter()
-    angles = head_angles(run.model, images)
-    angle_time = time.perf_counter() - start
-    ideal = _ideal_head(run.model, angles) if run.config.quantum else None  # reference, not timed
-    start = time.perf_counter()
-    extra: dict = {}
-    if target.kind == "exact":
-        values = _ideal_head(run.model, angles) if ideal is not None else None
-    elif target.kind == "ibm":
-        values, extra = _head_on_ibm(run, target, angles, dry_run=dry_run, resume=resume, progress=progress)
-        if dry_run:
-            extra.update(backend=target.name, device=target.device_name, images=len(images),
-                         transpile=transpile_report(target, run.model.spec))
-            return extra
-    else:
-        values = _head_on_backend(run.model, target, angles, progress)
-    if values is None:  # classical head on exact
+    if not run.config.quantum:
         probs = predict_probs(run.model, images)
     else:
+        if target.kind == "exact":
+            values = ideal = _ideal_head(run.model, angles)
+        elif target.kind == "ibm":
+            values, extra = _head_on_ibm(run, target, angles, dry_run=dry_run, resume=resume, progress=progress)
+            if dry_run:
+                extra.update(backend=target.name, device=target.device_name, images=len(images),
+                             transpile=transpile_report(target, run.model.spec))
+                return extra
+        else:
+            values = _head_on_backend(run.model, target, angles, progress)
         probs = _probs_from_head(run.model, values)
     wall = angle_time + time.perf_counter() - start
     ideal_probs = _probs_from_head(run.model, ideal) if ideal is not None else probs

@@ -138,7 +138,6 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
     if not images:
         return result
     batch = np.stack(images)
-    angles = head_angles(run.model, batch, batch_size)
     if not run.config.quantum:
         if backend not in (None, "exact"):
             raise QmedimgError(f"{run.path}: this run has a classical head; --backend needs a quantum head")
@@ -146,6 +145,7 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
 
         probs, values = predict_probs(run.model, batch, batch_size), np.zeros((len(batch), 0))
     else:
+        angles = head_angles(run.model, batch, batch_size)
         if backend in (None, "exact"):
             values = _ideal_head(run.model, angles)
         else:

@@ -53,3 +53,20 @@ def test_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, argv, expect
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_baseline_runs_evaluate_and_predict(compared, tmp_path):
+    from PIL import Image
+
+    from qmedimg.evaluate import evaluate_run
+    from qmedimg.predict import predict
+    from qmedimg.train import load_run
+
+    for model in ("resnet18", "linear"):
+        run = compared / f"{model}-seed0"
+        result = evaluate_run(run)
+        assert result["test"] == result["ideal_test"] and result["mean_abs_expectation_error"] == 0.0
+        image = load_run(run).dataset.test.images[0]
+        Image.fromarray(image[0]).save(tmp_path / f"{model}.png")
+        rows = predict(run, [tmp_path / f"{model}.png"])["rows"]
+        assert len(rows) == 1 and rows[0]["expectations"] == []
