@@ -131,7 +131,10 @@ class FakeEntry(_Strict):
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)
     mitigation: Mitigation = Field(default_factory=Mitigation)
 
-    _device = field_validator("device")(classmethod(lambda cls, v: _fake_device_name(v)))
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return _fake_device_name(value)
 
 
 class IbmEntry(_Strict):

@@ -52,7 +52,12 @@ def _classes(text: str) -> list[int]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the full usage is one --help away)."""
+    """argparse, but a usage error is one line (the full usage is one --help away), and
+    descriptions and example epilogs keep their line breaks."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -64,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hybrid quantum-classical medical image classification on Qiskit.",
         epilog="example:\n  qmedimg train --dataset breastmnist --out runs/breast\n\n"
         "run `qmedimg COMMAND --help` for each command's options and examples",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "a run directory. The checkpoint kept is the last epoch's moving-average "
                        "weights (or, with --select best-val, the best validation epoch's); the test "
                        "split never chooses anything.",
-                       epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG_TRAIN)
     _data_options(t)
     m = t.add_argument_group("model")
     m.add_argument("--circuit", default="sel", metavar="NAME|PATH", help="circuit from circuits/ or a .qasm file (default sel)")
@@ -113,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "  qmedimg evaluate runs/breast --backend fake_brisbane --shots 4096\n"
                        "  qmedimg evaluate runs/breast --backend fake_brisbane --noise-scale 2 --limit 50\n"
                        "  qmedimg evaluate runs/breast --backend ibm_brisbane --dry-run\n"
-                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --resume",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --resume")
     e.add_argument("run_dir", metavar="RUN_DIR")
     _backend_options(e)
     e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
@@ -126,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List backends.yaml (kind, device, qubits, 2-qubit gate, options) or check "
                        "that one entry works here (for ibm: credentials and reachability, with a timeout).",
                        epilog="examples:\n  qmedimg backends\n  qmedimg backends check fake_brisbane\n"
-                       "  qmedimg backends --backends my_backends.yaml check ibm_brisbane",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "  qmedimg backends --backends my_backends.yaml check ibm_brisbane")
     b.add_argument("action", nargs="?", choices=["list", "check"], default="list")
     b.add_argument("name", nargs="?", metavar="NAME")
     b.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
@@ -137,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "2-qubit gate count and the calibration's estimated circuit fidelity.",
                         epilog="examples:\n  qmedimg transpile runs/breast --backend fake_brisbane\n"
                         "  qmedimg transpile sel --backend fake_torino --optimization-level 3\n"
-                        "  qmedimg transpile fqa --qubits 3 --backend fake_manila",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        "  qmedimg transpile fqa --qubits 3 --backend fake_manila")
     tr.add_argument("source", metavar="RUN_DIR|CIRCUIT")
     tr.add_argument("--qubits", type=_positive_int, help="circuit width (templates only)")
     tr.add_argument("--layers", type=_positive_int, help="circuit layers (templates only)")
@@ -154,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--mitigation none,readout+zne\n"
                        "  qmedimg noise-study runs/breast --scales 0,1,2,4,8 --shots none,1024 --repeats 3\n"
                        "  qmedimg noise-study runs/sel runs/ring runs/fqa --backends fake_brisbane   # circuits\n"
-                       "  qmedimg noise-study runs/ideal --compare-run runs/noisy-trained",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "  qmedimg noise-study runs/ideal --compare-run runs/noisy-trained")
     n.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more trained runs (e.g. one per circuit)")
     n.add_argument("--compare-run", action="append", default=[], metavar="RUN_DIR",
                    help="another run on the same plots (e.g. trained with noise)")
@@ -181,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "learning_curves.png and confusion-<model>.png. Finished runs are reused on a re-run.",
                        epilog="examples:\n  qmedimg compare --dataset breastmnist --seeds 0,1,2 --out runs/compare\n"
                        "  qmedimg compare --dataset pathmnist --classes 3,7 --limit 2000 --circuits sel,ring "
-                       "--models hybrid,classical --out runs/path37-compare",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "--models hybrid,classical --out runs/path37-compare")
     _data_options(k)
     k.add_argument("--models", default="hybrid,classical,linear,resnet18",
                    help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
@@ -201,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "On ibm backends only the head's input angles and the circuit weights are sent.",
                         epilog="examples:\n  qmedimg predict runs/breast scan.png\n"
                         "  qmedimg predict runs/breast dicoms/ --out predictions.csv\n"
-                        "  qmedimg predict runs/breast images/ --backend fake_brisbane",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        "  qmedimg predict runs/breast images/ --backend fake_brisbane")
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     pr.add_argument("--backend", metavar="NAME", help="registry entry for the quantum head (default exact)")
@@ -216,16 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "LayerGradCam on the backbone's last convolution, gradients through the quantum head) "
                        "saved as <name>-gradcam.png; plus head_space.png: the run's test-set head values "
                        "pairwise, coloured by true class.",
-                       epilog="example:\n  qmedimg explain runs/breast scan.png --out explain/",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog="example:\n  qmedimg explain runs/breast scan.png --out explain/")
     x.add_argument("run_dir", metavar="RUN_DIR")
     x.add_argument("images", nargs="*", metavar="IMAGE")
     x.add_argument("--out", default="explain", metavar="DIR", help="output folder (default ./explain)")
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",
-                       epilog="examples:\n  qmedimg circuits\n  qmedimg circuits show fqa --qubits 3",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog="examples:\n  qmedimg circuits\n  qmedimg circuits show fqa --qubits 3")
     c.add_argument("action", nargs="?", choices=["show"], help="show NAME: draw one circuit")
     c.add_argument("name", nargs="?", metavar="NAME|PATH")
     c.add_argument("--qubits", type=_positive_int)

@@ -61,7 +61,7 @@ def _plan(models: list[str], circuits: list[str]) -> list[tuple[str, dict]]:
 def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[str] = ("sel",),
             out: str | Path, progress: bool = True, **recipe) -> Path:
     """Train every model for every seed (or reuse finished runs) and write the comparison."""
-    from qmedimg.train import make_config, resume, train
+    from qmedimg.train import _load_data, build_model, make_config, resume, train
 
     if not seeds:
         raise QmedimgError("--seeds: give at least one seed, e.g. 0,1,2")
@@ -73,10 +73,9 @@ def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[s
             fields_all = {**data, **COMPARE_DEFAULTS, **{k: v for k, v in recipe.items() if v is not None},
                           **fields, "seed": seed, "out": str(out / f"{label}-seed{seed}")}
             configs.append((label, seed, make_config(**fields_all)))
-    from qmedimg.train import build_model, _load_data
-
-    for label, _, config in configs[:: len(seeds)]:  # every model can take this data: check before training
-        build_model(config, _load_data(config))
+    dataset = _load_data(configs[0][2])
+    for _, _, config in configs[:: len(seeds)]:  # every model can take this data: checked before any training
+        build_model(config, dataset)
     records = []
     for label, seed, config in configs:
         run = Path(config.out)
@@ -86,7 +85,8 @@ def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[s
             metrics = resume(run, progress=progress)
         else:
             metrics = train(config, progress=progress)
-        history = list(csv.DictReader(open(run / "history.csv", newline="")))
+        with open(run / "history.csv", newline="") as handle:
+            history = list(csv.DictReader(handle))
         records.append({"model": label, "seed": seed, "run": str(run), "metrics": metrics, "history": history})
     _write(out, records, seeds)
     return out

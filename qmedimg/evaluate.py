@@ -213,12 +213,17 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "backend_entry": entry.model_dump(),
         **extra,
     }
-    path = run.path / f"eval-{target.name}{_tag(overrides)}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}.json", result)
     result["path"] = str(path)
     return result
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Write ``data`` as JSON atomically (a temporary file, then a rename): never half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+    return path
 
 
 def require_run(run_dir: str | Path) -> Path:

@@ -166,7 +166,8 @@ def parameter_values(circuit, spec, angles: np.ndarray, weights: np.ndarray) -> 
 MAX_EXECUTIONS, MAX_TWO_QUBIT_GATES = 5_000_000, 10_000
 
 
-def _final_options(entry):
+def final_options(entry):
+    """(Runtime's finalized EstimatorOptions, shots per row, ZNE noise factors) for an ``ibm`` entry."""
     from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
     from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
 
@@ -184,7 +185,7 @@ def _final_options(entry):
 
 def rows_per_job(entry, isa) -> int:
     """Images per job: the entry's ``max_rows_per_job``, lowered to respect IBM's job limits."""
-    _, shots, zne = _final_options(entry)
+    _, shots, zne = final_options(entry)
     two_qubit = sum(1 for inst in isa.data if inst.operation.num_qubits == 2) if isa is not None else 0
     limits = [entry.max_rows_per_job, MAX_EXECUTIONS // (shots * len(zne))]
     if two_qubit:
@@ -194,9 +195,9 @@ def rows_per_job(entry, isa) -> int:
 
 def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None) -> dict:
     """Jobs, PUBs, rows, shots and a rough QPU-time estimate for ``values`` (no network)."""
-    final, shots, zne_factors = _final_options(entry)
-    rows = len(values)
-    jobs = math.ceil(rows / rows_per_job(entry, isa))
+    final, shots, zne_factors = final_options(entry)
+    rows, per_job = len(values), rows_per_job(entry, isa)
+    jobs = math.ceil(rows / per_job)
     twirl = final.twirling
     randomizations = twirl.num_randomizations if (twirl.enable_gates or twirl.enable_measure) else None
     trex = 2 if final.resilience.measure_mitigation else 1  # calibration circuits roughly double shots
@@ -204,7 +205,8 @@ def plan(entry, values: np.ndarray, num_observables: int, device=None, isa=None)
     rep_delay = getattr(device, "default_rep_delay", None) or 250e-6
     circuit_time = _circuit_duration(isa, device)
     seconds = executions * (rep_delay + circuit_time) + 2.0 * jobs
-    return {"jobs": jobs, "rows_per_job": rows_per_job(entry, isa), "pubs_per_job": 1, "parameter_rows": rows, "observables": num_observables,
+    return {"jobs": jobs, "rows_per_job": per_job, "pubs_per_job": 1, "parameter_rows": rows,
+            "observables": num_observables,
             "shots_per_row": shots, "twirling_randomizations": randomizations, "zne_noise_factors": zne_factors,
             "measure_mitigation": bool(final.resilience.measure_mitigation),
             "estimated_executions": executions, "estimated_qpu_seconds": round(seconds, 1),
@@ -240,12 +242,6 @@ def request_id(**parts) -> str:
         digest.update(key.encode())
         digest.update(value.tobytes() if isinstance(value, np.ndarray) else json.dumps(value, sort_keys=True).encode())
     return digest.hexdigest()[:16]
-
-
-def _write_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 class Ledger:
@@ -288,7 +284,9 @@ class Ledger:
         return self.data["jobs"]
 
     def save(self) -> None:
-        _write_atomic(self.path, self.data)
+        from qmedimg.evaluate import write_json
+
+        write_json(self.path, self.data)
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,

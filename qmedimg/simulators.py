@@ -78,7 +78,7 @@ def trim_idle(circuit: QuantumCircuit) -> tuple[QuantumCircuit, list[int]]:
     return dag_to_circuit(dag), active
 
 
-def _sub_target(target: Target, qubits: Sequence[int], scale: float) -> Target:
+def calibration(target: Target, qubits: Sequence[int], scale: float) -> Target:
     """The device's calibration restricted to ``qubits`` (renumbered 0..k-1), error rates × scale."""
     index = {p: i for i, p in enumerate(qubits)}
     props = []
@@ -101,23 +101,22 @@ def _sub_target(target: Target, qubits: Sequence[int], scale: float) -> Target:
     return sub
 
 
-def readout_errors(target: Target, qubits: Sequence[int], scale: float = 1.0) -> np.ndarray:
-    """(k, 2) array of [p(1|0), p(0|1)] per qubit, × scale, from the device's measure calibration."""
-    out = np.zeros((len(qubits), 2))
-    for i, (q, error) in enumerate(basic_device_readout_errors(target=_sub_target(target, qubits, scale))):
+def readout_errors(calibrated: Target) -> np.ndarray:
+    """(k, 2) array of [p(1|0), p(0|1)] per qubit of a :func:`calibration`."""
+    out = np.zeros((calibrated.num_qubits, 2))
+    for q, error in basic_device_readout_errors(target=calibrated):
         probs = np.asarray(error.probabilities)
         out[q[0]] = probs[0, 1], probs[1, 0]
     return out
 
 
-def noise_model(target: Target, qubits: Sequence[int], scale: float) -> NoiseModel:
-    """Aer noise model of the device restricted to ``qubits`` (as ``NoiseModel.from_backend`` builds it:
-    depolarizing + thermal relaxation per gate, readout error), rates scaled by ``scale``."""
-    sub = _sub_target(target, qubits, scale)
-    model = NoiseModel(basis_gates=list(sub.operation_names))
-    for q, error in basic_device_readout_errors(target=sub):
+def noise_model(calibrated: Target) -> NoiseModel:
+    """Aer noise model of a :func:`calibration` (as ``NoiseModel.from_backend`` builds it: depolarizing +
+    thermal relaxation per gate, readout error)."""
+    model = NoiseModel(basis_gates=list(calibrated.operation_names))
+    for q, error in basic_device_readout_errors(target=calibrated):
         model.add_readout_error(error, q)
-    for name, q, error in basic_device_gate_errors(target=sub):
+    for name, q, error in basic_device_gate_errors(target=calibrated):
         model.add_quantum_error(error, name, q)
     return model
 
@@ -149,6 +148,11 @@ class _Prepared:
     qubits: list[int]  # physical index of each simulated qubit
     noise: NoiseModel | None
     readout: np.ndarray | None  # (k, 2) [p(1|0), p(0|1)], None when ideal
+
+    @property
+    def method(self) -> str:
+        """Aer's simulation method: exact values under noise need the density matrix."""
+        return "density_matrix" if self.noise is not None else "statevector"
 
 
 class DeviceEstimator(BaseEstimatorV2):
@@ -197,7 +201,7 @@ class DeviceEstimator(BaseEstimatorV2):
         small, qubits = trim_idle(circuit)
         small = TranslateParameterizedGates(_AER_SAFE)(small)
         small.global_phase = 0  # irrelevant to expectation values; a parameterized one breaks Aer's binding
-        target = self.device.target if self.noisy else None
+        calibrated = calibration(self.device.target, qubits, self.noise_scale) if self.noisy else None
         factors = self.zne.noise_factors if self.zne else (1.0,)
         variants = []
         for factor in factors:
@@ -211,16 +215,16 @@ class DeviceEstimator(BaseEstimatorV2):
                 from qiskit.circuit import pauli_twirl_2q_gates
 
                 copies = pauli_twirl_2q_gates(folded, num_twirls=self.twirls, seed=self.seed)
-            if target is not None and any(inst.operation.name == "delay" for inst in folded.data):
-                sub = _sub_target(target, qubits, self.noise_scale)
-                relax = RelaxationNoisePass([p.t1 or np.inf for p in sub.qubit_properties],
-                                            [p.t2 or np.inf for p in sub.qubit_properties], dt=sub.dt, op_types=Delay)
+            if calibrated is not None and any(inst.operation.name == "delay" for inst in folded.data):
+                props = calibrated.qubit_properties
+                relax = RelaxationNoisePass([p.t1 or np.inf for p in props], [p.t2 or np.inf for p in props],
+                                            dt=calibrated.dt, op_types=Delay)
                 copies = [relax(c) for c in copies]
             variants.append(copies)
         prepared = _Prepared(
             variants=variants, qubits=qubits,
-            noise=noise_model(target, qubits, self.noise_scale) if target is not None else None,
-            readout=readout_errors(target, qubits, self.noise_scale) if target is not None else None,
+            noise=noise_model(calibrated) if calibrated is not None else None,
+            readout=readout_errors(calibrated) if calibrated is not None else None,
         )
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
@@ -266,9 +270,8 @@ class DeviceEstimator(BaseEstimatorV2):
                     term = SparsePauliOp("I" * k, p01 - p10) + (1 - p10 - p01) * term
                 op = op.compose(term)
             observables.append(op.simplify())
-        method = "density_matrix" if prepared.noise is not None else "statevector"
         estimator = AerEstimator(options={"default_precision": 0.0, "backend_options": {
-            "method": method, "noise_model": prepared.noise, "runtime_parameter_bind_enable": True}})
+            "method": prepared.method, "noise_model": prepared.noise, "runtime_parameter_bind_enable": True}})
         evs = estimator.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs
         return np.real(np.asarray(evs)).reshape(len(local), len(values))
 
@@ -285,7 +288,6 @@ class DeviceEstimator(BaseEstimatorV2):
                     break
             else:
                 groups.append((dict(factors), [i]))
-        method = "density_matrix" if prepared.noise is not None else "statevector"
         for basis, members in groups:
             measured = circuit.copy()
             for q, letter in basis.items():
@@ -295,7 +297,7 @@ class DeviceEstimator(BaseEstimatorV2):
                     measured.append(HGate(), [q])
             measured.measure_all()
             sampler = AerSampler(options={
-                "backend_options": {"method": method, "noise_model": prepared.noise},
+                "backend_options": {"method": prepared.method, "noise_model": prepared.noise},
                 "run_options": {"seed_simulator": int(self._rng.integers(2**31))}})
             result = sampler.run([(measured, values, self.shots)]).result()[0]
             signs = 1.0 - 2.0 * result.data.meas.to_bool_array(order="little")  # (rows, shots, k): ±1

@@ -118,6 +118,15 @@ def _backend_for(point: Point, backends_file, base_entry):
     return get_backend(point.backend, backends_file, **overrides)
 
 
+def _zne_factors(backend) -> list[float]:
+    """The noise factors a ZNE point runs (each costs one execution of the circuit)."""
+    if backend.kind == "ibm":
+        from qmedimg.ibm import final_options
+
+        return final_options(backend.entry)[2]
+    return backend.entry.mitigation.zne.noise_factors
+
+
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -165,8 +174,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
     from qmedimg.ibm import request_id
 
-    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit,
-                         backends={n: b.entry.model_dump() for n, b in base.items()})
+    entries = {n: b.entry.model_dump() for n, b in base.items()}
+    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries)
     if dry_run:
         return _dry_run(out, grid_id, points, runs, base, backends_file, limit)
     if qpus:
@@ -178,12 +187,12 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     done = {tuple(row[k] for k in KEY) for row in _read_rows(results)}
     todo = [p for p in points if p.key() not in done]
     (out / "study.json").write_text(json.dumps({
-        "runs": list(runs), "backends": {n: b.entry.model_dump() for n, b in base.items()},
+        "runs": list(runs), "backends": entries,
         "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
         "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
         "points": len(points)}, indent=2))
 
-    cache: dict[str, tuple] = {}  # run -> (labels, task, angles, ideal values, ideal metrics)
+    cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
     new_file = not results.is_file()
     with open(results, "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -209,9 +218,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             wall = time.perf_counter() - start
             metrics = compute_metrics(labels, _probs_from_head(run.model, values), run.dataset.task)
             report = transpile_report(backend, run.model.spec) if backend.device is not None else {}
-            zne = 3 if "zne" in point.mitigation else 1
+            zne = len(_zne_factors(backend)) if "zne" in point.mitigation else 1
             writer.writerow({
-                "run": point.run, "circuit": run.model.spec.name, "trained_on": getattr(run.config, "backend", None) or "exact",
+                "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
                 "backend": point.backend, "device": backend.device_name, "scale": _text(point.scale),
                 "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
                 "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],

@@ -12,7 +12,7 @@ from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
 from qmedimg.evaluate import evaluate_run
 from qmedimg.exact import ExactEstimator
-from qmedimg.simulators import DeviceEstimator, extrapolate, noise_model
+from qmedimg.simulators import DeviceEstimator, calibration, extrapolate, noise_model
 from qmedimg.train import make_config, train
 
 
@@ -174,7 +174,7 @@ def test_extrapolation_recovers_exponential_and_linear_decay():
 
 
 def test_noise_model_is_restricted_to_the_active_qubits():
-    model = noise_model(FakeBrisbane().target, [103, 104, 105, 111], 1.0)
+    model = noise_model(calibration(FakeBrisbane().target, [103, 104, 105, 111], 1.0))
     assert set(model.noise_qubits) <= {0, 1, 2, 3} and model.noise_qubits
 
 
