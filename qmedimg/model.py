@@ -18,11 +18,10 @@ import math
 
 import torch
 from qiskit.primitives import BaseEstimatorV2
-from qiskit_machine_learning.connectors import TorchConnector
 from torch import nn
 
 from qmedimg.circuits import CircuitSpec, check_inputs
-from qmedimg.execution import FastEstimatorQNN
+from qmedimg.execution import FastEstimatorQNN, QuantumTorchConnector
 
 BACKBONES = ("compact", "hqcnn")
 HEADS = ("quantum", "classical", "linear")
@@ -56,7 +55,8 @@ def make_backbone(name: str, channels: int) -> tuple[nn.Module, int]:
 
 class QuantumHead(nn.Module):
     """A circuit as a torch layer: (B, n) angles -> (B, O) expectation values, via qiskit-ML's
-    ``TorchConnector`` around :class:`~qmedimg.execution.FastEstimatorQNN`.
+    ``TorchConnector`` (:class:`~qmedimg.execution.QuantumTorchConnector`) around
+    :class:`~qmedimg.execution.FastEstimatorQNN`.
 
     ``precision`` 0.0 means exact values (use it with exact estimators); the weights start
     uniform in [-π, π) from torch's generator, so ``torch.manual_seed`` makes them repeatable.
@@ -76,7 +76,7 @@ class QuantumHead(nn.Module):
             default_precision=precision,
         )
         initial = (torch.rand(len(spec.weights), dtype=torch.float64) * 2 - 1) * math.pi
-        self.connector = TorchConnector(self.qnn, initial_weights=initial.numpy())
+        self.connector = QuantumTorchConnector(self.qnn, initial_weights=initial.numpy())
 
     @property
     def num_outputs(self) -> int:

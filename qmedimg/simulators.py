@@ -26,7 +26,10 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 - unrolls parameterized controlled rotations and drops a parameterized global phase (Aer's
   run-time parameter binding fails on it) before Aer sees the circuit;
 - runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
-  (Aer runs all rows of one experiment on one core).
+  (Aer runs all rows of one experiment on one core);
+- offers :meth:`DeviceEstimator.weighted_sums` for noise-aware training: the weights' loss gradient
+  summed over the batch before simulation (exact values are linear in the density matrix), ~3x
+  fewer simulated rows than one shifted row per sample.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.primitives import BaseEstimatorV2, PrimitiveResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.providers import BackendV2, QubitProperties
-from qiskit.quantum_info import Pauli, SparsePauliOp
+from qiskit.quantum_info import DensityMatrix, Pauli, SparsePauliOp
 from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_aer import AerSimulator
@@ -237,19 +240,7 @@ class DeviceEstimator(BaseEstimatorV2):
     def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray, paulis: list[str]) -> np.ndarray:
         """<P> on the device for every Pauli label (little-endian, full circuit width) and row."""
         prepared = self.prepare(circuit)
-        position = {q: i for i, q in enumerate(prepared.qubits)}
-        local = []  # each label as {simulated qubit: letter}
-        for label in paulis:
-            factors = {}
-            for q, letter in enumerate(reversed(label)):
-                if letter != "I":
-                    if q not in position:  # a Pauli on a qubit the circuit never touches: |0> exactly
-                        if letter in "XY":
-                            factors = None
-                            break
-                        continue
-                    factors[position[q]] = letter
-            local.append(factors)
+        local = _localize(prepared, paulis)
         per_factor = []
         for copies in prepared.variants:
             runs = [self._sampled(c, prepared, values, local) if self.shots else self._exact(c, prepared, values, local)
@@ -260,12 +251,21 @@ class DeviceEstimator(BaseEstimatorV2):
         return extrapolate(self.zne.noise_factors, np.stack(per_factor), self.zne.extrapolator)
 
     def _exact(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
-        """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise),
-        the rows split into one experiment per core (Aer runs experiments in parallel; one experiment
-        of many bound rows runs on one core: measured 1.7x faster on 2 cores than Aer's EstimatorV2)."""
+        """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise)."""
         if len(values) == 0:
             return np.zeros((len(local), 0))
-        k = circuit.num_qubits
+        labels, coeffs = self._measured(prepared, local)
+        measured = circuit.copy()
+        _save_expectations(measured, labels)
+        simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
+        table = _aer_rows(simulator, [measured], values)[0]
+        return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
+
+    def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
+        """What the device reports for each localized label, as a combination of the state's own
+        Pauli expectations: ``(labels, coeffs)`` with <reported_i> = Σ_j coeffs[i, j]·<labels[j]>
+        (readout error P_q -> a·I + b·P_q, unless readout mitigation undoes it)."""
+        k = len(prepared.qubits)
         apply_readout = prepared.readout is not None and not self.readout_mitigation
         observables = []
         for factors in local:
@@ -281,28 +281,77 @@ class DeviceEstimator(BaseEstimatorV2):
                 op = op.compose(term)
             observables.append(op.simplify())
         labels = sorted({label for op in observables for label in op.paulis.to_labels()})
-        measured = circuit.copy()
-        for label in labels:
-            measured.save_expectation_value(Pauli(label), range(k), label=label)
-        simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
-        params = list(circuit.parameters)
-        if params:
-            chunks = np.array_split(values, max(1, min(_CORES, len(values))))
-            binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
-            result = simulator.run([measured] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
-                                   max_parallel_experiments=len(chunks)).result()
-        else:
-            result = simulator.run(measured).result()
-        if not result.success:
-            raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
-        table = np.array([[res.data.to_dict()[label] for label in labels] for res in result.results])
-        table = np.broadcast_to(table, (len(values), len(labels)))  # a parameter-free circuit ran once
         column = {label: i for i, label in enumerate(labels)}
         coeffs = np.zeros((len(observables), len(labels)))
         for o, op in enumerate(observables):
             for label, c in zip(op.paulis.to_labels(), op.coeffs):
                 coeffs[o, column[label]] += c.real
-        return coeffs @ np.real(table).T
+        return labels, coeffs
+
+    def weighted_sums(self, circuit: QuantumCircuit, values: np.ndarray, observables: list[dict],
+                      weights: np.ndarray, shared: np.ndarray, settings: np.ndarray) -> np.ndarray | None:
+        """``V[r] = Σ_o Σ_b weights[o, b]·<O_o>(row b of values, its columns ``shared`` set to settings[r])``.
+
+        With ``weights`` the loss gradient per output and the settings parameter shifts of the
+        trainable angles, V gives the loss gradient summed over the batch. Exact values are linear in
+        the density matrix, so each row runs only up to where the shared angles begin, the rows' states
+        are summed per measured Pauli label, and only those sums run the rest of the circuit for every
+        setting: (labels + 1)·R rows instead of B·R. None when this does not apply (shots, ZNE, twirls,
+        or a shared angle before a per-row one); then simulate every row."""
+        if self.shots:
+            return None
+        prepared = self.prepare(circuit)
+        if len(prepared.variants) != 1 or len(prepared.variants[0]) != 1:
+            return None
+        params = list(circuit.parameters)
+        shifted = {params[j].name for j in shared}
+        varying = {p.name for j, p in enumerate(params) if p.name not in shifted and np.ptp(values[:, j]) > 0}
+        parts = _cut(prepared.variants[0][0], varying, shifted)
+        if parts is None:
+            return None
+        before, after = parts
+        paulis = sorted({p for obs in observables for p in obs})
+        labels, measured = self._measured(prepared, _localize(prepared, paulis))
+        column = {p: i for i, p in enumerate(paulis)}
+        per_pauli = np.zeros((len(observables), len(paulis)))
+        for o, obs in enumerate(observables):
+            for p, c in obs.items():
+                per_pauli[o, column[p]] += np.real(c)
+        label_weights = (per_pauli @ measured).T @ weights  # (labels, rows)
+        index = {p.name: j for j, p in enumerate(params)}
+        simulator = AerSimulator(method="density_matrix", noise_model=prepared.noise)
+
+        before.save_density_matrix(label="rho")  # 1. every row up to the cut
+        columns = [index[p.name] for p in before.parameters]
+        states = [np.asarray(row["rho"]) for row in
+                  _aer_rows(simulator, [before], values[:, columns] if columns else values[:1, :0])[0]]
+        dim = states[0].shape[0]
+        sums = np.einsum("lb,bij->lij", label_weights, np.broadcast_to(states, (len(values), dim, dim)))
+
+        out = np.zeros(len(settings))  # 2. each label's sum σ through the rest, for every setting
+        starts, scales, run = [], [], []
+        for label, sigma in zip(labels, sums):
+            if set(label) == {"I"}:  # <I> = 1 whatever the setting
+                out += np.trace(sigma).real
+                continue
+            shift = max(0.0, -dim * np.linalg.eigvalsh(sigma)[0]) * (1 + 1e-9) + 1e-300
+            total = np.trace(sigma).real + shift  # σ = total·start - shift·I/dim, start a density matrix
+            starts.append((sigma + shift * np.eye(dim) / dim) / total)
+            scales.append((total, shift))
+            run.append(label)
+        circuits = []
+        for start in starts + [np.eye(dim) / dim]:
+            circuits.append(QuantumCircuit(after.num_qubits))
+            circuits[-1].set_density_matrix(DensityMatrix(start))
+            circuits[-1].compose(after, inplace=True)
+            _save_expectations(circuits[-1], run)
+        bound = np.broadcast_to(values[0], (len(settings), len(params))).copy()
+        bound[:, shared] = settings
+        columns = [index[p.name] for p in after.parameters]
+        tables = _aer_rows(simulator, circuits, bound[:, columns] if columns else bound[:1, :0])
+        for label, table, (total, shift) in zip(run, tables, scales):
+            out += total * np.array([row[label] for row in table]) - shift * np.array([row[label] for row in tables[-1]])
+        return out
 
     def _sampled(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
         out = np.zeros((len(local), len(values)))
@@ -340,3 +389,74 @@ class DeviceEstimator(BaseEstimatorV2):
                     product = product * s
                 out[i] = product.mean(axis=1)
         return out
+
+
+def _localize(prepared: _Prepared, paulis: list[str]) -> list[dict | None]:
+    """Each full-width Pauli label as {simulated qubit: letter}; None when it is 0 exactly
+    (an X or Y on a qubit the circuit never touches, which stays |0>)."""
+    position = {q: i for i, q in enumerate(prepared.qubits)}
+    local = []
+    for label in paulis:
+        factors = {}
+        for q, letter in enumerate(reversed(label)):
+            if letter != "I":
+                if q not in position:
+                    if letter in "XY":
+                        factors = None
+                        break
+                    continue
+                factors[position[q]] = letter
+        local.append(factors)
+    return local
+
+
+def _save_expectations(circuit: QuantumCircuit, labels: list[str]) -> None:
+    for label in labels:
+        circuit.save_expectation_value(Pauli(label), range(circuit.num_qubits), label=label)
+
+
+def _aer_rows(simulator: AerSimulator, circuits: list[QuantumCircuit], values: np.ndarray) -> list[list[dict]]:
+    """Each circuit run once per row of ``values`` (its parameters, in order): the saved data per
+    circuit and row. Each circuit's rows are split into one experiment per core (Aer runs experiments
+    in parallel and all rows of one experiment on one core; an equal share per core balances the
+    load); a parameter-free circuit runs once and is repeated."""
+    rows = len(values)
+    params = [list(c.parameters) for c in circuits]
+    if not params[0]:
+        result = simulator.run(circuits, max_parallel_experiments=len(circuits)).result()
+        chunks = [values[:1]]
+    else:
+        chunks = np.array_split(values, max(1, min(_CORES, rows)))
+        experiments = [c for c in circuits for _ in chunks]
+        binds = [{p: chunk[:, j] for j, p in enumerate(ps)} for ps in params for chunk in chunks]
+        result = simulator.run(experiments, parameter_binds=binds, runtime_parameter_bind_enable=True,
+                               max_parallel_experiments=len(experiments)).result()
+    if not result.success:
+        raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
+    data = [r.data.to_dict() for r in result.results]
+    per_circuit = len(data) // len(circuits)
+    tables = [data[i * per_circuit:(i + 1) * per_circuit] for i in range(len(circuits))]
+    return [table * rows if len(table) == 1 and rows != 1 else table for table in tables]
+
+
+def _cut(circuit: QuantumCircuit, varying: set[str],
+         shifted: set[str]) -> tuple[QuantumCircuit, QuantumCircuit] | None:
+    """``circuit`` as ``before`` then ``after``: ``before`` holds every gate whose angle uses a
+    ``varying`` parameter and everything those gates depend on; None if that includes a ``shifted`` one."""
+    dag = circuit_to_dag(circuit)
+
+    def uses(node, names):
+        return any(p.name in names for value in node.op.params if hasattr(value, "parameters")
+                   for p in value.parameters)
+
+    first = set()
+    for node in dag.topological_op_nodes():
+        if uses(node, varying):
+            first.add(node)
+            first.update(a for a in dag.ancestors(node) if hasattr(a, "op"))
+    if any(uses(node, shifted) for node in first):
+        return None
+    before, after = circuit.copy_empty_like(), circuit.copy_empty_like()
+    for node in dag.topological_op_nodes():
+        (before if node in first else after).append(node.op, node.qargs, node.cargs)
+    return before, after

@@ -138,3 +138,80 @@ def test_parameter_shift_through_noisy_aer_is_the_exact_gradient_of_the_noisy_va
         with torch.no_grad():
             numeric = (head(shifted[0])[0, 1] - head(shifted[1])[0, 1]) / (2 * step)
         assert abs(float(x.grad[0, i]) - float(numeric)) < 1e-4
+
+
+REUPLOADING = """OPENQASM 3.0;
+include "stdgates.inc";
+input float[64] x0;
+input float[64] x1;
+input float[64] w0;
+input float[64] w1;
+qubit[2] q;
+ry(x0) q[0];
+ry(x1) q[1];
+rz(w0) q[0];
+cx q[0], q[1];
+ry(x0) q[1];
+ry(w1) q[1];
+"""
+
+
+def _loss_gradients(head, x, cotangent):
+    """(input grad, weight grad) through the head's connector, and the same from the QNN's full
+    float64 Jacobians contracted by hand (what TorchConnector does, without its float32 step)."""
+    x = x.clone().requires_grad_(True)
+    head.connector.zero_grad()
+    (head(x) * cotangent).sum().backward()
+    jac_in, jac_w = head.qnn.backward(x.detach().numpy(), head.connector.weight.detach().double().numpy())
+    c = cotangent.float().double().numpy()  # the connector's output is float32, so is the gradient it gets
+    return ((x.grad.numpy(), head.connector.weight.grad.double().numpy()),
+            (np.einsum("bo,boi->bi", c, jac_in), np.einsum("bo,bow->w", c, jac_w)))
+
+
+@pytest.mark.parametrize("name, device, mitigation", [
+    ("sel", "fake_brisbane", False), ("ring", "fake_manila", True), ("fqa", "fake_brisbane", False)])
+def test_noisy_loss_gradient_summed_over_the_batch_equals_the_per_row_gradient(name, device, mitigation):
+    import torch
+
+    from qmedimg.backends import get_backend
+    from qmedimg.circuits import load_circuit
+    from qmedimg.model import QuantumHead
+    from qmedimg.simulators import DeviceEstimator
+
+    spec = load_circuit(name)
+    backend = get_backend(device)
+    circuit, observables = backend.prepare(spec)
+    estimator = DeviceEstimator(backend.estimator.device, noise_scale=2.0, readout_mitigation=mitigation)
+    torch.manual_seed(1)
+    head = QuantumHead(spec, estimator, 0.0, circuit=circuit, observables=observables)
+    x = torch.rand(6, spec.num_qubits, dtype=torch.float64) * 3 - 1.5
+    cotangent = torch.randn(6, len(observables), dtype=torch.float64)
+    (got_in, got_w), (want_in, want_w) = _loss_gradients(head, x, cotangent)
+    assert np.abs(want_w).max() > 0.1 and np.abs(want_in).max() > 0.1
+    np.testing.assert_allclose(got_w, want_w, rtol=1e-6, atol=1e-9)  # the connector's weights are float32
+    np.testing.assert_allclose(got_in, want_in, atol=1e-10)
+
+
+def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after_weights(tmp_path):
+    import torch
+
+    from qmedimg.backends import get_backend
+    from qmedimg.circuits import load_circuit
+    from qmedimg.model import QuantumHead
+
+    path = tmp_path / "reupload.qasm"
+    path.write_text(REUPLOADING)
+    spec = load_circuit(path)
+    backend = get_backend("fake_manila")
+    circuit, observables = backend.prepare(spec)
+    head = QuantumHead(spec, backend.estimator, 0.0, circuit=circuit, observables=observables)
+    plan = head.qnn.gradient.plan(head.qnn._circuit)
+    g = np.random.default_rng(0).uniform(-1, 1, (3, plan.jacobian.shape[1])) @ plan.jacobian.T + plan.offset
+    shared = np.flatnonzero(np.any(plan.jacobian[:, 2:] != 0, axis=1))
+    assert backend.estimator.weighted_sums(plan.circuit, g, [{"ZI": 1.0}], np.ones((1, 3)), shared,
+                                           g[:1, shared]) is None
+    x = torch.tensor([[0.4, -0.9], [1.3, 0.2], [-0.5, 2.1]], dtype=torch.float64)
+    cotangent = torch.randn(3, len(observables), dtype=torch.float64)
+    (got_in, got_w), (want_in, want_w) = _loss_gradients(head, x, cotangent)
+    np.testing.assert_allclose(got_w, want_w, rtol=1e-6, atol=1e-9)  # the connector's weights are float32
+    np.testing.assert_allclose(got_in, want_in, atol=1e-10)
