@@ -9,7 +9,7 @@ qiskit-machine-learning's ``EstimatorQNN`` sends one PUB per observable forward 
   ``(circuit, [[o] for o in observables], values)`` and whose backward calls the batched gradient.
 * :class:`QuantumTorchConnector` — qiskit-ML's ``TorchConnector``, except that on noisy Aer its
   backward passes the loss gradient down, so the weights' gradient is summed over the batch before
-  simulation (``DeviceEstimator.weighted_sums``) instead of one shifted row per sample.
+  simulation (``DeviceEstimator.loss_gradient``) instead of one shifted row per sample.
 
 Example::
 
@@ -120,7 +120,7 @@ def _z_type(observables: ObservablesArray) -> bool:
     return all(set(label) <= {"I", "Z"} for obs in observables.ravel().tolist() for label in obs)
 
 
-def _shifts(active: np.ndarray, width: int) -> np.ndarray:
+def shift_offsets(active: np.ndarray, width: int) -> np.ndarray:
     """(2, len(active), width): +π/2 then -π/2 on each active column in turn."""
     shifts = np.zeros((2, active.size, width))
     shifts[0, np.arange(active.size), active] = np.pi / 2
@@ -187,7 +187,7 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         if active.size == 0:
             return np.zeros((n_obs, rows, len(cols)))
         g = values @ plan.jacobian.T + plan.offset  # (rows, G)
-        shifted = g[:, None, None, :] + _shifts(active, g.shape[1])[None]  # (rows, 2, G', G)
+        shifted = g[:, None, None, :] + shift_offsets(active, g.shape[1])[None]  # (rows, 2, G', G)
         pub = (plan.circuit, observables, shifted.reshape(-1, g.shape[1]))
         evs = self._estimator.run([pub], precision=self._precision).result()[0].data.evs
         evs = np.asarray(evs).reshape(n_obs, rows, 2, active.size)
@@ -200,36 +200,25 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         for the first ``num_inputs`` parameters and summed over rows for the rest (the trainable
         weights, equal on every row). Returns ((rows, num_inputs), (P - num_inputs,)).
 
-        With an estimator that offers ``weighted_sums`` (:class:`~qmedimg.simulators.DeviceEstimator`),
-        the weights' shifted rows run once per measured Pauli label instead of once per row."""
+        With an estimator that offers ``loss_gradient`` (:class:`~qmedimg.simulators.DeviceEstimator`),
+        the weights' shifts run once per measured Pauli label instead of once per row."""
         params = list(circuit.parameters)
         values = np.asarray(values, dtype=float).reshape(-1, len(params))
-        per_row = self.gradients(circuit, observables, values, params[:num_inputs])
-        grad_w = self._summed_weight_gradient(circuit, observables, values, cotangent, num_inputs)
-        if grad_w is None:
-            grad_w = np.einsum("ob,obj->j", cotangent, self.gradients(circuit, observables, values, params[num_inputs:]))
-        return np.einsum("ob,obj->bj", cotangent, per_row), grad_w
-
-    def _summed_weight_gradient(self, circuit, observables, values, cotangent, num_inputs) -> np.ndarray | None:
-        """The weights' loss gradient from the estimator's ``weighted_sums``; None if it has none or
-        declines, or if a gate angle mixes inputs and weights."""
-        weighted_sums = getattr(self._estimator, "weighted_sums", None)
         plan = self.plan(circuit)
-        from_weights = np.any(plan.jacobian[:, num_inputs:] != 0, axis=1)
-        if weighted_sums is None or np.any(from_weights & np.any(plan.jacobian[:, :num_inputs] != 0, axis=1)):
-            return None
-        if plan.phase_only.any() and _z_type(observables):
-            from_weights &= ~plan.phase_only
-        active = np.flatnonzero(from_weights)
-        if active.size == 0:
-            return np.zeros(plan.jacobian.shape[1] - num_inputs)
-        g = values @ plan.jacobian.T + plan.offset  # (rows, G) gate angles
-        settings = g[0, active] + _shifts(np.arange(active.size), active.size).reshape(-1, active.size)
-        sums = weighted_sums(plan.circuit, g, observables.ravel().tolist(), cotangent, active, settings)
-        if sums is None:
-            return None
-        sums = sums.reshape(2, active.size)
-        return (sums[0] - sums[1]) / 2 @ plan.jacobian[active, num_inputs:]
+        jac = plan.jacobian
+        from_inputs, from_weights = np.any(jac[:, :num_inputs] != 0, axis=1), np.any(jac[:, num_inputs:] != 0, axis=1)
+        loss_gradient = getattr(self._estimator, "loss_gradient", None)
+        if loss_gradient is not None and not np.any(from_inputs & from_weights):
+            if plan.phase_only.any() and _z_type(observables):  # exactly zero: not sent
+                from_inputs, from_weights = from_inputs & ~plan.phase_only, from_weights & ~plan.phase_only
+            inputs, weights = np.flatnonzero(from_inputs), np.flatnonzero(from_weights)
+            g = values @ jac.T + plan.offset  # (rows, G) gate angles
+            grads = loss_gradient(plan.circuit, g, observables.ravel().tolist(), cotangent, inputs, weights)
+            if grads is not None:
+                return grads[0] @ jac[inputs, :num_inputs], grads[1] @ jac[weights, num_inputs:]
+        per_row = self.gradients(circuit, observables, values)  # (O, rows, P)
+        return (np.einsum("ob,obj->bj", cotangent, per_row[:, :, :num_inputs]),
+                np.einsum("ob,obj->j", cotangent, per_row[:, :, num_inputs:]))
 
     def _run(self, circuits, observables, parameter_values, parameters, **options):
         """Standard interface: jobs grouped by (circuit, parameters), one PUB per group."""
@@ -310,7 +299,7 @@ class _SummedGradientFunction(_TorchNNFunction):
         qnn = ctx.neural_network
         gradient = getattr(qnn, "gradient", None)
         if (not isinstance(gradient, BatchedParamShiftGradient) or ctx.sparse
-                or getattr(gradient._estimator, "weighted_sums", None) is None):
+                or getattr(gradient._estimator, "loss_gradient", None) is None):
             return _TorchNNFunction.backward(ctx, grad_output)
         input_data, weights = ctx.saved_tensors
         cotangent = grad_output.detach().cpu().double().reshape(-1, qnn.output_shape[0]).numpy()

@@ -207,9 +207,9 @@ def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after
     head = QuantumHead(spec, backend.estimator, 0.0, circuit=circuit, observables=observables)
     plan = head.qnn.gradient.plan(head.qnn._circuit)
     g = np.random.default_rng(0).uniform(-1, 1, (3, plan.jacobian.shape[1])) @ plan.jacobian.T + plan.offset
-    shared = np.flatnonzero(np.any(plan.jacobian[:, 2:] != 0, axis=1))
-    assert backend.estimator.weighted_sums(plan.circuit, g, [{"ZI": 1.0}], np.ones((1, 3)), shared,
-                                           g[:1, shared]) is None
+    inputs = np.flatnonzero(np.any(plan.jacobian[:, :2] != 0, axis=1))
+    weights = np.flatnonzero(np.any(plan.jacobian[:, 2:] != 0, axis=1))
+    assert backend.estimator.loss_gradient(plan.circuit, g, [{"ZI": 1.0}], np.ones((1, 3)), inputs, weights) is None
     x = torch.tensor([[0.4, -0.9], [1.3, 0.2], [-0.5, 2.1]], dtype=torch.float64)
     cotangent = torch.randn(3, len(observables), dtype=torch.float64)
     (got_in, got_w), (want_in, want_w) = _loss_gradients(head, x, cotangent)
