@@ -7,7 +7,7 @@ Prints, in one run:
        (none, readout+zne) on the run's whole test split, exact expectation values: wall seconds;
   (ii) noise-aware training on FakeBrisbane: the quantum layer's forward + batched parameter-shift
        backward through noisy Aer (density matrix) at batch 32 (the weights' gradient summed over the
-       batch before simulation: DeviceEstimator.loss_gradient), and one full hybrid training step;
+       batch before simulation: DeviceEstimator.gradient_rows), and one full hybrid training step;
        samples/s, best of 3, and the rows Aer simulated per step.
 """
 

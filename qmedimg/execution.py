@@ -9,7 +9,7 @@ qiskit-machine-learning's ``EstimatorQNN`` sends one PUB per observable forward 
   ``(circuit, [[o] for o in observables], values)`` and whose backward calls the batched gradient.
 * :class:`QuantumTorchConnector` — qiskit-ML's ``TorchConnector``, except that on noisy Aer its
   backward passes the loss gradient down, so the weights' gradient is summed over the batch before
-  simulation (``DeviceEstimator.loss_gradient``) instead of one shifted row per sample.
+  simulation (``DeviceEstimator.gradient_rows``) instead of one shifted row per sample.
 
 Example::
 
@@ -194,31 +194,33 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         dg = (evs[:, :, 0] - evs[:, :, 1]) / 2  # (O, rows, G')
         return dg @ jac[active]  # chain rule to the requested parameters
 
-    def vjp(self, circuit: QuantumCircuit, observables: ObservablesArray, values: np.ndarray,
-            cotangent: np.ndarray, num_inputs: int) -> tuple[np.ndarray, np.ndarray]:
-        """The loss gradient through the circuit: ``Σ_o cotangent[o, row]·∂<O_o>(row)/∂θ_j``, per row
-        for the first ``num_inputs`` parameters and summed over rows for the rest (the trainable
-        weights, equal on every row). Returns ((rows, num_inputs), (P - num_inputs,)).
-
-        With an estimator that offers ``loss_gradient`` (:class:`~qmedimg.simulators.DeviceEstimator`),
-        the weights' shifts run once per measured Pauli label instead of once per row."""
-        params = list(circuit.parameters)
-        values = np.asarray(values, dtype=float).reshape(-1, len(params))
+    def forward_and_vjp(self, circuit: QuantumCircuit, observables: ObservablesArray, values: np.ndarray,
+                        num_inputs: int):
+        """With an estimator that offers ``gradient_rows`` (:class:`~qmedimg.simulators.DeviceEstimator`):
+        the values <O_o>(row), shape (O, rows), and the loss gradient as a function of
+        ``cotangent`` (O, rows) (the loss gradient w.r.t. those values): ``Σ_o cotangent[o, row]·
+        ∂<O_o>(row)/∂θ_j``, per row for the first ``num_inputs`` parameters, summed over rows for the
+        rest (the weights). One simulation, and the weights' shifts run once per measured Pauli
+        label, not once per row. None otherwise, or if a gate angle mixes inputs and weights."""
+        gradient_rows = getattr(self._estimator, "gradient_rows", None)
         plan = self.plan(circuit)
         jac = plan.jacobian
         from_inputs, from_weights = np.any(jac[:, :num_inputs] != 0, axis=1), np.any(jac[:, num_inputs:] != 0, axis=1)
-        loss_gradient = getattr(self._estimator, "loss_gradient", None)
-        if loss_gradient is not None and not np.any(from_inputs & from_weights):
-            if plan.phase_only.any() and _z_type(observables):  # exactly zero: not sent
-                from_inputs, from_weights = from_inputs & ~plan.phase_only, from_weights & ~plan.phase_only
-            inputs, weights = np.flatnonzero(from_inputs), np.flatnonzero(from_weights)
-            g = values @ jac.T + plan.offset  # (rows, G) gate angles
-            grads = loss_gradient(plan.circuit, g, observables.ravel().tolist(), cotangent, inputs, weights)
-            if grads is not None:
-                return grads[0] @ jac[inputs, :num_inputs], grads[1] @ jac[weights, num_inputs:]
-        per_row = self.gradients(circuit, observables, values)  # (O, rows, P)
-        return (np.einsum("ob,obj->bj", cotangent, per_row[:, :, :num_inputs]),
-                np.einsum("ob,obj->j", cotangent, per_row[:, :, num_inputs:]))
+        if gradient_rows is None or np.any(from_inputs & from_weights):
+            return None
+        if plan.phase_only.any() and _z_type(observables):  # exactly zero: not sent
+            from_inputs, from_weights = from_inputs & ~plan.phase_only, from_weights & ~plan.phase_only
+        inputs, weights = np.flatnonzero(from_inputs), np.flatnonzero(from_weights)
+        g = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters) @ jac.T + plan.offset
+        rows = gradient_rows(plan.circuit, g, observables.ravel().tolist(), inputs, weights)
+        if rows is None:
+            return None
+
+        def vjp(cotangent):
+            grad_g_in, grad_g_w = rows.loss_gradient(cotangent)  # by gate angle
+            return grad_g_in @ jac[inputs, :num_inputs], grad_g_w @ jac[weights, num_inputs:]
+
+        return rows.outputs, vjp
 
     def _run(self, circuits, observables, parameter_values, parameters, **options):
         """Standard interface: jobs grouped by (circuit, parameters), one PUB per group."""
@@ -268,14 +270,21 @@ class FastEstimatorQNN(EstimatorQNN):
         evs = self.estimator.run([pub], precision=self._default_precision).result()[0].data.evs
         return np.asarray(evs).reshape(len(self._observables), num_samples).T
 
-    def vjp(self, input_data, weights, cotangent) -> tuple[np.ndarray | None, np.ndarray]:
-        """Loss gradient w.r.t. inputs (samples, inputs) — None without input gradients — and
-        weights (weights,), given the loss gradient w.r.t. the outputs, ``cotangent`` (samples, outputs)."""
+    def forward_and_vjp(self, input_data, weights):
+        """(outputs (samples, outputs), ``cotangent (samples, outputs) -> (input grads, weight
+        grads)``) from one simulation when the estimator allows it (noisy Aer), else None."""
         values, _ = self._preprocess_forward(input_data, weights)
         num_inputs = self._num_inputs if self._input_gradients else 0
-        grad_in, grad_w = self.gradient.vjp(self._circuit, self._observable_column, values,
-                                            np.asarray(cotangent, dtype=float).T, num_inputs)
-        return (grad_in if self._input_gradients else None), grad_w
+        prepared = self.gradient.forward_and_vjp(self._circuit, self._observable_column, values, num_inputs)
+        if prepared is None:
+            return None
+        outputs, vjp = prepared
+
+        def loss_gradient(cotangent):
+            grad_in, grad_w = vjp(np.asarray(cotangent, dtype=float).T)
+            return (grad_in if self._input_gradients else None), grad_w
+
+        return outputs.T, loss_gradient
 
     def _backward(self, input_data, weights):
         if not isinstance(self.gradient, BatchedParamShiftGradient):
@@ -294,26 +303,51 @@ class FastEstimatorQNN(EstimatorQNN):
 
 
 class _SummedGradientFunction(_TorchNNFunction):
+    """TorchConnector's autograd function; on noisy Aer the forward also simulates what the
+    backward needs (one Aer call fewer) and the backward passes the loss gradient down."""
+
+    @staticmethod
+    def forward(ctx, input_data, weights, neural_network, sparse):  # type: ignore[override]
+        ctx.loss_gradient = None
+        if (_passes_loss_gradient(neural_network, sparse) and input_data.dim() == 2
+                and input_data.shape[-1] == neural_network.num_inputs and any(ctx.needs_input_grad[:2])):
+            prepared = neural_network.forward_and_vjp(input_data.detach().cpu().numpy(), weights.detach().cpu().numpy())
+            if prepared is not None:
+                outputs, ctx.loss_gradient = prepared
+                ctx.neural_network, ctx.sparse = neural_network, sparse
+                ctx.save_for_backward(input_data, weights)
+                return torch.as_tensor(outputs, dtype=torch.float).to(input_data.device)
+        return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
+
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
         qnn = ctx.neural_network
-        gradient = getattr(qnn, "gradient", None)
-        if (not isinstance(gradient, BatchedParamShiftGradient) or ctx.sparse
-                or getattr(gradient._estimator, "loss_gradient", None) is None):
+        loss_gradient = ctx.loss_gradient
+        if loss_gradient is None and _passes_loss_gradient(qnn, ctx.sparse):
+            input_data, weights = ctx.saved_tensors
+            loss_gradient = qnn.forward_and_vjp(input_data.detach().cpu().numpy().reshape(-1, qnn.num_inputs),
+                                                weights.detach().cpu().numpy())
+            loss_gradient = None if loss_gradient is None else loss_gradient[1]
+        if loss_gradient is None:
             return _TorchNNFunction.backward(ctx, grad_output)
         input_data, weights = ctx.saved_tensors
         cotangent = grad_output.detach().cpu().double().reshape(-1, qnn.output_shape[0]).numpy()
-        grad_in, grad_w = qnn.vjp(input_data.detach().cpu().numpy().reshape(-1, qnn.num_inputs),
-                                  weights.detach().cpu().numpy(), cotangent)
+        grad_in, grad_w = loss_gradient(cotangent)
         if grad_in is not None:
             grad_in = torch.as_tensor(grad_in, dtype=input_data.dtype).reshape(input_data.shape).to(input_data.device)
         return grad_in, torch.as_tensor(grad_w, dtype=weights.dtype).to(weights.device), None, None
 
 
+def _passes_loss_gradient(qnn, sparse) -> bool:
+    gradient = getattr(qnn, "gradient", None)
+    return (isinstance(gradient, BatchedParamShiftGradient) and not sparse
+            and getattr(gradient._estimator, "gradient_rows", None) is not None)
+
+
 class QuantumTorchConnector(TorchConnector):
     """qiskit-ML's ``TorchConnector`` whose backward hands the loss gradient to the QNN when the
     estimator can use it: on noisy Aer (:class:`~qmedimg.simulators.DeviceEstimator`) the weights'
-    gradient is then summed over the batch before simulation (:meth:`BatchedParamShiftGradient.vjp`),
+    gradient is then summed over the batch before simulation (:meth:`BatchedParamShiftGradient.forward_and_vjp`),
     ~3x fewer simulated rows. With any other estimator, TorchConnector's own backward, unchanged."""
 
     def forward(self, input_data=None):

@@ -27,7 +27,7 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
   run-time parameter binding fails on it) before Aer sees the circuit;
 - runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
   (Aer runs all rows of one experiment on one core);
-- offers :meth:`DeviceEstimator.loss_gradient` for noise-aware training: the weights' loss gradient
+- offers :meth:`DeviceEstimator.gradient_rows` for noise-aware training: the weights' loss gradient
   summed over the batch before simulation (exact values are linear in the density matrix), ~3x
   fewer simulated rows than one shifted row per sample.
 """
@@ -164,6 +164,52 @@ class _Prepared:
         return "density_matrix" if self.noise is not None else "statevector"
 
 
+@dataclass
+class GradientRows:
+    """What :meth:`DeviceEstimator.gradient_rows` simulated, waiting for the loss gradient."""
+
+    outputs: np.ndarray  # (observables, rows): the forward pass
+    states: np.ndarray  # (rows, d, d): each row's density matrix where the shared angles begin
+    shifted: np.ndarray  # (rows, 2, per_row, labels): <label> with each per-row angle at +π/2, -π/2
+    to_labels: np.ndarray  # (labels, observables): weights on observables -> weights on labels
+    labels: list[str]
+    after: QuantumCircuit  # the circuit from where the shared angles begin
+    after_columns: list[int]  # its parameters, as columns of the full rows
+    settings: np.ndarray  # (2·shared, columns): row 0 with each shared angle at +π/2, then -π/2
+    simulator: AerSimulator
+
+    def loss_gradient(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``weights`` (observables, rows) -> (per-row gradient (rows, per_row), shared gradient)."""
+        label_weights = self.to_labels @ weights  # (labels, rows)
+        per_row = np.einsum("bkl,lb->bk", (self.shifted[:, 0] - self.shifted[:, 1]) / 2, label_weights)
+        if len(self.settings) == 0:
+            return per_row, np.zeros(0)
+        sums = np.einsum("lb,bij->lij", label_weights, self.states)
+        dim = sums.shape[-1]
+        starts, scales, run = [], [], []
+        for label, sigma in zip(self.labels, sums):
+            if set(label) == {"I"}:  # <I> = 1 whatever the shift
+                continue
+            shift = max(0.0, -dim * np.linalg.eigvalsh(sigma)[0]) * (1 + 1e-9) + 1e-300
+            total = np.trace(sigma).real + shift  # σ = total·start - shift·I/dim, start a density matrix
+            starts.append((sigma + shift * np.eye(dim) / dim) / total)
+            scales.append((total, shift))
+            run.append(label)
+        chain = QuantumCircuit(self.after.num_qubits)  # one circuit: Aer's cost per experiment is ~10 ms
+        for i, start in enumerate(starts + [np.eye(dim) / dim]):
+            chain.set_density_matrix(DensityMatrix(start))
+            chain.compose(self.after, inplace=True)
+            for label in run if i == len(starts) else run[i:i + 1]:
+                chain.save_expectation_value(Pauli(label), range(chain.num_qubits), label=f"{label}@{i}")
+        bound = self.settings[:, self.after_columns] if self.after_columns else self.settings[:1, :0]
+        table = _aer_rows(self.simulator, [chain], bound)[0]
+        values = np.zeros(len(self.settings))
+        for i, (label, (total, shift)) in enumerate(zip(run, scales)):
+            values += np.array([total * row[f"{label}@{i}"] - shift * row[f"{label}@{len(starts)}"] for row in table])
+        half = len(values) // 2
+        return per_row, (values[:half] - values[half:]) / 2
+
+
 class DeviceEstimator(BaseEstimatorV2):
     """Aer estimator for a device (or, with ``device=None``, the ideal statevector).
 
@@ -289,19 +335,18 @@ class DeviceEstimator(BaseEstimatorV2):
                 coeffs[o, column[label]] += c.real
         return labels, coeffs
 
-    def loss_gradient(self, circuit: QuantumCircuit, values: np.ndarray, observables: list[dict],
-                      weights: np.ndarray, per_row: np.ndarray,
-                      shared: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """``Σ_o weights[o, b]·∂<O_o>(row b)/∂values[b, j]``: per row b for the columns ``per_row``
-        (rows, len(per_row)), summed over rows for the columns ``shared`` (len(shared),), whose
-        values are equal on every row. Every column must be a gate angle with a ±π/2 shift rule.
+    def gradient_rows(self, circuit: QuantumCircuit, values: np.ndarray, observables: list[dict],
+                      per_row: np.ndarray, shared: np.ndarray) -> GradientRows | None:
+        """Simulate what a loss gradient needs before the loss is known: every row (its values are
+        the forward pass) and every row with each ``per_row`` column shifted by ±π/2, saving each
+        row's state where the ``shared`` columns begin. Every column must be a gate angle with a
+        ±π/2 shift rule; ``shared`` columns must be equal on every row.
 
-        With ``weights`` the loss gradient per output, this is the loss gradient (inputs per sample,
-        trainable weights summed). Exact values are linear in the density matrix, so the shared
-        columns' shifts need not run per row: each row's state where the shared angles begin is
-        saved, the states are summed per measured Pauli label, and only those sums run the rest of
-        the circuit per shift. None when this does not apply (shots, ZNE, twirls, or a shared angle
-        before a per-row one); then use one shifted row per sample."""
+        The shared columns' shifts need not run per row: exact values are linear in the density
+        matrix, so :meth:`GradientRows.loss_gradient` sums the saved states per measured Pauli label,
+        weighted by the loss gradient, and runs only those sums through the rest of the circuit.
+        None when this does not apply (shots, ZNE, twirls, or a shared angle before a per-row one);
+        then use one shifted row per sample."""
         if self.shots:
             return None
         prepared = self.prepare(circuit)
@@ -322,51 +367,25 @@ class DeviceEstimator(BaseEstimatorV2):
         for o, obs in enumerate(observables):
             for p, c in obs.items():
                 per_pauli[o, column[p]] += np.real(c)
-        label_weights = (per_pauli @ measured).T @ weights  # (labels, rows)
-        index = {p.name: j for j, p in enumerate(params)}
         simulator = AerSimulator(method="density_matrix", noise_model=prepared.noise)
-        rows, dim = len(values), 2 ** after.num_qubits
-
-        # 1. every row, and every row with each per-row angle shifted: the state at the cut, the values
         whole = before.copy()
         whole.save_density_matrix(label="rho")
         whole.compose(after, inplace=True)
         _save_expectations(whole, labels)
-        shifted_rows = values[:, None, None, :] + shift_offsets(per_row, values.shape[1])[None]
-        table = _aer_rows(simulator, [whole], np.concatenate([values, shifted_rows.reshape(-1, values.shape[1])]))[0]
-        states = np.array([np.asarray(row["rho"]) for row in table[:rows]])
-        evs = np.array([[row[label] for label in labels] for row in table[rows:]]).reshape(
-            rows, 2, len(per_row), len(labels))
-        per_row_grad = np.einsum("bkl,lb->bk", (evs[:, 0] - evs[:, 1]) / 2, label_weights)
-        if len(shared) == 0:
-            return per_row_grad, np.zeros(0)
-
-        # 2. each label's weighted sum of states through the rest, once per shift of a shared angle
-        sums = np.einsum("lb,bij->lij", label_weights, states)
-        values_after = np.zeros(2 * len(shared))
-        starts, scales, run = [], [], []
-        for label, sigma in zip(labels, sums):
-            if set(label) == {"I"}:  # <I> = 1 whatever the shift
-                continue
-            shift = max(0.0, -dim * np.linalg.eigvalsh(sigma)[0]) * (1 + 1e-9) + 1e-300
-            total = np.trace(sigma).real + shift  # σ = total·start - shift·I/dim, start a density matrix
-            starts.append((sigma + shift * np.eye(dim) / dim) / total)
-            scales.append((total, shift))
-            run.append(label)
-        chain = QuantumCircuit(after.num_qubits)  # one circuit: Aer's cost per experiment is ~10 ms
-        for i, start in enumerate(starts + [np.eye(dim) / dim]):
-            chain.set_density_matrix(DensityMatrix(start))
-            chain.compose(after, inplace=True)
-            for label in run if i == len(starts) else run[i:i + 1]:
-                chain.save_expectation_value(Pauli(label), range(chain.num_qubits), label=f"{label}@{i}")
-        settings = (values[0] + shift_offsets(shared, values.shape[1])).reshape(-1, values.shape[1])
-        columns = [index[p.name] for p in after.parameters]
-        table = _aer_rows(simulator, [chain], settings[:, columns] if columns else settings[:1, :0])[0]
-        for i, (label, (total, shift)) in enumerate(zip(run, scales)):
-            values_after += np.array([total * row[f"{label}@{i}"] - shift * row[f"{label}@{len(starts)}"]
-                                      for row in table])
-        values_after = values_after.reshape(2, len(shared))
-        return per_row_grad, (values_after[0] - values_after[1]) / 2
+        rows = len(values)
+        shifted_rows = (values[:, None, None, :] + shift_offsets(per_row, values.shape[1])[None]).reshape(
+            -1, values.shape[1])
+        table = _aer_rows(simulator, [whole], np.concatenate([values, shifted_rows]))[0]
+        evs = np.array([[row[label] for label in labels] for row in table])  # (rows + shifted, labels)
+        index = {p.name: j for j, p in enumerate(params)}
+        return GradientRows(
+            outputs=per_pauli @ measured @ evs[:rows].T,
+            states=np.array([np.asarray(row["rho"]) for row in table[:rows]]),
+            shifted=evs[rows:].reshape(rows, 2, len(per_row), len(labels)),
+            to_labels=(per_pauli @ measured).T, labels=labels, after=after,
+            after_columns=[index[p.name] for p in after.parameters],
+            settings=(values[0] + shift_offsets(shared, values.shape[1])).reshape(-1, values.shape[1]),
+            simulator=simulator)
 
     def _sampled(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
         out = np.zeros((len(local), len(values)))

@@ -158,11 +158,15 @@ ry(w1) q[1];
 
 def _loss_gradients(head, x, cotangent):
     """(input grad, weight grad) through the head's connector, and the same from the QNN's full
-    float64 Jacobians contracted by hand (what TorchConnector does, without its float32 step)."""
+    float64 Jacobians contracted by hand (what TorchConnector does, without its float32 step);
+    the connector's outputs (float32) must be the QNN's own forward values."""
     x = x.clone().requires_grad_(True)
     head.connector.zero_grad()
-    (head(x) * cotangent).sum().backward()
-    jac_in, jac_w = head.qnn.backward(x.detach().numpy(), head.connector.weight.detach().double().numpy())
+    outputs = head(x)
+    (outputs * cotangent).sum().backward()
+    weights = head.connector.weight.detach().double().numpy()
+    np.testing.assert_allclose(outputs.detach().numpy(), head.qnn.forward(x.detach().numpy(), weights), atol=1e-7)
+    jac_in, jac_w = head.qnn.backward(x.detach().numpy(), weights)
     c = cotangent.float().double().numpy()  # the connector's output is float32, so is the gradient it gets
     return ((x.grad.numpy(), head.connector.weight.grad.double().numpy()),
             (np.einsum("bo,boi->bi", c, jac_in), np.einsum("bo,bow->w", c, jac_w)))
@@ -209,7 +213,7 @@ def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after
     g = np.random.default_rng(0).uniform(-1, 1, (3, plan.jacobian.shape[1])) @ plan.jacobian.T + plan.offset
     inputs = np.flatnonzero(np.any(plan.jacobian[:, :2] != 0, axis=1))
     weights = np.flatnonzero(np.any(plan.jacobian[:, 2:] != 0, axis=1))
-    assert backend.estimator.loss_gradient(plan.circuit, g, [{"ZI": 1.0}], np.ones((1, 3)), inputs, weights) is None
+    assert backend.estimator.gradient_rows(plan.circuit, g, [{"ZI": 1.0}], inputs, weights) is None
     x = torch.tensor([[0.4, -0.9], [1.3, 0.2], [-0.5, 2.1]], dtype=torch.float64)
     cotangent = torch.randn(3, len(observables), dtype=torch.float64)
     (got_in, got_w), (want_in, want_w) = _loss_gradients(head, x, cotangent)
