@@ -307,10 +307,10 @@ class _SummedGradientFunction(_TorchNNFunction):
     backward needs (one Aer call fewer) and the backward passes the loss gradient down."""
 
     @staticmethod
-    def forward(ctx, input_data, weights, neural_network, sparse):  # type: ignore[override]
+    def forward(ctx, input_data, weights, neural_network, sparse, for_backward):  # type: ignore[override]
         ctx.loss_gradient = None
-        if (_passes_loss_gradient(neural_network, sparse) and input_data.dim() == 2
-                and input_data.shape[-1] == neural_network.num_inputs and any(ctx.needs_input_grad[:2])):
+        if (for_backward and _passes_loss_gradient(neural_network, sparse) and input_data.dim() == 2
+                and input_data.shape[-1] == neural_network.num_inputs):
             prepared = neural_network.forward_and_vjp(input_data.detach().cpu().numpy(), weights.detach().cpu().numpy())
             if prepared is not None:
                 outputs, ctx.loss_gradient = prepared
@@ -329,13 +329,13 @@ class _SummedGradientFunction(_TorchNNFunction):
                                                 weights.detach().cpu().numpy())
             loss_gradient = None if loss_gradient is None else loss_gradient[1]
         if loss_gradient is None:
-            return _TorchNNFunction.backward(ctx, grad_output)
+            return *_TorchNNFunction.backward(ctx, grad_output), None
         input_data, weights = ctx.saved_tensors
         cotangent = grad_output.detach().cpu().double().reshape(-1, qnn.output_shape[0]).numpy()
         grad_in, grad_w = loss_gradient(cotangent)
         if grad_in is not None:
             grad_in = torch.as_tensor(grad_in, dtype=input_data.dtype).reshape(input_data.shape).to(input_data.device)
-        return grad_in, torch.as_tensor(grad_w, dtype=weights.dtype).to(weights.device), None, None
+        return grad_in, torch.as_tensor(grad_w, dtype=weights.dtype).to(weights.device), None, None, None
 
 
 def _passes_loss_gradient(qnn, sparse) -> bool:
@@ -352,4 +352,5 @@ class QuantumTorchConnector(TorchConnector):
 
     def forward(self, input_data=None):
         input_ = torch.zeros(0) if input_data is None else input_data
-        return _SummedGradientFunction.apply(input_, self._weights, self._neural_network, self._sparse)
+        for_backward = torch.is_grad_enabled() and (input_.requires_grad or self._weights.requires_grad)
+        return _SummedGradientFunction.apply(input_, self._weights, self._neural_network, self._sparse, for_backward)

@@ -194,6 +194,10 @@ def test_noisy_loss_gradient_summed_over_the_batch_equals_the_per_row_gradient(n
     assert np.abs(want_w).max() > 0.1 and np.abs(want_in).max() > 0.1
     np.testing.assert_allclose(got_w, want_w, rtol=1e-6, atol=1e-9)  # the connector's weights are float32
     np.testing.assert_allclose(got_in, want_in, atol=1e-10)
+    head.qnn.gradient.forward_and_vjp = lambda *args: pytest.fail("gradient work without autograd")
+    with torch.no_grad():  # evaluation: the forward pass only
+        np.testing.assert_allclose(head(x).numpy(), head.qnn.forward(x.numpy(), head.connector.weight.detach().numpy()),
+                                   atol=1e-7)
 
 
 def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after_weights(tmp_path):
