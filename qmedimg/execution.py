@@ -321,18 +321,11 @@ class _SummedGradientFunction(_TorchNNFunction):
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
-        qnn = ctx.neural_network
-        loss_gradient = ctx.loss_gradient
-        if loss_gradient is None and _passes_loss_gradient(qnn, ctx.sparse):
-            input_data, weights = ctx.saved_tensors
-            loss_gradient = qnn.forward_and_vjp(input_data.detach().cpu().numpy().reshape(-1, qnn.num_inputs),
-                                                weights.detach().cpu().numpy())
-            loss_gradient = None if loss_gradient is None else loss_gradient[1]
-        if loss_gradient is None:
+        if ctx.loss_gradient is None:
             return *_TorchNNFunction.backward(ctx, grad_output), None
         input_data, weights = ctx.saved_tensors
-        cotangent = grad_output.detach().cpu().double().reshape(-1, qnn.output_shape[0]).numpy()
-        grad_in, grad_w = loss_gradient(cotangent)
+        cotangent = grad_output.detach().cpu().double().reshape(-1, ctx.neural_network.output_shape[0]).numpy()
+        grad_in, grad_w = ctx.loss_gradient(cotangent)
         if grad_in is not None:
             grad_in = torch.as_tensor(grad_in, dtype=input_data.dtype).reshape(input_data.shape).to(input_data.device)
         return grad_in, torch.as_tensor(grad_w, dtype=weights.dtype).to(weights.device), None, None, None
@@ -345,10 +338,11 @@ def _passes_loss_gradient(qnn, sparse) -> bool:
 
 
 class QuantumTorchConnector(TorchConnector):
-    """qiskit-ML's ``TorchConnector`` whose backward hands the loss gradient to the QNN when the
-    estimator can use it: on noisy Aer (:class:`~qmedimg.simulators.DeviceEstimator`) the weights'
-    gradient is then summed over the batch before simulation (:meth:`BatchedParamShiftGradient.forward_and_vjp`),
-    ~3x fewer simulated rows. With any other estimator, TorchConnector's own backward, unchanged."""
+    """qiskit-ML's ``TorchConnector``, except on noisy Aer (:class:`~qmedimg.simulators.DeviceEstimator`)
+    when autograd is on: then the forward pass also simulates the input-shifted rows, and the backward
+    hands the loss gradient down, so the weights' gradient is summed over the batch before simulation
+    (:meth:`BatchedParamShiftGradient.forward_and_vjp`): 1,824 Aer rows per batch of 32 become 288
+    plus 48 of five chained passes. Otherwise TorchConnector's own forward and backward, unchanged."""
 
     def forward(self, input_data=None):
         input_ = torch.zeros(0) if input_data is None else input_data
