@@ -57,8 +57,7 @@ def main() -> None:
 
     rows = []
     run_rows = simulators._aer_rows
-    simulators._aer_rows = lambda sim, circuits, values: rows.append(len(circuits) * len(values)) or run_rows(
-        sim, circuits, values)
+    simulators._aer_rows = lambda sim, circuit, values: rows.append(len(values)) or run_rows(sim, circuit, values)
     layer_step()
     simulators._aer_rows = run_rows
     print(f"noise-aware quantum layer fwd+bwd on FakeBrisbane (density matrix), B={b}: "

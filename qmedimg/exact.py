@@ -128,14 +128,8 @@ def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator |
     else:
         values = np.zeros((rows, 0))
     flat_obs = observables.ravel().tolist()
-    paulis = sorted({p for obs in flat_obs for p in obs})
-    pauli_evs = pauli_expectations(circuit, values, paulis)  # (len(paulis), rows)
-    index = {p: i for i, p in enumerate(paulis)}
-    coeffs = np.zeros((len(flat_obs), len(paulis)))
-    for k, obs in enumerate(flat_obs):
-        for p, c in obs.items():
-            coeffs[k, index[p]] += np.real(c)
-    obs_evs = coeffs @ pauli_evs  # (num observables, rows)
+    paulis, coeffs = pauli_terms(flat_obs)
+    obs_evs = coeffs @ pauli_expectations(circuit, values, paulis)  # (num observables, rows)
     if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
         evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
     else:
@@ -150,6 +144,18 @@ def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator |
         DataBin(evs=evs, stds=np.full(evs.shape, precision), shape=evs.shape),
         metadata={"target_precision": precision, "circuit_metadata": circuit.metadata},
     )
+
+
+def pauli_terms(observables: list[dict]) -> tuple[list[str], np.ndarray]:
+    """Observables (``{pauli label: coeff}``, as an ObservablesArray holds them) as their sorted
+    Pauli labels and real coefficients: <O_k> = Σ_i coeffs[k, i]·<labels[i]>."""
+    paulis = sorted({p for obs in observables for p in obs})
+    index = {p: i for i, p in enumerate(paulis)}
+    coeffs = np.zeros((len(observables), len(paulis)))
+    for k, obs in enumerate(observables):
+        for p, c in obs.items():
+            coeffs[k, index[p]] += np.real(c)
+    return paulis, coeffs
 
 
 def _values(bindings, circuit) -> np.ndarray:

@@ -28,8 +28,8 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 - runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
   (Aer runs all rows of one experiment on one core);
 - offers :meth:`DeviceEstimator.gradient_rows` for noise-aware training: the weights' loss gradient
-  summed over the batch before simulation (exact values are linear in the density matrix), ~3x
-  fewer simulated rows than one shifted row per sample.
+  summed over the batch before simulation (exact values are linear in the density matrix): for a
+  batch of 32 on ``sel``, 288 rows and 48 rows of five chained passes instead of 1,824 rows.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_devic
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.errors import QmedimgError
-from qmedimg.exact import _ImmediateJob, pub_result
+from qmedimg.exact import _ImmediateJob, pauli_terms, pub_result
 from qmedimg.execution import shift_offsets
 
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -201,8 +201,7 @@ class GradientRows:
             chain.compose(self.after, inplace=True)
             for label in run if i == len(starts) else run[i:i + 1]:
                 chain.save_expectation_value(Pauli(label), range(chain.num_qubits), label=f"{label}@{i}")
-        bound = self.settings[:, self.after_columns] if self.after_columns else self.settings[:1, :0]
-        table = _aer_rows(self.simulator, [chain], bound)[0]
+        table = _aer_rows(self.simulator, chain, self.settings[:, self.after_columns])  # shared angles are after
         values = np.zeros(len(self.settings))
         for i, (label, (total, shift)) in enumerate(zip(run, scales)):
             values += np.array([total * row[f"{label}@{i}"] - shift * row[f"{label}@{len(starts)}"] for row in table])
@@ -305,7 +304,7 @@ class DeviceEstimator(BaseEstimatorV2):
         measured = circuit.copy()
         _save_expectations(measured, labels)
         simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
-        table = _aer_rows(simulator, [measured], values)[0]
+        table = _aer_rows(simulator, measured, values)
         return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
 
     def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
@@ -360,13 +359,8 @@ class DeviceEstimator(BaseEstimatorV2):
         if parts is None:
             return None
         before, after = parts
-        paulis = sorted({p for obs in observables for p in obs})
+        paulis, per_pauli = pauli_terms(observables)
         labels, measured = self._measured(prepared, _localize(prepared, paulis))
-        column = {p: i for i, p in enumerate(paulis)}
-        per_pauli = np.zeros((len(observables), len(paulis)))
-        for o, obs in enumerate(observables):
-            for p, c in obs.items():
-                per_pauli[o, column[p]] += np.real(c)
         simulator = AerSimulator(method="density_matrix", noise_model=prepared.noise)
         whole = before.copy()
         whole.save_density_matrix(label="rho")
@@ -375,7 +369,7 @@ class DeviceEstimator(BaseEstimatorV2):
         rows = len(values)
         shifted_rows = (values[:, None, None, :] + shift_offsets(per_row, values.shape[1])[None]).reshape(
             -1, values.shape[1])
-        table = _aer_rows(simulator, [whole], np.concatenate([values, shifted_rows]))[0]
+        table = _aer_rows(simulator, whole, np.concatenate([values, shifted_rows]))
         evs = np.array([[row[label] for label in labels] for row in table])  # (rows + shifted, labels)
         index = {p.name: j for j, p in enumerate(params)}
         return GradientRows(
@@ -449,28 +443,22 @@ def _save_expectations(circuit: QuantumCircuit, labels: list[str]) -> None:
         circuit.save_expectation_value(Pauli(label), range(circuit.num_qubits), label=label)
 
 
-def _aer_rows(simulator: AerSimulator, circuits: list[QuantumCircuit], values: np.ndarray) -> list[list[dict]]:
-    """Each circuit run once per row of ``values`` (its parameters, in order): the saved data per
-    circuit and row. Each circuit's rows are split into one experiment per core (Aer runs experiments
-    in parallel and all rows of one experiment on one core; an equal share per core balances the
-    load); a parameter-free circuit runs once and is repeated."""
-    rows = len(values)
-    params = [list(c.parameters) for c in circuits]
-    if not params[0]:
-        result = simulator.run(circuits, max_parallel_experiments=len(circuits)).result()
-        chunks = [values[:1]]
+def _aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarray) -> list[dict]:
+    """``circuit`` run once per row of ``values`` (its parameters, in order): the saved data per row.
+    The rows are split into one experiment per core (Aer runs experiments in parallel and all rows
+    of one experiment on one core); a parameter-free circuit runs once and is repeated."""
+    params = list(circuit.parameters)
+    if not params:
+        result = simulator.run(circuit).result()
     else:
-        chunks = np.array_split(values, max(1, min(_CORES, rows)))
-        experiments = [c for c in circuits for _ in chunks]
-        binds = [{p: chunk[:, j] for j, p in enumerate(ps)} for ps in params for chunk in chunks]
-        result = simulator.run(experiments, parameter_binds=binds, runtime_parameter_bind_enable=True,
-                               max_parallel_experiments=len(experiments)).result()
+        chunks = np.array_split(values, max(1, min(_CORES, len(values))))
+        binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
+        result = simulator.run([circuit] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
+                               max_parallel_experiments=len(chunks)).result()
     if not result.success:
         raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
     data = [r.data.to_dict() for r in result.results]
-    per_circuit = len(data) // len(circuits)
-    tables = [data[i * per_circuit:(i + 1) * per_circuit] for i in range(len(circuits))]
-    return [table * rows if len(table) == 1 and rows != 1 else table for table in tables]
+    return data * len(values) if not params else data
 
 
 def _cut(circuit: QuantumCircuit, varying: set[str],
