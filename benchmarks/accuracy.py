@@ -15,7 +15,8 @@ import statistics
 import time
 from pathlib import Path
 
-from qmedimg.train import make_config, train
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import train
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from qmedimg.data import load_dataset
-from qmedimg.evaluate import compute_metrics, predict_probs, to_tensor
+from qmedimg.metrics import compute_metrics
+from qmedimg.model import predict_probs
+from qmedimg.data import to_tensor
 from qmedimg.model import Baseline
 
 

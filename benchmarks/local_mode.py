@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from qmedimg.backends import Backend, IbmEntry
-from qmedimg.circuits import load_circuit
-from qmedimg.exact import ExactEstimator
+from qmedimg.quantum.circuits import load_circuit
+from qmedimg.quantum.exact import ExactEstimator
 
 
 def main() -> None:

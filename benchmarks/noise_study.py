@@ -23,11 +23,12 @@ import torch
 
 from timing import best  # benchmarks/timing.py
 
-from qmedimg import simulators
+from qmedimg.backends import device_estimator as simulators
 from qmedimg.backends import get_backend
-from qmedimg.circuits import load_circuit
-from qmedimg.model import HybridNet, QuantumHead
-from qmedimg.study import noise_study
+from qmedimg.quantum.circuits import load_circuit
+from qmedimg.model import HybridNet
+from qmedimg.quantum.qnn import QuantumHead
+from qmedimg.workflows.noise_study import noise_study
 
 
 def main() -> None:
@@ -56,10 +57,10 @@ def main() -> None:
         head(angles).sum().backward()
 
     rows = []
-    run_rows = simulators._aer_rows
-    simulators._aer_rows = lambda sim, circuit, values: rows.append(len(values)) or run_rows(sim, circuit, values)
+    run_rows = simulators.aer_rows
+    simulators.aer_rows = lambda sim, circuit, values: rows.append(len(values)) or run_rows(sim, circuit, values)
     layer_step()
-    simulators._aer_rows = run_rows
+    simulators.aer_rows = run_rows
     print(f"noise-aware quantum layer fwd+bwd on FakeBrisbane (density matrix), B={b}: "
           f"{b / best(layer_step):.1f} samples/s ({sum(rows)} simulated rows per step; one shifted row "
           f"per sample and parameter would be {b * (1 + 2 * circuit.num_parameters)})")

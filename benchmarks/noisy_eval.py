@@ -25,8 +25,8 @@ from qiskit_aer.primitives import EstimatorV2
 from timing import best  # benchmarks/timing.py
 
 from qmedimg.backends import get_backend
-from qmedimg.circuits import load_circuit
-from qmedimg.model import QuantumHead
+from qmedimg.quantum.circuits import load_circuit
+from qmedimg.quantum.qnn import QuantumHead
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def main() -> None:
               f"{rates[0]:.0f} images/s (156 rows), {rates[1]:.0f} images/s (1024 rows)")
 
     if args.run:
-        from qmedimg.evaluate import evaluate_run
+        from qmedimg.workflows.evaluate import evaluate_run
 
         result = evaluate_run(args.run, "fake_brisbane")
         print(f"qmedimg evaluate {args.run} --backend fake_brisbane: {result['images']} images, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from qmedimg.compare import compare
+from qmedimg.workflows.compare import compare
 
 EXPERIMENTS = {
     "breastmnist": {"dataset": "breastmnist"},                          # binary, 780 ultrasound images

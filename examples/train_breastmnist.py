@@ -8,7 +8,8 @@ Same as `qmedimg train --dataset breastmnist --out runs/example/hybrid` followed
 
 import argparse
 
-from qmedimg.train import make_config, train
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import train
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-root", default=None, help="folder holding breastmnist.npz (default ~/.medmnist)")

@@ -1,27 +1,30 @@
-"""The hybrid network: CNN backbone -> n angles -> quantum head (or its classical twin) -> classes.
+"""The hybrid network: CNN backbone -> n angles -> quantum head (or its classical twin) -> classes;
+the classical baselines; and applying a network to images.
 
 Example::
 
-    from qmedimg.circuits import load_circuit
-    from qmedimg.exact import ExactEstimator
-    from qmedimg.model import HybridNet
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.exact import ExactEstimator
+    from qmedimg.model import HybridNet, predict_probs
 
     spec = load_circuit("sel")                       # 4 qubits, 4 inputs, 24 weights
     net = HybridNet(channels=1, num_classes=2, spec=spec, head_on={"estimator": ExactEstimator()})
     logits = net(torch.rand(8, 1, 28, 28))           # (8, 2)
     net.parameter_counts()                           # {'quantum': 24, 'classical': ..., 'total': ...}
+    probs = predict_probs(net, uint8_images)         # (N, 2), eval mode, batch by batch
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from qiskit.primitives import BaseEstimatorV2
 from torch import nn
 
-from qmedimg.circuits import CircuitSpec, check_inputs
-from qmedimg.execution import FastEstimatorQNN, QuantumTorchConnector
+from qmedimg.data.images import to_tensor
+from qmedimg.quantum.circuits import CircuitSpec, check_inputs
+from qmedimg.quantum.qnn import QuantumHead
 
 BACKBONES = ("compact", "hqcnn")
 HEADS = ("quantum", "classical", "linear")
@@ -53,42 +56,11 @@ def make_backbone(name: str, channels: int) -> tuple[nn.Module, int]:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), width
 
 
-class QuantumHead(nn.Module):
-    """A circuit as a torch layer: (B, n) angles -> (B, O) expectation values, via qiskit-ML's
-    ``TorchConnector`` (:class:`~qmedimg.execution.QuantumTorchConnector`) around
-    :class:`~qmedimg.execution.FastEstimatorQNN`.
-
-    ``precision`` 0.0 means exact values (use it with exact estimators); the weights start
-    uniform in [-π, π) from torch's generator, so ``torch.manual_seed`` makes them repeatable.
-    """
-
-    def __init__(self, spec: CircuitSpec, estimator: BaseEstimatorV2, precision: float = 0.0,
-                 circuit=None, observables=None):
-        super().__init__()
-        self.spec = spec
-        self.qnn = FastEstimatorQNN(
-            circuit=circuit if circuit is not None else spec.circuit,
-            estimator=estimator,
-            observables=list(observables if observables is not None else spec.observables),
-            input_params=list(spec.inputs),
-            weight_params=list(spec.weights),
-            input_gradients=True,
-            default_precision=precision,
-        )
-        initial = (torch.rand(len(spec.weights), dtype=torch.float64) * 2 - 1) * math.pi
-        self.connector = QuantumTorchConnector(self.qnn, initial_weights=initial.numpy())
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.spec.observables)
-
-    def forward(self, angles: torch.Tensor) -> torch.Tensor:
-        return self.connector(angles)
-
-
 class ClassicalHead(nn.Module):
-    """The ablation: a bias-free tanh MLP n -> h -> O with 2·n·h ≈ the circuit's weight count,
-    bounded to [-1, 1] like expectation values. Exactly equal for the default 4-qubit circuits."""
+    """The ablation: a bias-free tanh MLP n -> h -> O, bounded to [-1, 1] like expectation values,
+    with h chosen so its (n + O)·h weights come nearest the circuit's weight count: equal for
+    ``sel`` and ``ring`` at their defaults (24 and 24), not for ``fqa`` (24 vs 22). The counts
+    actually trained are reported in ``metrics.json`` and ``comparison.md``."""
 
     def __init__(self, num_inputs: int, num_outputs: int, num_weights: int):
         super().__init__()
@@ -187,3 +159,43 @@ class Baseline(nn.Module):
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"head": 0, "rest": total, "total": total, "quantum": 0, "classical": total}
+
+
+# ------------------------------------------------------------------------------------------------
+# Applying a network to images (evaluation mode, batch by batch)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, K) of a model in eval mode, batch by batch."""
+    model.eval()
+    out = [torch.softmax(model(to_tensor(images[i : i + batch_size])), dim=1)
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).double().numpy()
+
+
+@torch.no_grad()
+def head_angles(model: HybridNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The quantum head's input angles (N, n) for ``images``: the only per-image numbers a backend sees."""
+    model.eval()
+    return torch.cat([model.angles(to_tensor(images[i : i + batch_size]))
+                      for i in range(0, len(images), batch_size)]).double().numpy()
+
+
+@torch.no_grad()
+def ideal_head_values(model: HybridNet, angles: np.ndarray) -> np.ndarray:
+    """The trained head's expectation values (N, O) on the estimator it was built with (exact, as
+    trained): the reference every backend is compared against."""
+    return model.head(torch.from_numpy(angles).float()).double().numpy()
+
+
+@torch.no_grad()
+def probs_from_head(model: HybridNet, head_values: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, K) from the head's outputs (N, O) through the run's classifier."""
+    logits = model.classifier(torch.from_numpy(head_values).float())
+    return torch.softmax(logits, dim=1).double().numpy()
+
+
+def head_weights(model: HybridNet) -> np.ndarray:
+    """The quantum head's trained circuit weights, float64 (what a backend binds besides the angles)."""
+    return model.head.connector.weight.detach().double().numpy()

@@ -7,13 +7,15 @@ import pytest
 from qiskit_ibm_runtime.fake_provider import FakeBrisbane, FakeManilaV2
 
 from qmedimg.backends import get_backend, load_backends
-from qmedimg.circuits import circuit_names, load_circuit
+from qmedimg.quantum.circuits import circuit_names, load_circuit
 from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
-from qmedimg.evaluate import evaluate_run
-from qmedimg.exact import ExactEstimator
-from qmedimg.simulators import DeviceEstimator, calibration, extrapolate, noise_model
-from qmedimg.train import make_config, train
+from qmedimg.workflows.evaluate import evaluate_run
+from qmedimg.quantum.exact import ExactEstimator
+from qmedimg.backends.device_estimator import DeviceEstimator
+from qmedimg.backends.noise import calibration, extrapolate, noise_model
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import train
 
 
 def write(tmp_path, text):
@@ -108,10 +110,10 @@ def test_aer_kind_agrees_with_exact_on_every_circuit(name):
 @pytest.mark.parametrize("cores", [1, 3])
 def test_noisy_values_equal_aer_estimator_however_the_rows_are_split(monkeypatch, cores):
     """The rows run as one Aer experiment per core; values and their order must not depend on it."""
-    import qmedimg.simulators as simulators
+    import qmedimg.backends.device_estimator as simulators
     from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-    monkeypatch.setattr(simulators, "_CORES", cores)
+    monkeypatch.setattr(simulators, "CORES", cores)
     spec = load_circuit("sel")
     values = rows(spec, 7)
     estimator = DeviceEstimator(FakeManilaV2())
@@ -205,7 +207,7 @@ def test_transpile_maps_observables_honours_options_and_refuses_too_wide(tmp_pat
     backend = get_backend("fake_brisbane", transpile={"initial_layout": [0, 1, 2, 3], "optimization_level": 2})
     circuit, obs = backend.prepare(spec)
     assert circuit.num_qubits == 127 and all(o.num_qubits == 127 for o in obs)
-    assert backend.prepare(spec)[0] is circuit  # transpiled once
+    assert backend.prepare(spec).circuit is circuit  # transpiled once
     np.testing.assert_allclose(on(get_backend("fake_brisbane", noise_scale=0).estimator, spec, rows(spec, 4), backend),
                                ideal(spec, rows(spec, 4)), atol=1e-9)
     assert main(["transpile", "sel", "--backend", "fake_manila", "--optimization-level", "3"]) == 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
-from qmedimg.circuits import (
+from qmedimg.quantum.circuits import (
     CIRCUITS_DIR,
     check_inputs,
     circuit_names,

@@ -58,9 +58,9 @@ def test_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, argv, expect
 def test_baseline_runs_evaluate_and_predict(compared, tmp_path):
     from PIL import Image
 
-    from qmedimg.evaluate import evaluate_run
-    from qmedimg.predict import predict
-    from qmedimg.train import load_run
+    from qmedimg.workflows.evaluate import evaluate_run
+    from qmedimg.workflows.predict import predict
+    from qmedimg.rundir import load_run
 
     for model in ("resnet18", "linear"):
         run = compared / f"{model}-seed0"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmedimg import data
+from qmedimg.data import datasets as data
 from qmedimg.data import load_dataset, parse_classes, write_synthetic_npz
 from qmedimg.errors import QmedimgError
 

@@ -13,9 +13,10 @@ from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-from qmedimg.circuits import circuit_names, load_circuit
-from qmedimg.exact import ExactEstimator
-from qmedimg.execution import BatchedParamShiftGradient, FastEstimatorQNN
+from qmedimg.quantum.circuits import circuit_names, load_circuit
+from qmedimg.quantum.exact import ExactEstimator
+from qmedimg.quantum.gradients import BatchedParamShiftGradient
+from qmedimg.quantum.qnn import FastEstimatorQNN
 
 AER = AerEstimator(options={"default_precision": 0.0})
 MIXED = [SparsePauliOp("XXYZ"), SparsePauliOp.from_list([("ZIIZ", 0.5), ("IYXI", -1.5)])]

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qmedimg import ibm
+from qmedimg.backends import jobs, runtime
 from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
-from qmedimg.evaluate import evaluate_run
-from qmedimg.train import make_config, train
+from qmedimg.workflows.evaluate import evaluate_run
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import train
 
 SECRET = "qmedimg-test-secret-0123456789"
 
@@ -91,9 +92,9 @@ def cloud(monkeypatch, trained):
     for ledger in trained.glob("ledger-*.json"):
         ledger.unlink()
     Cloud.jobs, Cloud.submitted, Cloud.interrupt_next_wait, Cloud.fail_next = {}, 0, False, False
-    monkeypatch.setattr(ibm, "QiskitRuntimeService", Cloud)
-    real = ibm.runtime_estimator
-    monkeypatch.setattr(ibm, "runtime_estimator", lambda entry, device: RemoteEstimator(real(entry, device)))
+    monkeypatch.setattr(runtime, "QiskitRuntimeService", Cloud)
+    real = runtime.runtime_estimator
+    monkeypatch.setattr(runtime, "runtime_estimator", lambda entry, device: RemoteEstimator(real(entry, device)))
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     return Cloud
 
@@ -125,17 +126,17 @@ def test_dry_run_reports_the_payload_and_submits_nothing(trained, tmp_path, clou
 
 def test_jobs_respect_ibm_limits_on_two_qubit_gates_and_executions():
     from qmedimg.backends import get_backend
-    from qmedimg.circuits import load_circuit
+    from qmedimg.quantum.circuits import load_circuit
 
     spec = load_circuit("sel")
     plain = get_backend("ibm_local", options={"resilience_level": 0}, max_rows_per_job=100000)
     circuit, _ = plain.prepare(spec)
     two_qubit = sum(1 for inst in circuit.data if inst.operation.num_qubits == 2)
-    rows = ibm.rows_per_job(plain.entry, circuit)
-    assert rows * two_qubit < ibm.MAX_TWO_QUBIT_GATES and rows * plain.entry.shots <= ibm.MAX_EXECUTIONS
+    rows = jobs.rows_per_job(plain.entry, circuit)
+    assert rows * two_qubit < jobs.MAX_TWO_QUBIT_GATES and rows * plain.entry.shots <= jobs.MAX_EXECUTIONS
     folded = get_backend("ibm_local", options={"resilience_level": 2}, max_rows_per_job=100000)
-    assert ibm.rows_per_job(folded.entry, circuit) * two_qubit * 5 < ibm.MAX_TWO_QUBIT_GATES
-    assert ibm.rows_per_job(folded.entry, circuit) < rows
+    assert jobs.rows_per_job(folded.entry, circuit) * two_qubit * 5 < jobs.MAX_TWO_QUBIT_GATES
+    assert jobs.rows_per_job(folded.entry, circuit) < rows
 
 
 def test_jobs_are_split_recorded_before_waiting_and_never_submitted_twice(trained, tmp_path, cloud):
@@ -226,13 +227,13 @@ def test_real_service_without_credentials_or_offline_fails_fast_in_one_line(trai
 
 def test_a_hanging_connection_times_out():
     with pytest.raises(QmedimgError, match="no answer from IBM Quantum within 0.2 s"):
-        ibm._with_timeout(lambda: time.sleep(5), 0.2, "connecting")
+        runtime.with_timeout(lambda: time.sleep(5), 0.2, "connecting")
 
 
 def test_a_noise_study_on_a_qpu_needs_a_dry_run_of_that_grid_and_allow_qpu(trained, tmp_path, cloud, capsys):
     path = registry(tmp_path)
     out = tmp_path / "study"
-    base = ["noise-study", str(trained), "--backends", "qpu", "--backends-file", str(path), "--mitigation", "none",
+    base = ["noise-study", str(trained), "--backend", "qpu", "--backends", str(path), "--mitigation", "none",
             "--limit", "3", "--out", str(out), "--quiet"]
     assert main(base) == 2
     assert "--dry-run first" in capsys.readouterr().err

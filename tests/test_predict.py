@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 
 from qmedimg.cli import main
-from qmedimg.evaluate import predict_probs
-from qmedimg.predict import explain, predict, read_image
-from qmedimg.train import load_run, make_config, train
+from qmedimg.model import predict_probs
+from qmedimg.workflows.predict import explain, predict
+from qmedimg.data import read_image
+from qmedimg.rundir import load_run, make_config
+from qmedimg.workflows.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from qmedimg.cli import main
-from qmedimg.train import make_config, train
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import train
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def rows(path):
 
 
 def study(runs, *extra):
-    return main(["noise-study", str(runs / "sel"), "--backends", "fake_manila", "--scales", "0,1,3",
+    return main(["noise-study", str(runs / "sel"), "--backend", "fake_manila", "--scales", "0,1,3",
                  "--mitigation", "none,zne", "--limit", "16", "--quiet", *extra])
 
 
@@ -66,7 +67,7 @@ def test_rerunning_continues_instead_of_starting_over(runs):
 
 def test_several_runs_compare_circuits_on_one_plot(runs, tmp_path):
     out = tmp_path / "study"
-    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(runs / "ring"), "--backends", "fake_manila",
+    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(runs / "ring"), "--backend", "fake_manila",
                  "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(out), "--quiet"]) == 0
     table = rows(out / "results.csv")
     assert {r["circuit"] for r in table} == {"sel", "ring"}
@@ -75,16 +76,16 @@ def test_several_runs_compare_circuits_on_one_plot(runs, tmp_path):
 
 def test_bad_input_is_one_line_and_overwrites_nothing(runs, tmp_path, capsys):
     out = tmp_path / "keep"
-    assert main(["noise-study", str(runs / "sel"), "--backends", "fake_manila", "--scales", "0",
+    assert main(["noise-study", str(runs / "sel"), "--backend", "fake_manila", "--scales", "0",
                  "--mitigation", "none", "--limit", "4", "--out", str(out), "--quiet"]) == 0
     kept = (out / "results.csv").read_bytes()
     capsys.readouterr()
     cases = [
-        (["--backends", "fake_manila,nope"], "unknown backend 'nope'"),
+        (["--backend", "fake_manila,nope"], "unknown backend 'nope'"),
         (["--scales", "0,-1"], "noise scales must be numbers >= 0"),
-        (["--backends", "aer", "--mitigation", "zne"], "needs a fake or ibm backend"),
+        (["--backend", "aer", "--mitigation", "zne"], "needs a fake or ibm backend"),
         (["--mitigation", "magic"], "unknown 'magic'; valid: none, readout, zne, readout+zne"),
-        (["--backends", "ibm_brisbane"], "--allow-qpu"),
+        (["--backend", "ibm_brisbane"], "--allow-qpu"),
         (["--optimization-levels", "5"], "unknown value '5'"),
     ]
     for extra, expected in cases:
@@ -100,7 +101,7 @@ def test_bad_input_is_one_line_and_overwrites_nothing(runs, tmp_path, capsys):
 def test_noise_aware_training_runs_the_head_on_the_device_and_compares_in_the_study(runs, tmp_path):
     import json
 
-    from qmedimg.train import load_run
+    from qmedimg.rundir import load_run
 
     out = tmp_path / "noisy"
     assert main(["train", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--batch-size", "12",
@@ -108,11 +109,11 @@ def test_noise_aware_training_runs_the_head_on_the_device_and_compares_in_the_st
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["backend"], config["noise_scale"]) == ("fake_manila", 2.0)
     assert json.loads((out / "metrics.json").read_text())["backend"] == "fake_manila"
-    from qmedimg.exact import ExactEstimator
+    from qmedimg.quantum.exact import ExactEstimator
 
     assert isinstance(load_run(out).model.head.qnn.estimator, ExactEstimator)  # evaluation picks its own backend
     study_out = tmp_path / "compare"
-    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(out), "--backends", "fake_manila",
+    assert main(["noise-study", str(runs / "sel"), "--compare-run", str(out), "--backend", "fake_manila",
                  "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(study_out), "--quiet"]) == 0
     assert {r["trained_on"] for r in rows(study_out / "results.csv")} == {"exact", "fake_manila"}
 
@@ -121,8 +122,8 @@ def test_parameter_shift_through_noisy_aer_is_the_exact_gradient_of_the_noisy_va
     import torch
 
     from qmedimg.backends import get_backend
-    from qmedimg.circuits import load_circuit
-    from qmedimg.model import QuantumHead
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.qnn import QuantumHead
 
     spec = load_circuit("sel")
     backend = get_backend("fake_manila")
@@ -178,9 +179,9 @@ def test_noisy_loss_gradient_summed_over_the_batch_equals_the_per_row_gradient(n
     import torch
 
     from qmedimg.backends import get_backend
-    from qmedimg.circuits import load_circuit
-    from qmedimg.model import QuantumHead
-    from qmedimg.simulators import DeviceEstimator
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.qnn import QuantumHead
+    from qmedimg.backends.device_estimator import DeviceEstimator
 
     spec = load_circuit(name)
     backend = get_backend(device)
@@ -204,8 +205,8 @@ def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after
     import torch
 
     from qmedimg.backends import get_backend
-    from qmedimg.circuits import load_circuit
-    from qmedimg.model import QuantumHead
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.qnn import QuantumHead
 
     path = tmp_path / "reupload.qasm"
     path.write_text(REUPLOADING)

@@ -9,8 +9,9 @@ import torch
 
 from qmedimg.cli import main
 from qmedimg.data import write_synthetic_npz
-from qmedimg.evaluate import evaluate_run
-from qmedimg.train import make_config, resume, train
+from qmedimg.workflows.evaluate import evaluate_run
+from qmedimg.rundir import make_config
+from qmedimg.workflows.train import resume, train
 
 FAST = {"limit": 48, "epochs": 2, "batch_size": 16}
 

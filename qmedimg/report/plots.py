@@ -1,4 +1,11 @@
-"""Plots a person would rather look at than read: learning curves and confusion matrices."""
+"""Plots a person would rather look at than read: learning curves, confusion matrices, comparison
+curves, Grad-CAM overlays and the quantum head's feature space.
+
+Example::
+
+    from qmedimg.report.plots import plot_confusion
+    plot_confusion([[50, 3], [7, 40]], ["benign", "malignant"], Path("confusion.png"), "test")
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path, dpi: int = 120) -> None:
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
@@ -35,7 +42,7 @@ def plot_learning_curves(history: list[dict], path: Path, best_epoch: int | None
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"selected (epoch {best_epoch})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: list[list[int]], label_names: list[str], path: Path, title: str) -> None:
@@ -53,66 +60,7 @@ def plot_confusion(confusion: list[list[int]], label_names: list[str], path: Pat
     ax.set_xticks(range(k), short, rotation=30, ha="right")
     ax.set_yticks(range(k), short)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    _save(fig, path)
-
-
-def _plot_curve(ax, rows: list[dict], column: str, label: str) -> None:
-    """Mean of ``column`` over repeats vs noise scale, with the min–max spread as a band."""
-    from qmedimg.study import curve
-
-    scales, mean, low, high = curve(rows, column)
-    (line,) = ax.plot(scales, mean, marker="o", label=label)
-    if (high > low).any():
-        ax.fill_between(scales, low, high, color=line.get_color(), alpha=0.2)
-
-
-def plot_noise_study(rows: list[dict], out: Path) -> None:
-    """accuracy_vs_noise.png (ACC and AUC vs noise scale, bands = spread over repeats),
-    expectation_error.png, and circuits.png when several runs are compared."""
-    from qmedimg.study import _groups, _label, curve
-
-    groups = _groups(rows)
-    many = len({r["run"] for r in rows}) > 1
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, group in groups.items():
-        label = _label(key, many, group)
-        for ax, column in zip(axes, ("acc", "auc")):
-            _plot_curve(ax, group, column, label)
-    for ax, column in zip(axes, ("acc", "auc")):
-        for run in sorted({r["run"] for r in rows}):
-            ideal = float(next(r for r in rows if r["run"] == run)[f"ideal_{column}"])
-            ax.axhline(ideal, color="grey", linestyle="--", linewidth=1)
-        low, high = ax.get_ylim()
-        if high - low < 0.2:  # a flat curve should look flat, not like a cliff
-            middle = (low + high) / 2
-            ax.set_ylim(max(0.0, middle - 0.1), middle + 0.1 if middle + 0.1 <= 1 else 1.01)
-        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel=column.upper(),
-               title=f"Test {column.upper()} vs noise (dashed: ideal)")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower left")
-    _save(fig, out / "accuracy_vs_noise.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, group in groups.items():
-        _plot_curve(ax, group, "mean_abs_expectation_error", _label(key, many, group))
-    ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="mean |Δ expectation| vs ideal",
-           title="Expectation-value error of the quantum head")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, out / "expectation_error.png")
-
-    if many:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for key, group in groups.items():
-            if key[2] != "none":
-                continue
-            scales, mean, low, high = curve(group, "acc")
-            ax.plot(scales, mean - float(group[0]["ideal_acc"]), marker="o", label=_label(key, True, group))
-        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="test ACC − ideal ACC",
-               title="Which circuit keeps its accuracy as noise grows (no mitigation)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        _save(fig, out / "circuits.png")
+    save_figure(fig, path)
 
 
 def plot_compare_curves(records: list[dict], path: Path) -> None:
@@ -131,7 +79,7 @@ def plot_compare_curves(records: list[dict], path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
@@ -148,7 +96,7 @@ def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str) ->
     for ax in (left, right):
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_head_space(values: np.ndarray, labels: np.ndarray, names: list[str], path: Path) -> None:
@@ -173,4 +121,4 @@ def plot_head_space(values: np.ndarray, labels: np.ndarray, names: list[str], pa
             ax.tick_params(labelsize=6)
     axes[0, min(1, k - 1)].legend(fontsize=6, loc="upper right")
     fig.suptitle("Quantum head expectation values on the test split, by true class", fontsize=10)
-    _save(fig, path, dpi=110)
+    save_figure(fig, path, dpi=110)

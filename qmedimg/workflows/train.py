@@ -1,14 +1,13 @@
-"""Training: config, loop, atomic checkpoints, resume, and the run directory.
+"""Training: the loop, atomic checkpoints every epoch, resume, and the run's final metrics and plots.
 
 Example::
 
-    from qmedimg.train import TrainConfig, train
-    metrics = train(TrainConfig(dataset="breastmnist", out="runs/breast"))
+    from qmedimg.rundir import make_config
+    from qmedimg.workflows.train import train
+    metrics = train(make_config(dataset="breastmnist", out="runs/breast"))
     metrics["test"]["acc"], metrics["test"]["auc"]
 
-A run directory holds ``config.json`` (the resolved config, dataset, circuit and versions),
-``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
-``history.csv``, ``metrics.json``, ``learning_curves.png`` and ``confusion.png``.
+The run directory's layout and loading it back live in :mod:`qmedimg.rundir`.
 """
 
 from __future__ import annotations
@@ -17,133 +16,22 @@ import copy
 import csv
 import json
 import math
-import os
-import platform
 import time
-from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 from tqdm import tqdm
 
-from qmedimg.circuits import load_circuit
-from qmedimg.data import Dataset, load_dataset
+from qmedimg.data import Dataset, to_tensor
 from qmedimg.errors import QmedimgError
-from qmedimg.evaluate import compute_metrics, predict_probs, require_run, to_tensor
-from qmedimg.exact import ExactEstimator
-from qmedimg.model import HybridNet
-from qmedimg.report import plot_confusion, plot_learning_curves
-
-
-class TrainConfig(BaseModel):
-    """Everything that defines a training run; validated once, stored in ``config.json``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str | None = Field(None, description="MedMNIST flag (e.g. breastmnist) or 'synthetic'")
-    data_file: str | None = Field(None, description="a MedMNIST-layout .npz instead of a flag")
-    data_root: str | None = Field(None, description="where MedMNIST files live (default ~/.medmnist)")
-    size: Literal[28, 64, 128, 224] = 28
-    classes: list[int] | None = None
-    limit: PositiveInt | None = None
-    circuit: str = "sel"
-    qubits: PositiveInt | None = Field(None, description="circuit width (template default: 4)")
-    layers: PositiveInt | None = None
-    model: Literal["hybrid", "resnet18", "vgg16"] = Field("hybrid", description="hybrid network or a classical baseline")
-    head: Literal["quantum", "classical", "linear"] = "quantum"
-    backbone: Literal["compact", "hqcnn"] = "hqcnn"
-    epochs: PositiveInt = 60
-    batch_size: PositiveInt = 32
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0, description="AdamW decay of weight matrices and kernels")
-    warmup_epochs: int = Field(3, ge=0, description="linear warm-up before the per-step cosine decay")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    ema_decay: float = Field(0.99, ge=0, lt=1, description="weights evaluated and kept: an exponential moving average (0 = off)")
-    select: Literal["last", "best-val"] = Field(
-        "last", description="checkpoint kept: the last epoch, or the best validation AUC (then ACC)")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    class_weights: bool = False
-    augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
-    backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
-    noise_scale: float | None = Field(None, ge=0, description="override the backend's noise_scale")
-    backends_file: str | None = None
-    seed: int = 0
-    out: str
-
-    @property
-    def quantum(self) -> bool:
-        """Whether the network has a quantum head."""
-        return self.model == "hybrid" and self.head == "quantum"
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.dataset is None) == (self.data_file is None):
-            raise ValueError("give exactly one of dataset (a MedMNIST flag) or data_file (an .npz)")
-        return self
-
-
-def make_config(**fields) -> TrainConfig:
-    """``TrainConfig(**fields)`` with pydantic's errors turned into one line."""
-    try:
-        return TrainConfig(**fields)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise QmedimgError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
-
-
-@dataclass
-class Run:
-    """A trained run loaded back: its config, data, best model and recorded metrics."""
-
-    path: Path
-    config: TrainConfig
-    dataset: Dataset
-    model: HybridNet
-    metrics: dict
-
-
-def build_model(config: TrainConfig, dataset: Dataset, ideal: bool = False) -> HybridNet:
-    """The run's network, weights drawn from ``config.seed``; the quantum head runs on the config's
-    backend (its ISA circuit, layout-mapped observables), or on the exact estimator when ``ideal``."""
-    if config.model != "hybrid":
-        from qmedimg.model import BASELINE_SIZES, Baseline
-
-        if config.size not in BASELINE_SIZES[config.model]:
-            raise QmedimgError(f"{config.model} cannot take {config.size}×{config.size} images; it can take sizes "
-                               f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
-        torch.manual_seed(config.seed)
-        return Baseline(config.model, dataset.channels, dataset.num_classes)
-    spec = load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
-    head_on: dict = {"estimator": ExactEstimator()}
-    if config.backend != "exact" and config.quantum and not ideal:
-        from qmedimg.backends import get_backend
-
-        overrides = {"noise_scale": config.noise_scale} if config.noise_scale is not None else {}
-        backend = get_backend(config.backend, config.backends_file, **overrides)
-        if backend.kind == "ibm":
-            raise QmedimgError(f"backend '{config.backend}' is an IBM QPU: training there would spend QPU time on "
-                               "every batch; train on exact/aer/fake, then `qmedimg evaluate --backend`")
-        circuit, observables = backend.prepare(spec)
-        head_on = {"estimator": backend.estimator, "circuit": circuit, "observables": observables,
-                   "precision": backend.precision}
-    torch.manual_seed(config.seed)
-    return HybridNet(
-        channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
-        backbone=config.backbone, head=config.head, dropout=config.dropout,
-    )
-
-
-def _load_data(config: TrainConfig) -> Dataset:
-    return load_dataset(
-        config.dataset, data_file=config.data_file, data_root=config.data_root, size=config.size,
-        classes=config.classes, limit=config.limit, seed=config.seed,
-    )
+from qmedimg.metrics import compute_metrics
+from qmedimg.model import predict_probs
+from qmedimg.report.plots import plot_confusion, plot_learning_curves
+from qmedimg.rundir import (TrainConfig, build_model, config_and_data, load_checkpoint, load_data, require_run,
+                            save_atomic, training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -170,18 +58,6 @@ def _update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: fl
             mine.copy_(theirs)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _versions() -> dict:
-    pkgs = ["qmedimg", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
-            "torch", "medmnist", "numpy"]
-    return {"python": platform.python_version(), **{p: version(p) for p in pkgs}}
-
-
 def train(config: TrainConfig, *, progress: bool = True,
           on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train a new run into ``config.out``; returns its metrics (also in ``metrics.json``).
@@ -193,8 +69,9 @@ def train(config: TrainConfig, *, progress: bool = True,
     if out.exists() and any(out.iterdir()):
         raise QmedimgError(f"{out}: already exists and is not empty; resume it with "
                            f"`qmedimg train --resume {out}` or choose another --out")
-    dataset = _load_data(config)
-    model = build_model(config, dataset)
+    dataset = load_data(config)
+    backend = training_backend(config)
+    model = build_model(config, dataset, backend)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "config": config.model_dump(),
@@ -203,54 +80,24 @@ def train(config: TrainConfig, *, progress: bool = True,
             "name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
             "layers": model.spec.layers, "weights": len(model.spec.weights)},
         "parameters": model.parameter_counts(),
-        "versions": _versions(),
+        "versions": versions(),
     }
     (out / "config.json").write_text(json.dumps(record, indent=2))
-    return _fit(out, config, dataset, model, None, progress, on_epoch)
+    return _fit(out, config, dataset, model, backend, None, progress, on_epoch)
 
 
 def resume(run_dir: str | Path, *, progress: bool = True,
            on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Continue an interrupted run from its last checkpoint; same result as never stopping."""
     path = require_run(run_dir)
-    config, dataset = _run_config_and_data(path)
-    model = build_model(config, dataset)
-    state = _load_checkpoint(path)
-    return _fit(path, config, dataset, model, state, progress, on_epoch)
+    config, dataset = config_and_data(path)
+    backend = training_backend(config)
+    model = build_model(config, dataset, backend)
+    state = load_checkpoint(path)
+    return _fit(path, config, dataset, model, backend, state, progress, on_epoch)
 
 
-def _run_config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
-    record = json.loads((path / "config.json").read_text())
-    config = make_config(**record["config"])
-    dataset = _load_data(config)
-    recorded = record.get("dataset", {}).get("sha256")
-    if recorded and dataset.sha256 != recorded:
-        raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
-                           f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
-    return config, dataset
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path / "checkpoint.pt", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise QmedimgError(f"{path / 'checkpoint.pt'}: cannot be read ({type(exc).__name__})") from None
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """A finished (or interrupted) run with its best weights loaded, ready to evaluate; the quantum
-    head runs on the exact estimator whatever backend it was trained on."""
-    path = require_run(run_dir)
-    config, dataset = _run_config_and_data(path)
-    model = build_model(config, dataset, ideal=True)  # evaluation chooses its backend itself
-    model.load_state_dict(_load_checkpoint(path)["best_model"])
-    model.eval()
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return Run(path, config, dataset, model, metrics)
-
-
-def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, state: dict | None,
+def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Module, backend, state: dict | None,
          progress: bool, on_epoch) -> dict:
     torch.use_deterministic_algorithms(True)
     matrices = [p for p in model.parameters() if p.ndim > 1]  # no decay on biases and BatchNorm
@@ -267,7 +114,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, sta
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(config.seed)
-    averaged = build_model(config, dataset)  # holds the moving average; evaluated and kept
+    averaged = build_model(config, dataset, backend)  # holds the moving average; evaluated and kept
     averaged.load_state_dict(model.state_dict())
     history: list[dict] = []
     best = {"epoch": 0, "val_auc": -1.0, "val_acc": -1.0}
@@ -332,7 +179,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: HybridNet, sta
         if config.select == "last" or (val["auc"], val["acc"]) > (best["val_auc"], best["val_acc"]):
             best = {"epoch": epoch, "val_auc": val["auc"], "val_acc": val["acc"]}  # validation only
             best_model = copy.deepcopy(averaged.state_dict())
-        _save_atomic({
+        save_atomic({
             "epoch": epoch, "model": model.state_dict(), "averaged": averaged.state_dict(),
             "best_model": best_model, "best": best,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

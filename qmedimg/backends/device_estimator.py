@@ -3,7 +3,7 @@
 Example::
 
     from qiskit_ibm_runtime.fake_provider import FakeBrisbane
-    from qmedimg.simulators import DeviceEstimator
+    from qmedimg.backends.device_estimator import DeviceEstimator
     estimator = DeviceEstimator(FakeBrisbane(), noise_scale=1.0, shots=None)
     evs = estimator.run([(isa_circuit, [[o] for o in mapped_observables], values)]).result()[0].data.evs
 
@@ -36,117 +36,29 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal, Sequence
 
 import numpy as np
 from qiskit.circuit import Delay, QuantumCircuit
 from qiskit.circuit.library import HGate, SdgGate
-from qiskit.converters import circuit_to_dag, dag_to_circuit
-from qiskit.primitives import BaseEstimatorV2, PrimitiveResult
+from qiskit.converters import circuit_to_dag
+from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
-from qiskit.providers import BackendV2, QubitProperties
+from qiskit.providers import BackendV2
 from qiskit.quantum_info import DensityMatrix, Pauli, SparsePauliOp
-from qiskit.transpiler import InstructionProperties, PassManager, Target
+from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, RelaxationNoisePass
-from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
+from qmedimg.backends.noise import calibration, extrapolate, noise_model, readout_errors, trim_idle
+from qmedimg.backends.options import ZneOptions
 from qmedimg.errors import QmedimgError
-from qmedimg.exact import _ImmediateJob, pauli_terms, pub_result
-from qmedimg.execution import shift_offsets
+from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
+from qmedimg.quantum.primitives import ImmediateJob, pauli_terms, pub_result
 
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
-
-
-@dataclass(frozen=True)
-class ZNE:
-    """Zero-noise extrapolation: fold 2-qubit gates to each factor, extrapolate to factor 0."""
-
-    noise_factors: tuple[float, ...] = (1.0, 3.0, 5.0)
-    extrapolator: Literal["linear", "exponential"] = "exponential"
-    folding: Literal["random", "front", "back"] = "random"
-
-
-def trim_idle(circuit: QuantumCircuit) -> tuple[QuantumCircuit, list[int]]:
-    """Drop barriers and every wire that does nothing but wait (idle or delays only).
-
-    Returns the small circuit and, for each of its qubits, the index it had in ``circuit``
-    (for an ISA circuit: the physical qubit)."""
-    dag = circuit_to_dag(circuit)
-    dag.remove_all_ops_named("barrier")
-    idle = set(dag.idle_wires(ignore=["delay"]))
-    for node in list(dag.op_nodes(Delay)):
-        if set(node.qargs) <= idle:
-            dag.remove_op_node(node)
-    idle_qubits = [q for q in dag.qubits if q in idle]
-    active = [circuit.find_bit(q).index for q in dag.qubits if q not in idle]
-    dag.remove_qubits(*idle_qubits)
-    return dag_to_circuit(dag), active
-
-
-def calibration(target: Target, qubits: Sequence[int], scale: float) -> Target:
-    """The device's calibration restricted to ``qubits`` (renumbered 0..k-1), error rates × scale."""
-    index = {p: i for i, p in enumerate(qubits)}
-    props = []
-    for p in qubits:
-        q = target.qubit_properties[p] if target.qubit_properties else None
-        t1, t2 = (q.t1, q.t2) if q is not None else (None, None)
-        props.append(QubitProperties(t1=t1 / scale if t1 else None, t2=t2 / scale if t2 else None,
-                                     frequency=q.frequency if q is not None else None))
-    sub = Target(num_qubits=len(qubits), dt=target.dt, qubit_properties=props)
-    for name, instructions in target.items():
-        kept = {}
-        for qargs, ip in (instructions or {}).items():
-            if qargs is None or not all(q in index for q in qargs):
-                continue
-            error = None if ip is None or ip.error is None else min(ip.error * scale, 0.5 if name == "measure" else 1.0)
-            kept[tuple(index[q] for q in qargs)] = InstructionProperties(
-                duration=None if ip is None else ip.duration, error=error)
-        if kept:
-            sub.add_instruction(target.operation_from_name(name), kept, name=name)
-    return sub
-
-
-def readout_errors(calibrated: Target) -> np.ndarray:
-    """(k, 2) array of [p(1|0), p(0|1)] per qubit of a :func:`calibration`."""
-    out = np.zeros((calibrated.num_qubits, 2))
-    for q, error in basic_device_readout_errors(target=calibrated):
-        probs = np.asarray(error.probabilities)
-        out[q[0]] = probs[0, 1], probs[1, 0]
-    return out
-
-
-def noise_model(calibrated: Target) -> NoiseModel:
-    """Aer noise model of a :func:`calibration` (as ``NoiseModel.from_backend`` builds it: depolarizing +
-    thermal relaxation per gate, readout error)."""
-    model = NoiseModel(basis_gates=list(calibrated.operation_names))
-    for q, error in basic_device_readout_errors(target=calibrated):
-        model.add_readout_error(error, q)
-    for name, q, error in basic_device_gate_errors(target=calibrated):
-        model.add_quantum_error(error, name, q)
-    return model
-
-
-def extrapolate(factors: Sequence[float], values: np.ndarray, method: str) -> np.ndarray:
-    """Zero-noise value from ``values[i]`` measured at ``factors[i]`` (axis 0).
-
-    linear: least-squares line; exponential: y = A·exp(-c·λ) fitted on log|y|, where a sign
-    change or |y| < 1e-6 makes that point's fit linear instead."""
-    x = np.asarray(factors, dtype=float)
-    y = np.asarray(values, dtype=float)
-    flat = y.reshape(len(x), -1)
-    design = np.stack([np.ones_like(x), x], axis=1)
-    linear = np.linalg.lstsq(design, flat, rcond=None)[0][0]
-    if method == "linear":
-        return linear.reshape(y.shape[1:])
-    same_sign = np.all(np.sign(flat) == np.sign(flat[:1]), axis=0) & np.all(np.abs(flat) > 1e-6, axis=0)
-    logs = np.log(np.where(same_sign, np.abs(flat), 1.0))
-    intercept = np.linalg.lstsq(design, logs, rcond=None)[0][0]
-    exponential = np.sign(flat[0]) * np.exp(intercept)
-    return np.where(same_sign, exponential, linear).reshape(y.shape[1:])
 
 
 @dataclass
@@ -201,7 +113,7 @@ class GradientRows:
             chain.compose(self.after, inplace=True)
             for label in run if i == len(starts) else run[i:i + 1]:
                 chain.save_expectation_value(Pauli(label), range(chain.num_qubits), label=f"{label}@{i}")
-        table = _aer_rows(self.simulator, chain, self.settings[:, self.after_columns])  # shared angles are after
+        table = aer_rows(self.simulator, chain, self.settings[:, self.after_columns])  # shared angles are after
         values = np.zeros(len(self.settings))
         for i, (label, (total, shift)) in enumerate(zip(run, scales)):
             values += np.array([total * row[f"{label}@{i}"] - shift * row[f"{label}@{len(starts)}"] for row in table])
@@ -209,7 +121,7 @@ class GradientRows:
         return per_row, (values[:half] - values[half:]) / 2
 
 
-class DeviceEstimator(BaseEstimatorV2):
+class DeviceEstimator(SummedGradientEstimator):
     """Aer estimator for a device (or, with ``device=None``, the ideal statevector).
 
     Args:
@@ -218,13 +130,13 @@ class DeviceEstimator(BaseEstimatorV2):
         shots: None for exact expectation values; otherwise shots per parameter row.
         seed: seeds shot sampling, gate-folding choices and twirls (repeatable runs).
         readout_mitigation: invert the calibrated readout confusion matrices.
-        zne: a :class:`ZNE`, or None.
+        zne: :class:`~qmedimg.backends.options.ZneOptions`, or None.
         twirls: average this many Pauli-twirled copies of each circuit (None = off).
     The ``precision`` of a PUB is ignored: exact values are exact, sampled ones use ``shots``.
     """
 
     def __init__(self, device: BackendV2 | None = None, *, noise_scale: float = 1.0, shots: int | None = None,
-                 seed: int | None = None, readout_mitigation: bool = False, zne: ZNE | None = None,
+                 seed: int | None = None, readout_mitigation: bool = False, zne: ZneOptions | None = None,
                  twirls: int | None = None):
         super().__init__()
         self.device, self.noise_scale, self.shots = device, noise_scale, shots
@@ -232,6 +144,7 @@ class DeviceEstimator(BaseEstimatorV2):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._prepared: dict[int, tuple[QuantumCircuit, _Prepared]] = {}
+        self._noise_models: dict[tuple[int, ...], tuple] = {}
 
     @property
     def noisy(self) -> bool:
@@ -239,9 +152,7 @@ class DeviceEstimator(BaseEstimatorV2):
 
     def run(self, pubs, *, precision: float | None = None):
         coerced = [EstimatorPub.coerce(pub, precision if precision is not None else 0.0) for pub in pubs]
-        job = _ImmediateJob(self._run, coerced)
-        job._submit()
-        return job
+        return ImmediateJob.finished(self._run, coerced)
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         return PrimitiveResult([pub_result(pub, self._pauli_expectations) for pub in pubs],
@@ -255,7 +166,7 @@ class DeviceEstimator(BaseEstimatorV2):
         small, qubits = trim_idle(circuit)
         small = TranslateParameterizedGates(_AER_SAFE)(small)
         small.global_phase = 0  # irrelevant to expectation values; a parameterized one breaks Aer's binding
-        calibrated = calibration(self.device.target, qubits, self.noise_scale) if self.noisy else None
+        calibrated, noise, readout = self._noise(tuple(qubits))
         factors = self.zne.noise_factors if self.zne else (1.0,)
         variants = []
         for factor in factors:
@@ -277,11 +188,19 @@ class DeviceEstimator(BaseEstimatorV2):
             variants.append(copies)
         prepared = _Prepared(
             variants=variants, qubits=qubits,
-            noise=noise_model(calibrated) if calibrated is not None else None,
-            readout=readout_errors(calibrated) if calibrated is not None else None,
-        )
+            noise=noise, readout=readout)
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
+
+    def _noise(self, qubits: tuple[int, ...]) -> tuple[Target | None, NoiseModel | None, np.ndarray | None]:
+        """(calibration, Aer noise model, readout errors) of these physical qubits, built once per set
+        of qubits (a forward circuit and its gradient circuit share them)."""
+        if not self.noisy:
+            return None, None, None
+        if qubits not in self._noise_models:
+            calibrated = calibration(self.device.target, list(qubits), self.noise_scale)
+            self._noise_models[qubits] = (calibrated, noise_model(calibrated), readout_errors(calibrated))
+        return self._noise_models[qubits]
 
     def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray, paulis: list[str]) -> np.ndarray:
         """<P> on the device for every Pauli label (little-endian, full circuit width) and row."""
@@ -304,7 +223,7 @@ class DeviceEstimator(BaseEstimatorV2):
         measured = circuit.copy()
         _save_expectations(measured, labels)
         simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
-        table = _aer_rows(simulator, measured, values)
+        table = aer_rows(simulator, measured, values)
         return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
 
     def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
@@ -369,7 +288,7 @@ class DeviceEstimator(BaseEstimatorV2):
         rows = len(values)
         shifted_rows = (values[:, None, None, :] + shift_offsets(per_row, values.shape[1])[None]).reshape(
             -1, values.shape[1])
-        table = _aer_rows(simulator, whole, np.concatenate([values, shifted_rows]))
+        table = aer_rows(simulator, whole, np.concatenate([values, shifted_rows]))
         evs = np.array([[row[label] for label in labels] for row in table])  # (rows + shifted, labels)
         index = {p.name: j for j, p in enumerate(params)}
         return GradientRows(
@@ -443,7 +362,7 @@ def _save_expectations(circuit: QuantumCircuit, labels: list[str]) -> None:
         circuit.save_expectation_value(Pauli(label), range(circuit.num_qubits), label=label)
 
 
-def _aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarray) -> list[dict]:
+def aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarray) -> list[dict]:
     """``circuit`` run once per row of ``values`` (its parameters, in order): the saved data per row.
     The rows are split into one experiment per core (Aer runs experiments in parallel and all rows
     of one experiment on one core); a parameter-free circuit runs once and is repeated."""
@@ -451,7 +370,7 @@ def _aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarr
     if not params:
         result = simulator.run(circuit).result()
     else:
-        chunks = np.array_split(values, max(1, min(_CORES, len(values))))
+        chunks = np.array_split(values, max(1, min(CORES, len(values))))
         binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
         result = simulator.run([circuit] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
                                max_parallel_experiments=len(chunks)).result()

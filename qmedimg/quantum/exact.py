@@ -11,7 +11,7 @@ Example::
 
     from qiskit.circuit.library import real_amplitudes
     from qiskit.quantum_info import SparsePauliOp
-    from qmedimg.exact import ExactEstimator
+    from qmedimg.quantum.exact import ExactEstimator
 
     qc = real_amplitudes(2, reps=1)
     obs = [[SparsePauliOp("ZI")], [SparsePauliOp("IZ")]]     # shape (2, 1)
@@ -21,19 +21,19 @@ Example::
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
-import torch
 from qiskit.circuit import Barrier, Measure, ParameterExpression, QuantumCircuit
 from qiskit.primitives.base import BaseEstimatorV2
-from qiskit.primitives.containers import DataBin, PrimitiveResult, PubResult
+from qiskit.primitives.containers import PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.primitive_job import PrimitiveJob
+
+from qmedimg.quantum.kernel import (DENSE, DIAG, FIXED, PERM, ROT, RX, RY, RZ, cos_sin_half, pauli_tables,
+                                    run_rows)
+from qmedimg.quantum.primitives import ImmediateJob, pub_result
 
 # Parameterized gates simulated natively; every other parameterized gate is unrolled through its
 # Qiskit definition. Fixed gates of any width are simulated from their matrix.
@@ -82,9 +82,7 @@ class ExactEstimator(BaseEstimatorV2):
         for i, pub in enumerate(coerced):
             if pub.precision < 0:
                 raise ValueError(f"PUB {i} has precision {pub.precision} < 0.")
-        job = _ImmediateJob(self._run, coerced)
-        job._submit()
-        return job
+        return ImmediateJob.finished(self._run, coerced)
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         return PrimitiveResult([self._run_pub(pub) for pub in pubs], metadata={"version": 2})
@@ -109,73 +107,12 @@ class ExactEstimator(BaseEstimatorV2):
         """<P> for every Pauli label and every row of ``values``: shape (len(paulis), rows)."""
         rows = values.shape[0]
         angles = program.angles(values)
-        cos, sin = _cos_sin_half(angles)
-        masks, phases = _pauli_tables(tuple(paulis), program.num_qubits)
+        cos, sin = cos_sin_half(angles)
+        masks, phases = pauli_tables(tuple(paulis), program.num_qubits)
         out = np.empty((len(paulis), rows))
         block = max(1, min(128, (1 << 16) >> program.num_qubits))  # 128 rows, at most 2 MiB a block
-        _run_rows(*program.tables, angles, cos, sin, masks, phases, out, 0, rows, block)
+        run_rows(*program.tables, angles, cos, sin, masks, phases, out, 0, rows, block)
         return out
-
-
-def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator | None = None) -> PubResult:
-    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels) -> (L, rows)``:
-    observables combined from their Pauli terms and broadcast against the parameter rows as the
-    primitive contract says. With ``rng``, a PUB precision > 0 adds N(0, precision) as Aer does."""
-    circuit, bindings, observables = pub.circuit, pub.parameter_values, pub.observables
-    rows = int(np.prod(bindings.shape))
-    if circuit.num_parameters:
-        values = _values(bindings, circuit).reshape(rows, circuit.num_parameters)
-    else:
-        values = np.zeros((rows, 0))
-    flat_obs = observables.ravel().tolist()
-    paulis, coeffs = pauli_terms(flat_obs)
-    obs_evs = coeffs @ pauli_expectations(circuit, values, paulis)  # (num observables, rows)
-    if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
-        evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
-    else:
-        bc_rows, bc_obs = np.broadcast_arrays(
-            np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
-        )
-        evs = obs_evs[bc_obs, bc_rows]
-    precision = pub.precision if rng is not None else 0.0
-    if precision > 0:
-        evs = rng.normal(evs, precision)
-    return PubResult(
-        DataBin(evs=evs, stds=np.full(evs.shape, precision), shape=evs.shape),
-        metadata={"target_precision": precision, "circuit_metadata": circuit.metadata},
-    )
-
-
-def pauli_terms(observables: list[dict]) -> tuple[list[str], np.ndarray]:
-    """Observables (``{pauli label: coeff}``, as an ObservablesArray holds them) as their sorted
-    Pauli labels and real coefficients: <O_k> = Σ_i coeffs[k, i]·<labels[i]>."""
-    paulis = sorted({p for obs in observables for p in obs})
-    index = {p: i for i, p in enumerate(paulis)}
-    coeffs = np.zeros((len(observables), len(paulis)))
-    for k, obs in enumerate(observables):
-        for p, c in obs.items():
-            coeffs[k, index[p]] += np.real(c)
-    return paulis, coeffs
-
-
-def _values(bindings, circuit) -> np.ndarray:
-    """Parameter values in ``circuit.parameters`` order (no copy when already in that order)."""
-    if len(bindings.data) == 1:
-        names, array = next(iter(bindings.data.items()))
-        if list(names) == [p.name for p in circuit.parameters]:
-            return np.asarray(array, dtype=float)
-    return bindings.as_array(circuit.parameters)
-
-
-class _ImmediateJob(PrimitiveJob):
-    """A PrimitiveJob computed in the calling thread: no thread start-up per call (~0.3 ms)."""
-
-    def _submit(self):
-        self._future = Future()
-        try:
-            self._future.set_result(self._function(*self._args, **self._kwargs))
-        except Exception as exc:  # delivered by result(), as with a threaded job
-            self._future.set_exception(exc)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,32 +323,32 @@ class _Program:
         return angles
 
     def encode(self) -> tuple:
-        """The op list as flat arrays for :func:`_run_rows` (built once per program)."""
+        """The op list as flat arrays for :func:`run_rows` (built once per program)."""
         n, dim = self.num_qubits, 1 << self.num_qubits
         code = np.zeros((len(self.ops), 4), dtype=np.int64)
         ftype, fangle, fa, fb = [], [], [], []
         table_i, table_c, table_q = [], [], []
         for o, op in enumerate(self.ops):
             if isinstance(op, _Rot1):
-                code[o] = (_ROT, op.qubit, len(ftype), len(op.factors))
+                code[o] = (ROT, op.qubit, len(ftype), len(op.factors))
                 for f in op.factors:
                     named = isinstance(f[0], str)
-                    ftype.append({"rz": _RZ, "ry": _RY, "rx": _RX}[f[0]] if named else _FIXED)
+                    ftype.append({"rz": RZ, "ry": RY, "rx": RX}[f[0]] if named else FIXED)
                     fangle.append(f[1] if named else 0)
                     fa.append(0j if named else f[0])
                     fb.append(0j if named or f[1] is None else f[1])
             elif isinstance(op, _Monomial):
-                code[o] = (_PERM, len(table_c), 0, 0)
+                code[o] = (PERM, len(table_c), 0, 0)
                 table_i.extend(op.perm)
                 table_c.extend(np.ones(dim) if op.phase is None else op.phase)
             elif isinstance(op, _Diagonal):
-                code[o] = (_DIAG, len(table_c), op.angle_id, 0)
+                code[o] = (DIAG, len(table_c), op.angle_id, 0)
                 table_i.extend(np.zeros(dim, dtype=int))
                 table_c.extend(op.signs)
             else:
                 if len(op.qubits) > 6:
                     raise ValueError("ExactEstimator simulates fixed gates on at most 6 qubits.")
-                code[o] = (_DENSE, len(table_c), len(table_q), len(op.qubits))
+                code[o] = (DENSE, len(table_c), len(table_q), len(op.qubits))
                 table_i.extend(np.zeros(op.matrix.size, dtype=int))
                 table_c.extend(op.matrix.ravel())
                 table_q.extend(op.qubits)
@@ -423,189 +360,3 @@ class _Program:
             lead += 1
         return (n, lead, code, as_int(ftype), as_int(fangle), as_complex(fa), as_complex(fb),
                 as_int(table_i), as_complex(table_c), as_int(table_q))
-
-
-@functools.lru_cache(maxsize=256)
-def _pauli_tables(paulis: tuple[str, ...], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per Pauli label (rightmost char = qubit 0): its X mask and the phase vector with
-    P|j> = phase_j |j ^ mask>, so <ψ|P|ψ> = Σ_j conj(ψ[j ^ mask]) phase_j ψ[j]."""
-    basis = np.arange(1 << n)
-    masks = np.zeros(len(paulis), dtype=np.int64)
-    phases = np.zeros((len(paulis), 1 << n), dtype=np.complex128)
-    for t, label in enumerate(paulis):
-        bits = label[::-1]
-        masks[t] = sum(1 << q for q, c in enumerate(bits) if c in "XY")
-        zmask = sum(1 << q for q, c in enumerate(bits) if c in "YZ")
-        parity = np.array([bin(j & zmask).count("1") & 1 for j in basis])
-        phases[t] = (1j ** label.count("Y")) * (1.0 - 2.0 * parity)
-    return masks, phases
-
-
-def _cos_sin_half(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos(θ/2) and sin(θ/2) through torch's SIMD kernels (several times numpy's speed here)."""
-    half = torch.from_numpy(0.5 * angles)
-    return torch.cos(half).numpy(), torch.sin(half).numpy()
-
-
-# ---- numba kernel -------------------------------------------------------------------------------
-# An op program as flat arrays, interpreted row by row with the 2**n amplitudes in cache:
-#   code[o] = (kind, a0, a1, a2)
-#     ROT:   qubit, first factor, factor count   factors: ftype (FIXED/RZ/RY/RX), fangle, fa, fb
-#     PERM:  offset into table (new[i] = phase[i] * old[perm[i]])
-#     DIAG:  offset into table (signs), angle id (new[i] = exp(i * sign[i] * angle) * old[i])
-#     DENSE: offset into table (matrix, row-major), offset into qubit list, k
-_ROT, _PERM, _DIAG, _DENSE = 0, 1, 2, 3
-_FIXED, _RZ, _RY, _RX = 0, 1, 2, 3
-
-
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def _su2(o, nb, code, ftype, fangle, fa, fb, cos, sin, ar, ai, br, bi):  # pragma: no cover
-    """Fill (a, b) of the fused rotation op ``o`` for the nb rows of the block (cos, sin:
-    (num_angles, block)): the SU(2) matrices [[a, -b*], [b, a*]]."""
-    ar[:nb], ai[:nb], br[:nb], bi[:nb] = 1.0, 0.0, 0.0, 0.0
-    for f in range(code[o, 2], code[o, 2] + code[o, 3]):
-        t, k = ftype[f], fangle[f]
-        if t == _FIXED:  # (a, b) <- G @ (a, b): a' = ga a - conj(gb) b, b' = gb a + conj(ga) b
-            gar, gai, gbr, gbi = fa[f].real, fa[f].imag, fb[f].real, fb[f].imag
-            for r in range(nb):
-                xr, xi, yr, yi = ar[r], ai[r], br[r], bi[r]
-                ar[r] = gar * xr - gai * xi - (gbr * yr + gbi * yi)
-                ai[r] = gar * xi + gai * xr - (gbr * yi - gbi * yr)
-                br[r] = gbr * xr - gbi * xi + (gar * yr + gai * yi)
-                bi[r] = gbr * xi + gbi * xr + (gar * yi - gai * yr)
-        elif t == _RZ:  # ga = c - i s, gb = 0
-            for r in range(nb):
-                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
-                ar[r], ai[r] = c * xr + s * xi, c * xi - s * xr
-                br[r], bi[r] = c * yr - s * yi, c * yi + s * yr
-        elif t == _RY:  # ga = c, gb = s
-            for r in range(nb):
-                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
-                ar[r], ai[r] = c * xr - s * yr, c * xi - s * yi
-                br[r], bi[r] = s * xr + c * yr, s * xi + c * yi
-        else:  # _RX: ga = c, gb = -i s
-            for r in range(nb):
-                c, s, xr, xi, yr, yi = cos[k, r], sin[k, r], ar[r], ai[r], br[r], bi[r]
-                ar[r], ai[r] = c * xr + s * yi, c * xi - s * yr
-                br[r], bi[r] = s * xi + c * yr, -s * xr + c * yi
-
-
-@numba.njit(nogil=True, cache=True)
-def _spread(base, l, table_q, qoff, k):  # pragma: no cover - compiled
-    """The basis index with the bits of ``base`` and bit j of ``l`` on qubit table_q[qoff + j]."""
-    for j in range(k):
-        if (l >> j) & 1:
-            base |= 1 << table_q[qoff + j]
-    return base
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def _run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, angles, cos, sin,
-              xmasks, phases, out, start, stop, block):  # pragma: no cover - compiled
-    """Simulate rows start..stop (rows of ``angles``, ``cos``, ``sin``: (rows, num_angles), cos/sin
-    of half angles) and write <P_t> to out[t, row]. Rows go in blocks of ``block``, held with the
-    block as the innermost axis so the loops vectorize. The first ``lead`` ops are rotations on distinct
-    qubits acting on |0...0>: they build a product state directly."""
-    dim = 1 << n
-    re, im = np.empty((dim, block)), np.empty((dim, block))
-    tre, tim = np.empty((dim, block)), np.empty((dim, block))
-    ar, ai, br, bi = np.empty(block), np.empty(block), np.empty(block), np.empty(block)
-    small_re, small_im = np.empty((64, block)), np.empty((64, block))
-    num_angles = angles.shape[1]
-    ang, co, si = np.empty((num_angles, block)), np.empty((num_angles, block)), np.empty((num_angles, block))
-    touched = np.zeros(n, np.bool_)
-    for o in range(lead):
-        touched[code[o, 1]] = True
-    for r0 in range(start, stop, block):
-        nb = min(block, stop - r0)
-        for r in range(nb):
-            for k in range(num_angles):
-                ang[k, r], co[k, r], si[k, r] = angles[r0 + r, k], cos[r0 + r, k], sin[r0 + r, k]
-        for j in range(dim):
-            live = True
-            for q in range(n):
-                if not touched[q] and (j >> q) & 1:
-                    live = False  # an untouched qubit is still |0>
-            for r in range(nb):
-                re[j, r], im[j, r] = (1.0 if live else 0.0), 0.0
-        for o in range(lead):
-            _su2(o, nb, code, ftype, fangle, fa, fb, co, si, ar, ai, br, bi)
-            q = code[o, 1]
-            for j in range(dim):
-                if (j >> q) & 1:
-                    cr, ci = br, bi
-                else:
-                    cr, ci = ar, ai
-                for r in range(nb):
-                    xr, xi = re[j, r], im[j, r]
-                    re[j, r] = xr * cr[r] - xi * ci[r]
-                    im[j, r] = xr * ci[r] + xi * cr[r]
-        for o in range(lead, code.shape[0]):
-            kind = code[o, 0]
-            if kind == _ROT:
-                _su2(o, nb, code, ftype, fangle, fa, fb, co, si, ar, ai, br, bi)
-                step = 1 << code[o, 1]
-                for hi in range(0, dim, 2 * step):
-                    for i0 in range(hi, hi + step):
-                        i1 = i0 + step
-                        for r in range(nb):
-                            x0r, x0i, x1r, x1i = re[i0, r], im[i0, r], re[i1, r], im[i1, r]
-                            # x0' = a x0 - conj(b) x1, x1' = b x0 + conj(a) x1
-                            re[i0, r] = ar[r] * x0r - ai[r] * x0i - (br[r] * x1r + bi[r] * x1i)
-                            im[i0, r] = ar[r] * x0i + ai[r] * x0r - (br[r] * x1i - bi[r] * x1r)
-                            re[i1, r] = br[r] * x0r - bi[r] * x0i + (ar[r] * x1r + ai[r] * x1i)
-                            im[i1, r] = br[r] * x0i + bi[r] * x0r + (ar[r] * x1i - ai[r] * x1r)
-            elif kind == _PERM:
-                off = code[o, 1]
-                for i in range(dim):
-                    src, pr, pi = table_i[off + i], table_c[off + i].real, table_c[off + i].imag
-                    for r in range(nb):
-                        tre[i, r] = re[src, r] * pr - im[src, r] * pi
-                        tim[i, r] = re[src, r] * pi + im[src, r] * pr
-                re, tre = tre, re
-                im, tim = tim, im
-            elif kind == _DIAG:
-                off, k = code[o, 1], code[o, 2]
-                for i in range(dim):
-                    sign = table_c[off + i].real
-                    for r in range(nb):
-                        c, s = np.cos(sign * ang[k, r]), np.sin(sign * ang[k, r])
-                        xr, xi = re[i, r], im[i, r]
-                        re[i, r], im[i, r] = xr * c - xi * s, xr * s + xi * c
-            else:  # _DENSE: a fixed k-qubit matrix
-                off, qoff, k = code[o, 1], code[o, 2], code[o, 3]
-                size, mask = 1 << k, 0
-                for j in range(k):
-                    mask |= 1 << table_q[qoff + j]
-                for base in range(dim):
-                    if base & mask:
-                        continue
-                    for l in range(size):
-                        idx = _spread(base, l, table_q, qoff, k)
-                        for r in range(nb):
-                            small_re[l, r], small_im[l, r] = re[idx, r], im[idx, r]
-                    for l in range(size):
-                        idx = _spread(base, l, table_q, qoff, k)
-                        for r in range(nb):
-                            re[idx, r], im[idx, r] = 0.0, 0.0
-                        for m in range(size):
-                            gr, gi = table_c[off + l * size + m].real, table_c[off + l * size + m].imag
-                            for r in range(nb):
-                                re[idx, r] += gr * small_re[m, r] - gi * small_im[m, r]
-                                im[idx, r] += gr * small_im[m, r] + gi * small_re[m, r]
-        for t in range(xmasks.shape[0]):
-            x = xmasks[t]
-            for r in range(nb):
-                out[t, r0 + r] = 0.0
-            for j in range(dim):
-                pr, pi = phases[t, j].real, phases[t, j].imag
-                if x == 0:  # diagonal: a signed sum of probabilities
-                    for r in range(nb):
-                        out[t, r0 + r] += pr * (re[j, r] * re[j, r] + im[j, r] * im[j, r])
-                else:  # Re(conj(ψ[j^x]) * phase_j * ψ[j])
-                    for r in range(nb):
-                        ur = pr * re[j, r] - pi * im[j, r]
-                        ui = pr * im[j, r] + pi * re[j, r]
-                        out[t, r0 + r] += re[j ^ x, r] * ur + im[j ^ x, r] * ui

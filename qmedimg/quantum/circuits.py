@@ -25,7 +25,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from qmedimg.errors import QmedimgError
 
-CIRCUITS_DIR: Path = Path(__file__).resolve().parent.parent / "circuits"
+CIRCUITS_DIR: Path = Path(__file__).resolve().parents[2] / "circuits"
 
 _INPUT = re.compile(r"x(\d+)")
 _TOKEN = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\*)?((?:[IXYZ]\d+)+)")

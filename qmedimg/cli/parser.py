@@ -1,10 +1,8 @@
-"""The ``qmedimg`` command: parsing only; each command calls one function of the package."""
+"""The ``qmedimg`` command line: arguments, help texts and examples; parsing only."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from qmedimg.errors import QmedimgError
 
@@ -33,6 +31,11 @@ def _positive(kind: type):
 
 
 _positive_int, _positive_float = _positive(int), _positive(float)
+
+
+def _shots(text: str):
+    """A shot count > 0, or 'none' (exact expectation values)."""
+    return "none" if text.strip().lower() == "none" else _positive_int(text)
 
 
 def _qubit_list(text: str) -> list[int]:
@@ -151,17 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "first run (results.csv row by row, accuracy_vs_noise.png, expectation_error.png, "
                        "circuits.png for several runs, summary.md). Re-running the same command continues "
                        "where it stopped.",
-                       epilog="examples:\n  qmedimg noise-study runs/breast --backends fake_brisbane,fake_torino "
+                       epilog="examples:\n  qmedimg noise-study runs/breast --backend fake_brisbane,fake_torino "
                        "--mitigation none,readout+zne\n"
                        "  qmedimg noise-study runs/breast --scales 0,1,2,4,8 --shots none,1024 --repeats 3\n"
-                       "  qmedimg noise-study runs/sel runs/ring runs/fqa --backends fake_brisbane   # circuits\n"
+                       "  qmedimg noise-study runs/sel runs/ring runs/fqa --backend fake_brisbane   # circuits\n"
                        "  qmedimg noise-study runs/ideal --compare-run runs/noisy-trained")
     n.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more trained runs (e.g. one per circuit)")
     n.add_argument("--compare-run", action="append", default=[], metavar="RUN_DIR",
                    help="another run on the same plots (e.g. trained with noise)")
-    n.add_argument("--backends", dest="grid_backends", default="fake_brisbane", metavar="A,B",
-                   help="registry entries (default fake_brisbane)")
-    n.add_argument("--backends-file", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+    n.add_argument("--backend", default="fake_brisbane", metavar="A,B",
+                   help="registry entries, comma-separated (default fake_brisbane)")
+    n.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
     n.add_argument("--scales", default="0,0.25,0.5,1,2,4", help="noise scales for fake backends (default 0,0.25,0.5,1,2,4)")
     n.add_argument("--mitigation", default="none,readout+zne", help="from none, readout, zne, readout+zne")
     n.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
@@ -169,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
     n.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
-    n.add_argument("--circuits", metavar="RUN_A,RUN_B", help="more runs (trained with other circuits) on the same plots")
     n.add_argument("--dry-run", action="store_true", help="list the grid and estimate QPU time; evaluate nothing")
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -243,7 +245,8 @@ def _backend_options(parser: argparse.ArgumentParser, required: bool = False) ->
     g = parser.add_argument_group("backend (entries of backends.yaml; options override the entry)")
     g.add_argument("--backend", required=required, metavar="NAME", help="registry entry (default exact)")
     g.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
-    g.add_argument("--shots", type=_positive_int, help="shots per image (default: the entry's; none = exact)")
+    g.add_argument("--shots", type=_shots, metavar="S|none",
+                   help="shots per image, or none for exact expectation values (default: the entry's)")
     g.add_argument("--noise-scale", type=float, metavar="S", help="fake: error rates × S (0 = ideal)")
     g.add_argument("--optimization-level", type=int, choices=[0, 1, 2, 3])
     g.add_argument("--layout-method", choices=["default", "trivial", "dense", "sabre"])
@@ -252,232 +255,3 @@ def _backend_options(parser: argparse.ArgumentParser, required: bool = False) ->
     g.add_argument("--seed-transpiler", type=int)
     g.add_argument("--approximation-degree", type=float)
     g.add_argument("--dd", choices=["XX", "XY4"], help="dynamical decoupling sequence (ALAP scheduled)")
-
-
-def _overrides(args: argparse.Namespace) -> dict:
-    """Entry keys replaced from the command line (only those given)."""
-    transpile = {k: getattr(args, k) for k in ("optimization_level", "layout_method", "routing_method",
-                                                "initial_layout", "seed_transpiler", "approximation_degree")
-                 if getattr(args, k) is not None}
-    if args.dd:
-        transpile["dynamical_decoupling"] = {"sequence": args.dd}
-    out = {"shots": args.shots, "noise_scale": args.noise_scale}
-    if transpile:
-        out["transpile"] = transpile
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from qmedimg.train import make_config, resume, train
-
-    if args.resume:
-        metrics = resume(args.resume, progress=not args.quiet)
-        out = args.resume
-    else:
-        if not args.out:
-            raise QmedimgError("train needs --out DIR (or --resume DIR)")
-        fields = {k: v for k, v in {
-            "dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
-            "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
-            "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
-            "model": args.model,
-            "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
-            "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
-            "noise_scale": args.noise_scale, "backends_file": args.backends,
-        }.items() if v is not None}
-        metrics = train(make_config(**fields), progress=not args.quiet)
-        out = args.out
-    test, p = metrics["test"], metrics["parameters"]
-    print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
-          f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
-    print(f"parameters: {p['quantum']} quantum + {p['classical']} classical = {p['total']}; "
-          f"{metrics['train_samples_per_s']:.0f} train samples/s; wall {metrics['wall_time_s']:.1f} s")
-    print(f"run written to {out}/ (metrics.json, history.csv, learning_curves.png, confusion.png)")
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from qmedimg.evaluate import evaluate_run
-
-    result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.limit,
-                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, **_overrides(args))
-    if args.dry_run:
-        if "dry_run" not in result:
-            raise QmedimgError(f"--dry-run is for ibm backends; {args.backend or 'exact'} runs locally and costs nothing")
-        d, t = result["dry_run"], result["transpile"]
-        print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
-        print(f"  {d['jobs']} job(s) of at most {d['rows_per_job']} images (IBM job limits), {d['pubs_per_job']} PUB "
-              f"each, {d['parameter_rows']} parameter rows "
-              f"(one per image), {d['observables']} observables, {d['shots_per_row']} shots per row")
-        print(f"  twirling randomizations {d['twirling_randomizations']}, ZNE factors {d['zne_noise_factors']}, "
-              f"measurement mitigation {d['measure_mitigation']}")
-        print(f"  circuit: physical qubits {t['physical_qubits']}, depth {t['depth']}, "
-              f"{t['two_qubit_gates']} two-qubit gates, estimated fidelity {t['estimated_fidelity']}")
-        print(f"  estimated QPU time ~{d['estimated_qpu_seconds']} s ({d['estimate_note']})")
-        print("  sent per image: the head's input angles only (no pixels, names or labels)")
-        return
-    test, ideal = result["test"], result["ideal_test"]
-    print(f"{result['backend']} ({result['device']}), {result['images']} test images: "
-          f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}")
-    print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
-          f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
-    tr = result.get("transpile")
-    if tr:
-        print(f"circuit: physical qubits {tr['physical_qubits']}, depth {tr['depth']}, {tr['two_qubit_gates']} "
-              f"two-qubit gates, estimated fidelity {tr['estimated_fidelity']}; "
-              f"mean |Δ expectation| {result['mean_abs_expectation_error']:.4f}")
-    if result.get("jobs"):
-        print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
-    print(f"{result['images_per_s']:.0f} images/s (after {result['setup_s']:.1f} s set-up); written to {result['path']}")
-
-
-def cmd_backends(args: argparse.Namespace) -> None:
-    from qmedimg.backends import check_backend, get_backend, load_backends, registry_path
-
-    if args.action == "check":
-        if not args.name:
-            raise QmedimgError("backends check needs a NAME (see `qmedimg backends`)")
-        for line in check_backend(get_backend(args.name, args.backends)):
-            print(line)
-        return
-    entries = load_backends(args.backends)
-    rows = [get_backend(name, args.backends).describe() for name in entries]
-    print(f"{'name':<26}{'kind':<7}{'device':<16}{'qubits':>7}  {'2q gate':<8}options")
-    for r in rows:
-        print(f"{r['name']:<26}{r['kind']:<7}{r['device']:<16}{r['qubits']!s:>7}  {r['2q gate']:<8}{r['options']}")
-    print(f"registry: {registry_path(args.backends)}; check one: qmedimg backends check NAME")
-
-
-def cmd_transpile(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from qmedimg.backends import get_backend, transpile_report
-    from qmedimg.circuits import load_circuit
-
-    backend = get_backend(args.backend, args.backends, **_overrides(args))
-    if (Path(args.source) / "config.json").is_file():
-        from qmedimg.train import load_run
-
-        spec = load_run(args.source).model.spec
-    else:
-        spec = load_circuit(args.source, qubits=args.qubits, layers=args.layers)
-    if backend.device is None:
-        raise QmedimgError(f"backend '{backend.name}' is {backend.kind}: nothing to transpile for (pick a fake or ibm entry)")
-    r = transpile_report(backend, spec)
-    print(f"{r['circuit']} on {r['backend']} ({r['device']}):")
-    print(f"  physical qubits {r['physical_qubits']}")
-    print(f"  depth {r['depth']}, two-qubit gates {r['two_qubit_gates']}, ops {r['ops']}")
-    print(f"  estimated circuit fidelity {r['estimated_fidelity']} (product of 1 - error over gates and readout)")
-
-
-def cmd_noise_study(args: argparse.Namespace) -> None:
-    from qmedimg.study import noise_study, parse_list
-
-    more = parse_list(args.circuits, str, "circuits") if args.circuits else []
-    out = noise_study(
-        args.run_dirs + more + args.compare_run, backends=parse_list(args.grid_backends, str, "backends"),
-        scales=parse_list(args.scales, float, "scales"), mitigations=parse_list(args.mitigation, str, "mitigation"),
-        shots=parse_list(args.shots, int, "shots"),
-        optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
-        repeats=args.repeats, backends_file=args.backends_file, limit=args.limit, out=args.out,
-        allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet)
-    if args.dry_run:
-        plan = json.loads(out.read_text())
-        print(f"dry run: {plan['points']} grid points, estimated QPU time {plan['estimated_qpu_seconds']:.0f} s "
-              f"(real-QPU points only; nothing evaluated); written to {out}")
-        return
-    print((out / "summary.md").read_text())
-    print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
-
-
-def cmd_compare(args: argparse.Namespace) -> None:
-    from qmedimg.compare import compare, parse_seeds
-
-    data = {k: v for k, v in {"dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
-                              "size": args.size, "classes": args.classes, "limit": args.limit}.items()
-            if v is not None}
-    out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
-                  circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
-                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    print((out / "comparison.md").read_text())
-    print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from qmedimg.predict import predict
-
-    folder = any(Path(p).is_dir() for p in args.inputs)
-    out = args.out or ("predictions.csv" if folder else None)
-    result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
-                     progress=not args.quiet, dry_run=args.dry_run)
-    for line in result["errors"]:
-        print(f"skipped: {line}", file=sys.stderr)
-    if "dry_run" in result:
-        d = result["dry_run"]
-        print(f"dry run: {d['jobs']} job(s), {d['parameter_rows']} parameter rows, {d['shots_per_row']} shots per "
-              f"row, estimated QPU time ~{d['estimated_qpu_seconds']} s; sent: head angles only")
-        return
-    if not result["rows"]:
-        raise QmedimgError(f"nothing could be predicted ({len(result['errors'])} unreadable file(s))")
-    if not folder and len(result["rows"]) <= 20:
-        for r in result["rows"]:
-            probs = "  ".join(f"{n}: {p:.3f}" for n, p in r["probabilities"].items())
-            evs = " ".join(f"{v:+.3f}" for v in r["expectations"])
-            print(f"{r['file']}: {r['class']}   ({probs})" + (f"   head ⟨O⟩ = [{evs}]" if evs else ""))
-    print(f"{len(result['rows'])} predicted, {len(result['errors'])} skipped"
-          + (f"; written to {result['path']}" if result["path"] else ""))
-
-
-def cmd_explain(args: argparse.Namespace) -> None:
-    from qmedimg.predict import explain
-
-    for path in explain(args.run_dir, args.images, args.out):
-        print(f"written {path}")
-
-
-def cmd_circuits(args: argparse.Namespace) -> None:
-    from qmedimg.circuits import circuit_table, draw_circuit, load_circuit
-
-    if args.action == "show":
-        if not args.name:
-            raise QmedimgError("circuits show needs a NAME or PATH (see `qmedimg circuits`)")
-        spec = load_circuit(args.name, qubits=args.qubits, layers=args.layers)
-        print(f"{spec.name}: {spec.description}")
-        print(f"{spec.num_qubits} qubits, {len(spec.inputs)} inputs, {len(spec.weights)} weights, "
-              f"depth {spec.depth}, file {spec.path}")
-        print(draw_circuit(spec))
-        return
-    rows = circuit_table()
-    print(f"{'name':<8}{'qubits':>7}{'layers':>7}{'inputs':>7}{'weights':>8}{'depth':>6}  description")
-    for r in rows:
-        print(f"{r['name']:<8}{r['qubits']:>7}{r['layers'] or '-':>7}{r['inputs']:>7}"
-              f"{r['weights']:>8}{r['depth']:>6}  {r['description']}")
-    print("draw one: qmedimg circuits show NAME [--qubits N --layers L]; add your own: circuits/README.md")
-
-
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
-            "noise-study": cmd_noise_study, "compare": cmd_compare, "predict": cmd_predict, "explain": cmd_explain,
-            "circuits": cmd_circuits}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except QmedimgError as exc:
-        print(f"qmedimg: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
-                "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
-                "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
-                "compare": "finished runs are kept — re-run the same command to continue"}
-        print(f"qmedimg: interrupted; {hint.get(args.command, 'nothing was written half-way')}", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,46 +1,40 @@
-"""Fast Qiskit execution of a quantum layer: one broadcast PUB forward, one PUB for the gradient.
+"""The batched parameter-shift gradient, and the interface of estimators that sum a loss gradient.
 
-qiskit-machine-learning's ``EstimatorQNN`` sends one PUB per observable forward and, through
-``ParamShiftEstimatorGradient``, one single-row PUB per sample x observable x shift backward. Here:
+qiskit-machine-learning's ``ParamShiftEstimatorGradient`` sends one single-row PUB per sample x
+observable x shift. :class:`BatchedParamShiftGradient` (a ``BaseEstimatorGradient``) puts every
+shifted row of a batch into ONE PUB and does the chain rule through affine gate angles as one
+matrix product; it works with any V2 estimator (exact, Aer, noisy Aer, Runtime).
 
-* :class:`BatchedParamShiftGradient` — a ``BaseEstimatorGradient`` that puts every shifted row of a
-  batch into ONE PUB. Works with any V2 estimator (exact, Aer, noisy Aer, Runtime).
-* :class:`FastEstimatorQNN` — an ``EstimatorQNN`` whose forward is one broadcast PUB
-  ``(circuit, [[o] for o in observables], values)`` and whose backward calls the batched gradient.
-* :class:`QuantumTorchConnector` — qiskit-ML's ``TorchConnector``, except that on noisy Aer its
-  backward passes the loss gradient down, so the weights' gradient is summed over the batch before
-  simulation (``DeviceEstimator.gradient_rows``) instead of one shifted row per sample.
+:class:`SummedGradientEstimator` is the declared hook for noise-aware training: an estimator that
+can simulate, in the forward pass, what the batch-summed loss gradient needs
+(:meth:`~SummedGradientEstimator.gradient_rows`); :meth:`BatchedParamShiftGradient.forward_and_vjp`
+uses it when the estimator is one (the device simulator of the ``aer``/``fake`` backends).
 
 Example::
 
-    from qiskit_machine_learning.connectors import TorchConnector
-    from qmedimg.circuits import load_circuit
-    from qmedimg.exact import ExactEstimator
-    from qmedimg.execution import FastEstimatorQNN
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.exact import ExactEstimator
+    from qmedimg.quantum.gradients import BatchedParamShiftGradient
 
     spec = load_circuit("sel")
-    qnn = FastEstimatorQNN(circuit=spec.circuit, estimator=ExactEstimator(),
-                           observables=spec.observables, input_params=spec.inputs,
-                           weight_params=spec.weights, input_gradients=True, default_precision=0.0)
-    layer = TorchConnector(qnn)          # a torch.nn.Module: (batch, 4) angles -> (batch, 4) <Z_i>
+    grad = BatchedParamShiftGradient(ExactEstimator(), precision=0.0)
+    g = grad.gradients(spec.circuit, spec.observables, values)    # (observables, rows, parameters)
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-import torch
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2
 from qiskit.primitives.containers import ObservablesArray
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler.passes import TranslateParameterizedGates
-from qiskit_machine_learning.connectors import TorchConnector
-from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
-from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 # Gates whose generator has eigenvalues ±1/2: d<O>/dθ = (<O>(θ+π/2) - <O>(θ-π/2)) / 2.
 SHIFT_GATES = ["rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx"]
@@ -115,6 +109,31 @@ def _phase_only_angles(circuit: QuantumCircuit, count: int) -> np.ndarray:
     return phase_only
 
 
+class LossGradientRows(Protocol):
+    """What :meth:`SummedGradientEstimator.gradient_rows` simulated, waiting for the loss gradient."""
+
+    outputs: np.ndarray
+    """(observables, rows): the forward values."""
+
+    def loss_gradient(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``weights`` (observables, rows), the loss gradient w.r.t. the outputs -> (per-row gradient
+        (rows, per-row angles), gradient of the shared angles summed over rows)."""
+
+
+class SummedGradientEstimator(BaseEstimatorV2):
+    """A V2 estimator that can also simulate what a batch-summed loss gradient needs before the loss
+    is known (exact noisy values are linear in the density matrix, so the shared angles' shifts need
+    not run once per row). :class:`BatchedParamShiftGradient` uses it for noise-aware training."""
+
+    @abstractmethod
+    def gradient_rows(self, circuit: QuantumCircuit, values: np.ndarray, observables: list[dict],
+                      per_row: np.ndarray, shared: np.ndarray) -> LossGradientRows | None:
+        """Simulate every row of ``values`` (gate angles of ``circuit``) and every row with each
+        ``per_row`` column shifted by ±π/2; ``shared`` columns are equal on every row and their
+        shifts are summed over rows later. None when this estimator cannot do it for this circuit
+        (then the caller sends one shifted row per sample)."""
+
+
 def _z_type(observables: ObservablesArray) -> bool:
     """Whether every Pauli term of every observable is made of I and Z only."""
     return all(set(label) <= {"I", "Z"} for obs in observables.ravel().tolist() for label in obs)
@@ -150,6 +169,11 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
         super().__init__(estimator)
         self._precision = precision
         self._plans: dict[int, tuple[QuantumCircuit, ShiftPlan]] = {}
+
+    @property
+    def sums_loss_gradient(self) -> bool:
+        """Whether :meth:`forward_and_vjp` can sum the weights' loss gradient before simulation."""
+        return isinstance(self._estimator, SummedGradientEstimator)
 
     def plan(self, circuit: QuantumCircuit) -> ShiftPlan:
         """The cached :class:`ShiftPlan` of ``circuit`` (circuits must not change after first use)."""
@@ -196,23 +220,22 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
 
     def forward_and_vjp(self, circuit: QuantumCircuit, observables: ObservablesArray, values: np.ndarray,
                         num_inputs: int):
-        """With an estimator that offers ``gradient_rows`` (:class:`~qmedimg.simulators.DeviceEstimator`):
+        """With a :class:`SummedGradientEstimator` (the device simulator of ``aer``/``fake`` backends):
         the values <O_o>(row), shape (O, rows), and the loss gradient as a function of
         ``cotangent`` (O, rows) (the loss gradient w.r.t. those values): ``Σ_o cotangent[o, row]·
         ∂<O_o>(row)/∂θ_j``, per row for the first ``num_inputs`` parameters, summed over rows for the
         rest (the weights). One simulation, and the weights' shifts run once per measured Pauli
         label, not once per row. None otherwise, or if a gate angle mixes inputs and weights."""
-        gradient_rows = getattr(self._estimator, "gradient_rows", None)
         plan = self.plan(circuit)
         jac = plan.jacobian
         from_inputs, from_weights = np.any(jac[:, :num_inputs] != 0, axis=1), np.any(jac[:, num_inputs:] != 0, axis=1)
-        if gradient_rows is None or np.any(from_inputs & from_weights):
+        if not self.sums_loss_gradient or np.any(from_inputs & from_weights):
             return None
         if plan.phase_only.any() and _z_type(observables):  # exactly zero: not sent
             from_inputs, from_weights = from_inputs & ~plan.phase_only, from_weights & ~plan.phase_only
         inputs, weights = np.flatnonzero(from_inputs), np.flatnonzero(from_weights)
         g = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters) @ jac.T + plan.offset
-        rows = gradient_rows(plan.circuit, g, observables.ravel().tolist(), inputs, weights)
+        rows = self._estimator.gradient_rows(plan.circuit, g, observables.ravel().tolist(), inputs, weights)
         if rows is None:
             return None
 
@@ -246,105 +269,3 @@ class BatchedParamShiftGradient(BaseEstimatorGradient):
                 gradients[i] = grads[obs_ids[id(observables[i])], row_of.ravel()[k]]
         metadata = [{"parameters": p} for p in parameters]
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=self._default_options)
-
-
-class FastEstimatorQNN(EstimatorQNN):
-    """``EstimatorQNN`` with a one-PUB forward and a one-PUB batched parameter-shift backward.
-
-    Same constructor as ``EstimatorQNN``; the gradient defaults to
-    :class:`BatchedParamShiftGradient` on the same estimator. Give ``default_precision=0.0`` for
-    exact estimators (qiskit-ML's default 0.015625 makes Aer add Gaussian noise to every value).
-    """
-
-    def __init__(self, **kwargs):
-        if kwargs.get("gradient") is None:
-            kwargs["gradient"] = BatchedParamShiftGradient(
-                kwargs["estimator"], precision=kwargs.get("default_precision", 0.015625)
-            )
-        super().__init__(**kwargs)
-        self._observable_column = column(self._observables)
-
-    def _forward(self, input_data, weights):
-        values, num_samples = self._preprocess_forward(input_data, weights)
-        pub = (self._circuit, self._observable_column, values)
-        evs = self.estimator.run([pub], precision=self._default_precision).result()[0].data.evs
-        return np.asarray(evs).reshape(len(self._observables), num_samples).T
-
-    def forward_and_vjp(self, input_data, weights):
-        """(outputs (samples, outputs), ``cotangent (samples, outputs) -> (input grads, weight
-        grads)``) from one simulation when the estimator allows it (noisy Aer), else None."""
-        values, _ = self._preprocess_forward(input_data, weights)
-        num_inputs = self._num_inputs if self._input_gradients else 0
-        prepared = self.gradient.forward_and_vjp(self._circuit, self._observable_column, values, num_inputs)
-        if prepared is None:
-            return None
-        outputs, vjp = prepared
-
-        def loss_gradient(cotangent):
-            grad_in, grad_w = vjp(np.asarray(cotangent, dtype=float).T)
-            return (grad_in if self._input_gradients else None), grad_w
-
-        return outputs.T, loss_gradient
-
-    def _backward(self, input_data, weights):
-        if not isinstance(self.gradient, BatchedParamShiftGradient):
-            return super()._backward(input_data, weights)
-        values, num_samples = self._preprocess_forward(input_data, weights)
-        if values.size == 0:
-            return None, None
-        params = list(self._circuit.parameters)
-        if not self._input_gradients:
-            params = params[self._num_inputs :]
-        grads = self.gradient.gradients(self._circuit, self._observable_column, values, params)
-        grads = grads.transpose(1, 0, 2)  # (samples, observables, parameters)
-        if self._input_gradients:
-            return grads[:, :, : self._num_inputs], grads[:, :, self._num_inputs :]
-        return None, grads
-
-
-class _SummedGradientFunction(_TorchNNFunction):
-    """TorchConnector's autograd function; on noisy Aer the forward also simulates what the
-    backward needs (one Aer call fewer) and the backward passes the loss gradient down."""
-
-    @staticmethod
-    def forward(ctx, input_data, weights, neural_network, sparse, for_backward):  # type: ignore[override]
-        ctx.loss_gradient = None
-        if (for_backward and _passes_loss_gradient(neural_network, sparse) and input_data.dim() == 2
-                and input_data.shape[-1] == neural_network.num_inputs):
-            prepared = neural_network.forward_and_vjp(input_data.detach().cpu().numpy(), weights.detach().cpu().numpy())
-            if prepared is not None:
-                outputs, ctx.loss_gradient = prepared
-                ctx.neural_network, ctx.sparse = neural_network, sparse
-                ctx.save_for_backward(input_data, weights)
-                return torch.as_tensor(outputs, dtype=torch.float).to(input_data.device)
-        return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
-
-    @staticmethod
-    def backward(ctx, grad_output):  # type: ignore[override]
-        if ctx.loss_gradient is None:
-            return *_TorchNNFunction.backward(ctx, grad_output), None
-        input_data, weights = ctx.saved_tensors
-        cotangent = grad_output.detach().cpu().double().reshape(-1, ctx.neural_network.output_shape[0]).numpy()
-        grad_in, grad_w = ctx.loss_gradient(cotangent)
-        if grad_in is not None:
-            grad_in = torch.as_tensor(grad_in, dtype=input_data.dtype).reshape(input_data.shape).to(input_data.device)
-        return grad_in, torch.as_tensor(grad_w, dtype=weights.dtype).to(weights.device), None, None, None
-
-
-def _passes_loss_gradient(qnn, sparse) -> bool:
-    gradient = getattr(qnn, "gradient", None)
-    return (isinstance(gradient, BatchedParamShiftGradient) and not sparse
-            and getattr(gradient._estimator, "gradient_rows", None) is not None)
-
-
-class QuantumTorchConnector(TorchConnector):
-    """qiskit-ML's ``TorchConnector``, except on noisy Aer (:class:`~qmedimg.simulators.DeviceEstimator`)
-    when autograd is on: then the forward pass also simulates the input-shifted rows, and the backward
-    hands the loss gradient down, so the weights' gradient is summed over the batch before simulation
-    (:meth:`BatchedParamShiftGradient.forward_and_vjp`): 1,824 Aer rows per batch of 32 become 288
-    plus 48 of five chained passes. Otherwise TorchConnector's own forward and backward, unchanged."""
-
-    def forward(self, input_data=None):
-        input_ = torch.zeros(0) if input_data is None else input_data
-        for_backward = torch.is_grad_enabled() and (input_.requires_grad or self._weights.requires_grad)
-        return _SummedGradientFunction.apply(input_, self._weights, self._neural_network, self._sparse, for_backward)

@@ -1,22 +1,17 @@
-"""IBM Quantum through Qiskit Runtime: connection, estimator, and the job ledger.
+"""QPU jobs: what a request would cost (dry run, IBM's job limits) and the ledger that makes sure QPU
+time is never spent twice.
 
 Example::
 
-    from qmedimg.evaluate import evaluate_run
-    evaluate_run("runs/breast", backend="ibm_brisbane", dry_run=True)   # what would be sent, QPU estimate
-    evaluate_run("runs/breast", backend="ibm_brisbane")                 # submit, ledger, collect
-
-What leaves the machine: ISA circuits and numeric parameter arrays (each image's n head angles and the
-circuit's trained weights), never pixels, file names or labels. Credentials are read by
-``QiskitRuntimeService`` from QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE or its saved account; qmedimg
-never reads, prints or writes them.
+    from qmedimg.backends.jobs import Ledger, plan, run_jobs
+    plan(entry, values, num_observables, device, isa)    # jobs, rows, shots, QPU-time estimate
+    ledger = Ledger.open(run_dir / "ledger-ibm_brisbane.json", identity, resume=False)
+    evs, jobs = run_jobs(ledger, make_estimator, make_service, pubs, local=False)
 
 The ledger (``ledger-<backend>.json`` in the run directory) records every job id *before* waiting for
-it; re-running the same command collects those jobs instead of submitting again, so QPU time is
-never spent twice. Runtime's local testing mode (``local: FakeXxx``) runs the same code path offline
-with the executor-based ``Estimator``, which applies TREX, twirling and gate-folding ZNE locally; it
-simulates every qubit of the device, so circuits are laid out on physical qubits 0..k-1 and idle
-wires are dropped first.
+it; re-running the same command collects those jobs instead of submitting again. What leaves the
+machine: ISA circuits and numeric parameter arrays (each image's n head angles and the circuit's
+trained weights), never pixels, file names or labels.
 """
 
 from __future__ import annotations
@@ -25,124 +20,17 @@ import hashlib
 import json
 import math
 import os
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from qmedimg.errors import QmedimgError
-
-try:  # imported here so tests can replace the one network-facing class
-    from qiskit_ibm_runtime import QiskitRuntimeService
-except ImportError:  # pragma: no cover - a dependency; kept importable for error messages
-    QiskitRuntimeService = None
+from qmedimg.files import write_json
 
 LEDGER_VERSION = 1
 SENT = ("ISA circuit and numeric parameter arrays only: per image the quantum head's input angles, plus the "
         "circuit's trained weights; no pixels, file names, labels or DICOM metadata")
-
-
-def _with_timeout(function, seconds: float, what: str):
-    """Run ``function()`` in a daemon thread; a clear error if it takes longer than ``seconds``."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = function()
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise QmedimgError(f"{what}: no answer from IBM Quantum within {seconds:g} s (offline? behind a proxy?)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def runtime_service(entry):
-    """``QiskitRuntimeService`` for the entry's channel/instance, or one clear line why not."""
-    from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError
-
-    kwargs = {"channel": entry.channel}
-    if entry.instance:
-        kwargs["instance"] = entry.instance
-    try:
-        return _with_timeout(lambda: QiskitRuntimeService(**kwargs), entry.timeout_s, "connecting")
-    except AccountNotFoundError:
-        raise QmedimgError("no IBM Quantum credentials found: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
-                           "or run QiskitRuntimeService.save_account(token=..., instance=...) once") from None
-    except QmedimgError:
-        raise
-    except Exception as exc:  # DNS failure, bad token, bad instance: say which, in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QmedimgError(f"cannot reach IBM Quantum ({entry.channel}): {first[:200]}") from None
-
-
-def runtime_backend(entry):
-    """The device circuits are transpiled for: the fake device in local mode, else the QPU."""
-    if entry.local:
-        from qmedimg.backends import fake_device
-
-        return fake_device(entry.local)
-    service = runtime_service(entry)
-    try:
-        return _with_timeout(lambda: service.backend(entry.device), entry.timeout_s, f"looking up {entry.device}")
-    except QmedimgError:
-        raise
-    except Exception as exc:
-        raise QmedimgError(f"IBM Quantum has no backend '{entry.device}' for this account: "
-                           f"{str(exc).splitlines()[0][:200]}") from None
-
-
-def _unsupported_locally(options: dict) -> str | None:
-    resilience = options.get("resilience", {}) or {}
-    if resilience.get("pec_mitigation") or (resilience.get("zne", {}) or {}).get("amplifier") == "pea":
-        return "PEC/PEA need a layer noise model learned on the QPU (NoiseLearnerV3)"
-    if resilience.get("layer_noise_model") is not None:
-        return "a layer noise model"
-    return None
-
-
-def runtime_estimator(entry, device):
-    """The executor-based Runtime ``Estimator`` (the deprecated ``EstimatorV2`` ignores mitigation in
-    local mode) in the entry's execution mode, with its options and shots."""
-    from qiskit_ibm_runtime import Batch, Session
-    from qiskit_ibm_runtime.executor_estimator import Estimator
-
-    if entry.local:
-        problem = _unsupported_locally(entry.options)
-        if problem:
-            raise QmedimgError(f"local testing mode cannot apply {problem}; remove it from options or use a QPU")
-    mode = {"batch": Batch, "session": Session}.get(entry.mode)
-    options = dict(entry.options)
-    if entry.shots is not None:
-        options["default_shots"] = entry.shots
-    return Estimator(mode=mode(backend=device) if mode else device, options=options)
-
-
-def trim_for_local(isa, observables, name: str):
-    """Drop idle wires so local mode simulates only the active qubits, which must be 0..k-1 (the
-    simulator maps wire i to physical qubit i); the observables lose the same wires."""
-    from qiskit.quantum_info import SparsePauliOp
-
-    from qmedimg.simulators import trim_idle
-
-    small, physical = trim_idle(isa)
-    if physical != list(range(len(physical))):
-        raise QmedimgError(f"backend '{name}': local mode needs the circuit on physical qubits 0..k-1 but routing "
-                           f"used {physical}; set transpile.initial_layout or transpile.routing_method")
-    k = len(physical)
-    trimmed = []
-    for op in observables:
-        terms = op.to_sparse_list()
-        if any(q >= k for _, qubits, _ in terms for q in qubits):
-            raise QmedimgError(f"backend '{name}': an observable acts on a qubit the circuit never touches")
-        trimmed.append(SparsePauliOp.from_sparse_list(terms, k))
-    return small, trimmed
 
 
 def parameter_values(circuit, spec, angles: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -284,8 +172,6 @@ class Ledger:
         return self.data["jobs"]
 
     def save(self) -> None:
-        from qmedimg.evaluate import write_json
-
         write_json(self.path, self.data)
 
 

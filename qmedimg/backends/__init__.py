@@ -1,0 +1,17 @@
+"""Backends: where a quantum head runs. ``backends.yaml`` is the registry
+(:mod:`~qmedimg.backends.registry`); each kind is one module (:mod:`~qmedimg.backends.exact`,
+:mod:`~qmedimg.backends.aer`, :mod:`~qmedimg.backends.fake`, :mod:`~qmedimg.backends.ibm`) behind
+one interface (:class:`~qmedimg.backends.base.Backend`).
+
+Example::
+
+    from qmedimg.backends import HeadRequest, get_backend
+    backend = get_backend("fake_brisbane", noise_scale=2)
+    values = backend.run_head(HeadRequest(spec, weights, angles)).values
+"""
+
+from qmedimg.backends.base import Backend, HeadRequest, HeadResult, PreparedCircuit
+from qmedimg.backends.registry import KINDS, backend_for, get_backend, load_backends, registry_path
+
+__all__ = ["Backend", "HeadRequest", "HeadResult", "PreparedCircuit", "KINDS", "backend_for", "get_backend",
+           "load_backends", "registry_path"]

@@ -1,0 +1,47 @@
+"""The ``aer`` kind: Aer's noiseless statevector, exact values or sampled shots.
+
+Example (``backends.yaml``)::
+
+    aer:
+      kind: aer
+      shots: 4096      # omit for exact expectation values
+      seed: 0
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from qmedimg.backends.base import Backend
+from qmedimg.backends.options import Strict
+from qmedimg.quantum.circuits import CircuitSpec
+
+
+class AerEntry(Strict):
+    kind: Literal["aer"]
+    description: str = ""
+    shots: PositiveInt | None = Field(None, description="None: exact expectation values")
+    seed: int | None = Field(0, description="seeds shot sampling")
+
+
+class AerBackend(Backend):
+    """Aer statevector simulation (:class:`~qmedimg.backends.device_estimator.DeviceEstimator` without
+    a device)."""
+
+    kind = "aer"
+    Entry = AerEntry
+
+    @cached_property
+    def estimator(self):
+        from qmedimg.backends.device_estimator import DeviceEstimator
+
+        return DeviceEstimator(None, shots=self.entry.shots, seed=self.entry.seed)
+
+    def warm_up(self, spec: CircuitSpec) -> None:
+        self.estimator.prepare(self.prepare(spec).circuit)
+
+    def study_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
+        return {"shots": shots, "seed": (self.entry.seed or 0) + repeat}

@@ -1,0 +1,123 @@
+"""What the kinds that run on a calibrated device (``fake``, ``ibm``) share: transpilation for it
+(preset pass manager, layout, dynamical decoupling), observables mapped to the layout, and the
+transpile report (physical qubits, depth, 2-qubit gates, estimated fidelity).
+
+Example::
+
+    from qmedimg.backends import get_backend
+    backend = get_backend("fake_torino", transpile={"optimization_level": 3})
+    prepared = backend.prepare(spec)                    # ISA circuit + layout-mapped observables
+    backend.transpile_report(spec)["estimated_fidelity"]
+"""
+
+from __future__ import annotations
+
+from qmedimg.backends.base import Backend, PreparedCircuit
+from qmedimg.backends.devices import two_qubit_gate
+from qmedimg.backends.options import DynamicalDecoupling
+from qmedimg.errors import QmedimgError
+from qmedimg.quantum.circuits import CircuitSpec
+
+
+class DeviceBackend(Backend):
+    """A backend whose circuits are transpiled for a calibrated ``BackendV2`` (its ``device``)."""
+
+    transpiles = True
+
+    def initial_layout(self, num_qubits: int) -> list[int] | None:
+        """The entry's ``transpile.initial_layout``, checked against the circuit and the device."""
+        layout, device = self.entry.transpile.initial_layout, self.device
+        if layout is not None and (len(set(layout)) != num_qubits or len(layout) != num_qubits
+                                   or max(layout) >= device.num_qubits):
+            raise QmedimgError(f"backend '{self.name}': transpile.initial_layout {layout} must list {num_qubits} "
+                               f"distinct physical qubits below {device.num_qubits}")
+        return layout
+
+    def pass_manager(self, num_qubits: int):
+        """The preset pass manager of the entry's transpile options (+ DD), for a circuit this wide."""
+        from qiskit.transpiler import generate_preset_pass_manager
+
+        options, device = self.entry.transpile, self.device
+        if num_qubits > device.num_qubits:
+            raise QmedimgError(f"the circuit has {num_qubits} qubits but {self.name} ({device.name}) has only "
+                               f"{device.num_qubits}; use a smaller --qubits or a larger device")
+        pm = generate_preset_pass_manager(
+            optimization_level=options.optimization_level, backend=device,
+            initial_layout=self.initial_layout(num_qubits),
+            layout_method=None if options.layout_method == "default" else options.layout_method,
+            routing_method=None if options.routing_method == "default" else options.routing_method,
+            seed_transpiler=options.seed_transpiler, approximation_degree=options.approximation_degree)
+        if options.dynamical_decoupling is not None:
+            pm.scheduling = dd_passes(device, options.dynamical_decoupling)
+        return pm
+
+    def transpile_key(self) -> tuple:
+        return (type(self).__name__, self.device_name, self.entry.transpile.model_dump_json())
+
+    def transpile(self, spec: CircuitSpec) -> PreparedCircuit:
+        isa = self.pass_manager(spec.num_qubits).run(spec.circuit)
+        return PreparedCircuit(isa, [o.apply_layout(isa.layout) for o in spec.observables])
+
+    def noise_scale(self) -> float:
+        """How the calibrated error rates are scaled (1 = as calibrated)."""
+        return 1.0
+
+    def transpile_report(self, spec: CircuitSpec) -> dict:
+        """Physical qubits, depth, 2-qubit gate count and the calibration's estimated circuit fidelity
+        (product of (1 - error) over every instruction and the measured qubits' readout)."""
+        prepared = self.prepare(spec)
+        isa = prepared.circuit
+        small, physical = prepared.active
+        two_qubit = sum(1 for inst in small.data if inst.operation.num_qubits == 2)
+        report = {"backend": self.name, "device": self.device_name, "circuit": spec.name,
+                  "physical_qubits": physical, "depth": small.depth(), "two_qubit_gates": two_qubit,
+                  "ops": dict(small.count_ops()), "estimated_fidelity": None}
+        target = getattr(self.device, "target", None)
+        if target is not None:
+            scale = self.noise_scale()
+            fidelity = 1.0
+            for inst in isa.data:
+                name = inst.operation.name
+                qargs = tuple(isa.find_bit(q).index for q in inst.qubits)
+                if name in target and qargs in (target[name] or {}):
+                    props = target[name][qargs]
+                    if props is not None and props.error is not None:
+                        fidelity *= max(0.0, 1 - props.error * scale)
+            for q in physical:
+                props = target["measure"].get((q,)) if "measure" in target else None
+                if props is not None and props.error is not None:
+                    fidelity *= max(0.0, 1 - props.error * scale)
+            report["estimated_fidelity"] = round(fidelity, 4)
+        return report
+
+    def device_row(self, device) -> dict:
+        """The device columns of ``qmedimg backends``."""
+        return {"device": device.name, "qubits": device.num_qubits, "2q gate": two_qubit_gate(device)}
+
+    def _check_device(self, spec: CircuitSpec) -> list[str]:
+        device = self.device
+        report = self.transpile_report(spec)
+        return [f"device: {device.name}, {device.num_qubits} qubits, 2-qubit gate {two_qubit_gate(device)}",
+                f"sel transpiled: physical qubits {report['physical_qubits']}, depth {report['depth']}, "
+                f"{report['two_qubit_gates']} two-qubit gates, estimated fidelity {report['estimated_fidelity']}"]
+
+    def study_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
+        overrides: dict = {"shots": shots}
+        if opt_level is not None:
+            overrides["transpile"] = {"optimization_level": opt_level}
+        return overrides
+
+
+def dd_passes(device, dd: DynamicalDecoupling):
+    """ALAP/ASAP scheduling and padding of idle windows with XX or XY4."""
+    from qiskit.circuit.library import XGate, YGate
+    from qiskit.transpiler import PassManager
+    from qiskit.transpiler.passes import ALAPScheduleAnalysis, ASAPScheduleAnalysis, PadDynamicalDecoupling
+
+    if dd.sequence == "XY4" and "y" not in device.operation_names:
+        raise QmedimgError(f"dynamical_decoupling.sequence XY4 needs a 'y' gate, which {device.name} does not "
+                           "have; use XX")
+    sequence = [XGate(), XGate()] if dd.sequence == "XX" else [XGate(), YGate(), XGate(), YGate()]
+    schedule = ALAPScheduleAnalysis if dd.scheduling == "alap" else ASAPScheduleAnalysis
+    return PassManager([schedule(target=device.target),
+                        PadDynamicalDecoupling(target=device.target, dd_sequence=sequence)])

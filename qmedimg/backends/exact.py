@@ -1,0 +1,41 @@
+"""The ``exact`` kind: qmedimg's exact statevector estimator, the one noiseless training runs on.
+
+Example (``backends.yaml``)::
+
+    exact:
+      kind: exact
+      description: qmedimg's exact estimator
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+import torch
+
+from qmedimg.backends.base import Backend
+from qmedimg.backends.options import Strict
+
+
+class ExactEntry(Strict):
+    kind: Literal["exact"]
+    description: str = ""
+
+
+class ExactBackend(Backend):
+    """Exact expectation values (:class:`~qmedimg.quantum.exact.ExactEstimator`): what a head was trained
+    on, so its values are the ideal ones."""
+
+    kind = "exact"
+    Entry = ExactEntry
+    exact = True
+
+    @cached_property
+    def estimator(self):
+        from qmedimg.quantum.exact import ExactEstimator
+
+        return ExactEstimator()
+
+    def _angles_dtype(self, angles: torch.Tensor) -> torch.Tensor:
+        return angles.float()  # as in training, so the values equal the trained head's bit for bit

@@ -1,0 +1,174 @@
+"""The ``ibm`` kind: a real IBM QPU through Qiskit Runtime, or the same code path offline in Runtime's
+local testing mode (``local: FakeXxx``).
+
+Example (``backends.yaml``)::
+
+    ibm_brisbane:
+      kind: ibm
+      device: ibm_brisbane
+      mode: batch
+      shots: 4096
+      options: {resilience_level: 1}
+
+On a QPU the head runs as jobs of at most ``max_rows_per_job`` images (lowered to respect IBM's job
+limits); every job id goes to the run's ledger before waiting (:mod:`~qmedimg.backends.jobs`), so a
+re-run collects instead of resubmitting. ``--dry-run`` says what would be sent and what it would
+cost, submitting nothing. Runtime's local mode simulates every qubit of the device, so circuits are
+laid out on physical qubits 0..k-1 and idle wires dropped first.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator
+
+from qmedimg.backends import jobs, runtime
+from qmedimg.backends.base import HeadRequest, HeadResult, PreparedCircuit
+from qmedimg.backends.device import DeviceBackend
+from qmedimg.backends.devices import fake_device, fake_device_name, two_qubit_gate
+from qmedimg.backends.options import Strict, TranspileOptions
+from qmedimg.errors import QmedimgError
+from qmedimg.quantum.circuits import CircuitSpec
+from qmedimg.quantum.gradients import column
+
+
+class IbmEntry(Strict):
+    kind: Literal["ibm"]
+    description: str = ""
+    device: str = Field(description="the QPU's name, e.g. ibm_brisbane")
+    channel: Literal["ibm_quantum_platform", "ibm_cloud"] = "ibm_quantum_platform"
+    instance: str | None = None
+    mode: Literal["batch", "session", "job"] = "batch"
+    local: str | None = Field(None, description="a fake device: run in Runtime's local testing mode")
+    shots: PositiveInt | None = 4096
+    transpile: TranspileOptions = Field(default_factory=TranspileOptions)
+    options: dict[str, Any] = Field(default_factory=dict, description="Qiskit Runtime EstimatorOptions")
+    max_rows_per_job: PositiveInt = Field(1000, description="at most this many images per Runtime job "
+                                          "(lowered further to respect IBM's job limits)")
+    timeout_s: float = Field(15.0, gt=0, description="give up reaching IBM Quantum after this long")
+
+    @field_validator("local")
+    @classmethod
+    def _local(cls, value):
+        return None if value is None else fake_device_name(value)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: dict) -> dict:
+        from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
+
+        EstimatorOptions(**options)  # raises a ValidationError naming the bad option
+        return options
+
+
+class IbmBackend(DeviceBackend):
+    """A QPU through Qiskit Runtime's executor-based ``Estimator``, with a job ledger."""
+
+    kind = "ibm"
+    Entry = IbmEntry
+
+    @cached_property
+    def device(self):
+        return runtime.runtime_backend(self.entry)
+
+    @property
+    def precision(self) -> float | None:
+        return None  # the entry's shots (Runtime's default_shots) decide
+
+    @cached_property
+    def estimator(self):
+        return runtime.runtime_estimator(self.entry, self.device)
+
+    @property
+    def spends_qpu_time(self) -> bool:
+        return self.entry.local is None
+
+    # -- preparing ----------------------------------------------------------------------------
+    def initial_layout(self, num_qubits: int) -> list[int] | None:
+        layout = super().initial_layout(num_qubits)
+        if self.entry.local and layout is None:
+            layout = list(range(num_qubits))  # local mode simulates physical qubits 0..k-1 only
+        return layout
+
+    def transpile_key(self) -> tuple:
+        return (*super().transpile_key(), self.entry.local)
+
+    def transpile(self, spec: CircuitSpec) -> PreparedCircuit:
+        prepared = super().transpile(spec)
+        if self.entry.local:
+            return PreparedCircuit(*runtime.trim_for_local(prepared, self.name))
+        return prepared
+
+    def training_head(self, spec: CircuitSpec) -> dict:
+        raise QmedimgError(f"backend '{self.name}' is an IBM QPU: training there would spend QPU time on "
+                           "every batch; train on exact/aer/fake, then `qmedimg evaluate --backend`")
+
+    def check_request(self, *, dry_run: bool = False, resume: bool = False) -> None:
+        return None  # both are what this kind is for
+
+    # -- running ------------------------------------------------------------------------------
+    def run_head(self, request: HeadRequest, chunk: int = 0) -> HeadResult:
+        """Values of the head on the QPU (or local mode): split into jobs, ids in the ledger before
+        waiting; with ``request.dry_run`` only the plan (jobs, rows, shots, QPU-time estimate)."""
+        entry, spec = self.entry, request.spec
+        prepared = self.prepare(spec)
+        circuit, observables = prepared.circuit, prepared.observables
+        values = jobs.parameter_values(circuit, spec, request.angles, request.weights)
+        if request.dry_run:
+            return HeadResult(None, {"dry_run": jobs.plan(entry, values, len(observables), self.device, circuit)})
+        if request.ledger_dir is None:
+            raise QmedimgError(f"backend '{self.name}': a QPU run needs a run directory for its job ledger")
+        identity = {
+            "run": request.run_id, "backend": self.name, "device": self.device_name,
+            "request": jobs.request_id(values=values, circuit=circuit.num_qubits, options=entry.options,
+                                       shots=entry.shots, transpile=entry.transpile.model_dump(),
+                                       observables=[str(o) for o in observables]),
+        }
+        ledger = jobs.Ledger.open(request.ledger_dir / f"ledger-{self.name}.json", identity, resume=request.resume)
+        size = jobs.rows_per_job(entry, circuit)
+        pubs = [(circuit, column(observables), values[i : i + size], i) for i in range(0, len(values), size)]
+        evs, done = jobs.run_jobs(ledger, lambda: self.estimator, lambda: runtime.runtime_service(entry), pubs,
+                                  local=entry.local is not None, progress=request.progress)
+        usage = [j["usage_s"] for j in done if j["usage_s"] is not None]
+        return HeadResult(evs.T, {
+            "jobs": [{k: j[k] for k in ("index", "rows", "job_id", "status", "usage_s")} for j in done],
+            "qpu_seconds": sum(usage) if usage else None, "ledger": str(ledger.path),
+            "local_testing_mode": entry.local is not None, "sent": jobs.SENT})
+
+    # -- describing ---------------------------------------------------------------------------
+    def mitigation(self) -> dict:
+        return self.entry.options
+
+    def zne_factors(self) -> list[float]:
+        return jobs.final_options(self.entry)[2]
+
+    def describe(self) -> dict:
+        row = super().describe()
+        if self.entry.local:
+            return {**row, **self.device_row(fake_device(self.entry.local))}
+        return {**row, "device": self.entry.device}  # listing never connects
+
+    def check(self) -> list[str]:
+        """For a QPU: credentials present and device reachable (each step under the entry's timeout);
+        nothing submitted. In local mode: run the default circuit, as every kind does."""
+        entry = self.entry
+        if entry.local:
+            return super().check()
+        lines = [f"{self.name}: kind {self.kind}" + (f", {entry.description}" if entry.description else "")]
+        runtime.runtime_service(entry)
+        lines.append(f"credentials: found (channel {entry.channel}); account reachable")
+        device = self.device
+        lines.append(f"device: {device.name}, {device.num_qubits} qubits, 2-qubit gate {two_qubit_gate(device)}")
+        lines.append("ok (nothing submitted)")
+        return lines
+
+    # -- noise study --------------------------------------------------------------------------
+    def sampled(self, shots: int | None) -> bool:
+        return True  # a QPU never repeats exactly
+
+    def mitigation_overrides(self, mitigation: str) -> dict:
+        return {"options": {"resilience_level": 0,
+                            "resilience": {"measure_mitigation": "readout" in mitigation,
+                                           "zne_mitigation": "zne" in mitigation}}}

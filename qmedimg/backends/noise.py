@@ -1,0 +1,101 @@
+"""A device's calibration as Aer noise, restricted to the qubits a circuit uses; and zero-noise
+extrapolation.
+
+Example::
+
+    from qmedimg.backends.noise import calibration, noise_model, trim_idle
+    small, physical = trim_idle(isa_circuit)                 # active wires only, their physical indices
+    calibrated = calibration(device.target, physical, scale=2.0)   # error rates x 2, T1/T2 / 2
+    model = noise_model(calibrated)                          # depolarizing + relaxation + readout
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from qiskit.circuit import Delay, QuantumCircuit
+from qiskit.converters import circuit_to_dag, dag_to_circuit
+from qiskit.providers import QubitProperties
+from qiskit.transpiler import InstructionProperties, Target
+from qiskit_aer.noise import NoiseModel
+from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
+
+
+def trim_idle(circuit: QuantumCircuit) -> tuple[QuantumCircuit, list[int]]:
+    """Drop barriers and every wire that does nothing but wait (idle or delays only).
+
+    Returns the small circuit and, for each of its qubits, the index it had in ``circuit``
+    (for an ISA circuit: the physical qubit)."""
+    dag = circuit_to_dag(circuit)
+    dag.remove_all_ops_named("barrier")
+    idle = set(dag.idle_wires(ignore=["delay"]))
+    for node in list(dag.op_nodes(Delay)):
+        if set(node.qargs) <= idle:
+            dag.remove_op_node(node)
+    idle_qubits = [q for q in dag.qubits if q in idle]
+    active = [circuit.find_bit(q).index for q in dag.qubits if q not in idle]
+    dag.remove_qubits(*idle_qubits)
+    return dag_to_circuit(dag), active
+
+
+def calibration(target: Target, qubits: Sequence[int], scale: float) -> Target:
+    """The device's calibration restricted to ``qubits`` (renumbered 0..k-1), error rates × scale."""
+    index = {p: i for i, p in enumerate(qubits)}
+    props = []
+    for p in qubits:
+        q = target.qubit_properties[p] if target.qubit_properties else None
+        t1, t2 = (q.t1, q.t2) if q is not None else (None, None)
+        props.append(QubitProperties(t1=t1 / scale if t1 else None, t2=t2 / scale if t2 else None,
+                                     frequency=q.frequency if q is not None else None))
+    sub = Target(num_qubits=len(qubits), dt=target.dt, qubit_properties=props)
+    for name, instructions in target.items():
+        kept = {}
+        for qargs, ip in (instructions or {}).items():
+            if qargs is None or not all(q in index for q in qargs):
+                continue
+            error = None if ip is None or ip.error is None else min(ip.error * scale, 0.5 if name == "measure" else 1.0)
+            kept[tuple(index[q] for q in qargs)] = InstructionProperties(
+                duration=None if ip is None else ip.duration, error=error)
+        if kept:
+            sub.add_instruction(target.operation_from_name(name), kept, name=name)
+    return sub
+
+
+def readout_errors(calibrated: Target) -> np.ndarray:
+    """(k, 2) array of [p(1|0), p(0|1)] per qubit of a :func:`calibration`."""
+    out = np.zeros((calibrated.num_qubits, 2))
+    for q, error in basic_device_readout_errors(target=calibrated):
+        probs = np.asarray(error.probabilities)
+        out[q[0]] = probs[0, 1], probs[1, 0]
+    return out
+
+
+def noise_model(calibrated: Target) -> NoiseModel:
+    """Aer noise model of a :func:`calibration` (as ``NoiseModel.from_backend`` builds it: depolarizing +
+    thermal relaxation per gate, readout error)."""
+    model = NoiseModel(basis_gates=list(calibrated.operation_names))
+    for q, error in basic_device_readout_errors(target=calibrated):
+        model.add_readout_error(error, q)
+    for name, q, error in basic_device_gate_errors(target=calibrated):
+        model.add_quantum_error(error, name, q)
+    return model
+
+
+def extrapolate(factors: Sequence[float], values: np.ndarray, method: str) -> np.ndarray:
+    """Zero-noise value from ``values[i]`` measured at ``factors[i]`` (axis 0).
+
+    linear: least-squares line; exponential: y = A·exp(-c·λ) fitted on log|y|, where a sign
+    change or |y| < 1e-6 makes that point's fit linear instead."""
+    x = np.asarray(factors, dtype=float)
+    y = np.asarray(values, dtype=float)
+    flat = y.reshape(len(x), -1)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    linear = np.linalg.lstsq(design, flat, rcond=None)[0][0]
+    if method == "linear":
+        return linear.reshape(y.shape[1:])
+    same_sign = np.all(np.sign(flat) == np.sign(flat[:1]), axis=0) & np.all(np.abs(flat) > 1e-6, axis=0)
+    logs = np.log(np.where(same_sign, np.abs(flat), 1.0))
+    intercept = np.linalg.lstsq(design, logs, rcond=None)[0][0]
+    exponential = np.sign(flat[0]) * np.exp(intercept)
+    return np.where(same_sign, exponential, linear).reshape(y.shape[1:])

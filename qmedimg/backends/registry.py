@@ -1,0 +1,124 @@
+"""The backend registry: ``backends.yaml`` validated, and the backend class of each ``kind:``.
+
+Example::
+
+    from qmedimg.backends import get_backend, load_backends
+    load_backends()                                    # {name: entry}: ./backends.yaml, $QMEDIMG_BACKENDS or qmedimg's
+    backend = get_backend("fake_brisbane", shots=1024) # overrides validated as if they were in the file
+
+The YAML file is the registry (data, not code); this module only validates it (pydantic) and picks
+the class. A new kind is one module (an ``Entry`` schema and a :class:`~qmedimg.backends.base.Backend`
+subclass) and one line in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Union
+
+import yaml
+from pydantic import Field, TypeAdapter, ValidationError
+
+from qmedimg.backends.aer import AerBackend
+from qmedimg.backends.base import Backend
+from qmedimg.backends.exact import ExactBackend, ExactEntry
+from qmedimg.backends.fake import FakeBackend
+from qmedimg.backends.ibm import IbmBackend
+from qmedimg.backends.options import entry_error, with_keys
+from qmedimg.errors import QmedimgError
+
+KINDS: dict[str, type[Backend]] = {cls.kind: cls for cls in (ExactBackend, AerBackend, FakeBackend, IbmBackend)}
+"""Every backend kind by its ``kind:`` name."""
+
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "backends.yaml"
+SECRET_KEY = re.compile(r"token|api[_-]?key|secret|password|credential", re.IGNORECASE)
+CREDENTIALS_HINT = ("credentials never go in a backends file: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
+                    "or run QiskitRuntimeService.save_account(token=..., instance=...) once")
+_ENTRY = TypeAdapter(Annotated[Union[tuple(cls.Entry for cls in KINDS.values())], Field(discriminator="kind")])
+
+
+def registry_path(path: str | Path | None = None) -> Path:
+    """``path``, else $QMEDIMG_BACKENDS, else ./backends.yaml, else the one shipped with qmedimg."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("QMEDIMG_BACKENDS"):
+        return Path(os.environ["QMEDIMG_BACKENDS"])
+    return Path("backends.yaml") if Path("backends.yaml").is_file() else DEFAULT_FILE
+
+
+def _find_secret(value, trail: str) -> str | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if SECRET_KEY.search(str(key)):
+                return f"{trail}.{key}".lstrip(".")
+            found = _find_secret(item, f"{trail}.{key}")
+            if found:
+                return found
+    return None
+
+
+def _validate(path: Path, name: str, raw: dict):
+    try:
+        return _ENTRY.validate_python(raw)
+    except ValidationError as exc:
+        kind = raw.get("kind")
+        first = exc.errors()[0]["type"]
+        if first == "union_tag_invalid":
+            raise QmedimgError(f"{path}: entry '{name}': unknown kind '{kind}'; valid: {', '.join(KINDS)}") from None
+        if first == "union_tag_not_found":
+            raise QmedimgError(f"{path}: entry '{name}': missing key 'kind' (one of {', '.join(KINDS)})") from None
+        model = KINDS[kind].Entry if kind in KINDS else None
+        raise entry_error(path, name, raw, exc, model) from None
+
+
+def load_backends(path: str | Path | None = None) -> dict:
+    """Read and validate a backends file: ``{name: entry}``; every problem is one line naming file,
+    entry and key."""
+    path = registry_path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise QmedimgError(f"{path}: cannot read backends file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise QmedimgError(f"{path}:{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise QmedimgError(f"{path}: expected a mapping of backend names to entries")
+    entries = {}
+    for name, raw in data.items():
+        if not isinstance(raw, dict):
+            raise QmedimgError(f"{path}: entry '{name}' must be a mapping with at least 'kind'")
+        secret = _find_secret(raw, "")
+        if secret:
+            raise QmedimgError(f"{path}: entry '{name}': key '{secret}' looks like a secret; {CREDENTIALS_HINT}")
+        entries[str(name)] = _validate(path, str(name), raw)
+    return entries
+
+
+def get_backend(name: str, path: str | Path | None = None, **overrides) -> Backend:
+    """The registry entry ``name``, built; ``overrides`` replace entry keys (e.g. ``shots=1024``,
+    ``noise_scale=2``, ``transpile={"optimization_level": 3}``), validated as if they were in the file."""
+    path = registry_path(path)
+    entries = load_backends(path)
+    if name == "exact" and name not in entries:  # always there, whatever the file lists
+        return backend_for(name, exact_backend().entry, path, **overrides)
+    if name not in entries:
+        raise QmedimgError(f"unknown backend '{name}' in {path}; valid: {', '.join(entries)}")
+    return backend_for(name, entries[name], path, **overrides)
+
+
+def backend_for(name: str, entry, path: Path | None = None, **overrides) -> Backend:
+    """The backend of a validated entry (e.g. one built in code), with keys replaced by ``overrides``."""
+    if overrides:
+        entry = with_keys(entry, overrides, name)
+    return KINDS[entry.kind](name, entry, path)
+
+
+def exact_backend() -> Backend:
+    """The exact estimator as a backend, without reading any registry file."""
+    return ExactBackend("exact", ExactEntry(kind="exact", description="qmedimg's exact estimator"))

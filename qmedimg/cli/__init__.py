@@ -1,0 +1,41 @@
+"""The ``qmedimg`` command: ``qmedimg COMMAND --help`` for each command's options and examples.
+
+Example::
+
+    from qmedimg.cli import main
+    main(["train", "--dataset", "synthetic", "--epochs", "1", "--out", "runs/demo"])   # 0 = success
+"""
+
+from __future__ import annotations
+
+import sys
+
+from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_evaluate, cmd_explain,
+                                  cmd_noise_study, cmd_predict, cmd_train, cmd_transpile)
+from qmedimg.cli.parser import build_parser
+from qmedimg.errors import QmedimgError
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
+            "noise-study": cmd_noise_study, "compare": cmd_compare, "predict": cmd_predict, "explain": cmd_explain,
+            "circuits": cmd_circuits}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except QmedimgError as exc:
+        print(f"qmedimg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
+                "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
+                "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
+                "compare": "finished runs are kept — re-run the same command to continue"}
+        print(f"qmedimg: interrupted; {hint.get(args.command, 'nothing was written half-way')}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""What each ``qmedimg`` command does with its parsed arguments: call one function of the package and
+print its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qmedimg.errors import QmedimgError
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Entry keys replaced from the command line (only those given)."""
+    transpile = {k: getattr(args, k) for k in ("optimization_level", "layout_method", "routing_method",
+                                                "initial_layout", "seed_transpiler", "approximation_degree")
+                 if getattr(args, k) is not None}
+    if args.dd:
+        transpile["dynamical_decoupling"] = {"sequence": args.dd}
+    out = {k: v for k, v in {"shots": args.shots, "noise_scale": args.noise_scale}.items() if v is not None}
+    if args.shots == "none":
+        out["shots"] = None  # exact expectation values, whatever the entry says
+    if transpile:
+        out["transpile"] = transpile
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from qmedimg.rundir import make_config
+    from qmedimg.workflows.train import resume, train
+
+    if args.resume:
+        metrics = resume(args.resume, progress=not args.quiet)
+        out = args.resume
+    else:
+        if not args.out:
+            raise QmedimgError("train needs --out DIR (or --resume DIR)")
+        fields = {k: v for k, v in {
+            "dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
+            "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
+            "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
+            "model": args.model,
+            "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
+            "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
+            "noise_scale": args.noise_scale, "backends_file": args.backends,
+        }.items() if v is not None}
+        metrics = train(make_config(**fields), progress=not args.quiet)
+        out = args.out
+    test, p = metrics["test"], metrics["parameters"]
+    print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
+          f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
+    print(f"parameters: {p['quantum']} quantum + {p['classical']} classical = {p['total']}; "
+          f"{metrics['train_samples_per_s']:.0f} train samples/s; wall {metrics['wall_time_s']:.1f} s")
+    print(f"run written to {out}/ (metrics.json, history.csv, learning_curves.png, confusion.png)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.limit,
+                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, **_overrides(args))
+    if args.dry_run:
+        d, t = result["dry_run"], result["transpile"]
+        print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
+        print(f"  {d['jobs']} job(s) of at most {d['rows_per_job']} images (IBM job limits), {d['pubs_per_job']} PUB "
+              f"each, {d['parameter_rows']} parameter rows "
+              f"(one per image), {d['observables']} observables, {d['shots_per_row']} shots per row")
+        print(f"  twirling randomizations {d['twirling_randomizations']}, ZNE factors {d['zne_noise_factors']}, "
+              f"measurement mitigation {d['measure_mitigation']}")
+        print(f"  circuit: physical qubits {t['physical_qubits']}, depth {t['depth']}, "
+              f"{t['two_qubit_gates']} two-qubit gates, estimated fidelity {t['estimated_fidelity']}")
+        print(f"  estimated QPU time ~{d['estimated_qpu_seconds']} s ({d['estimate_note']})")
+        print("  sent per image: the head's input angles only (no pixels, names or labels)")
+        return
+    test, ideal = result["test"], result["ideal_test"]
+    print(f"{result['backend']} ({result['device']}), {result['images']} test images: "
+          f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}")
+    print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
+          f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
+    tr = result.get("transpile")
+    if tr:
+        print(f"circuit: physical qubits {tr['physical_qubits']}, depth {tr['depth']}, {tr['two_qubit_gates']} "
+              f"two-qubit gates, estimated fidelity {tr['estimated_fidelity']}; "
+              f"mean |Δ expectation| {result['mean_abs_expectation_error']:.4f}")
+    if result.get("jobs"):
+        print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
+    print(f"{result['images_per_s']:.0f} images/s (after {result['setup_s']:.1f} s set-up); written to {result['path']}")
+
+
+def cmd_backends(args: argparse.Namespace) -> None:
+    from qmedimg.backends import get_backend, load_backends, registry_path
+
+    if args.action == "check":
+        if not args.name:
+            raise QmedimgError("backends check needs a NAME (see `qmedimg backends`)")
+        for line in get_backend(args.name, args.backends).check():
+            print(line)
+        return
+    entries = load_backends(args.backends)
+    rows = [get_backend(name, args.backends).describe() for name in entries]
+    print(f"{'name':<26}{'kind':<7}{'device':<16}{'qubits':>7}  {'2q gate':<8}options")
+    for r in rows:
+        print(f"{r['name']:<26}{r['kind']:<7}{r['device']:<16}{r['qubits']!s:>7}  {r['2q gate']:<8}{r['options']}")
+    print(f"registry: {registry_path(args.backends)}; check one: qmedimg backends check NAME")
+
+
+def cmd_transpile(args: argparse.Namespace) -> None:
+    from qmedimg.backends import get_backend
+    from qmedimg.quantum.circuits import load_circuit
+
+    backend = get_backend(args.backend, args.backends, **_overrides(args))
+    if not backend.transpiles:
+        raise QmedimgError(f"backend '{backend.name}' is {backend.kind}: nothing to transpile for (pick a fake or ibm entry)")
+    if (Path(args.source) / "config.json").is_file():
+        from qmedimg.rundir import load_run
+
+        spec = load_run(args.source).model.spec
+    else:
+        spec = load_circuit(args.source, qubits=args.qubits, layers=args.layers)
+    r = backend.transpile_report(spec)
+    print(f"{r['circuit']} on {r['backend']} ({r['device']}):")
+    print(f"  physical qubits {r['physical_qubits']}")
+    print(f"  depth {r['depth']}, two-qubit gates {r['two_qubit_gates']}, ops {r['ops']}")
+    print(f"  estimated circuit fidelity {r['estimated_fidelity']} (product of 1 - error over gates and readout)")
+
+
+def cmd_noise_study(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.noise_study import noise_study, parse_list
+
+    out = noise_study(
+        args.run_dirs + args.compare_run, backends=parse_list(args.backend, str, "backend"),
+        scales=parse_list(args.scales, float, "scales"), mitigations=parse_list(args.mitigation, str, "mitigation"),
+        shots=parse_list(args.shots, int, "shots"),
+        optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
+        repeats=args.repeats, backends_file=args.backends, limit=args.limit, out=args.out,
+        allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet)
+    if args.dry_run:
+        plan = json.loads(out.read_text())
+        print(f"dry run: {plan['points']} grid points, estimated QPU time {plan['estimated_qpu_seconds']:.0f} s "
+              f"(real-QPU points only; nothing evaluated); written to {out}")
+        return
+    print((out / "summary.md").read_text())
+    print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.compare import compare, parse_seeds
+
+    data = {k: v for k, v in {"dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
+                              "size": args.size, "classes": args.classes, "limit": args.limit}.items()
+            if v is not None}
+    out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
+                  circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
+                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    print((out / "comparison.md").read_text())
+    print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.predict import predict
+
+    folder = any(Path(p).is_dir() for p in args.inputs)
+    out = args.out or ("predictions.csv" if folder else None)
+    result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
+                     progress=not args.quiet, dry_run=args.dry_run)
+    for line in result["errors"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    if "dry_run" in result:
+        d = result["dry_run"]
+        print(f"dry run: {d['jobs']} job(s), {d['parameter_rows']} parameter rows, {d['shots_per_row']} shots per "
+              f"row, estimated QPU time ~{d['estimated_qpu_seconds']} s; sent: head angles only")
+        return
+    if not result["rows"]:
+        raise QmedimgError(f"nothing could be predicted ({len(result['errors'])} unreadable file(s))")
+    if not folder and len(result["rows"]) <= 20:
+        for r in result["rows"]:
+            probs = "  ".join(f"{n}: {p:.3f}" for n, p in r["probabilities"].items())
+            evs = " ".join(f"{v:+.3f}" for v in r["expectations"])
+            print(f"{r['file']}: {r['class']}   ({probs})" + (f"   head ⟨O⟩ = [{evs}]" if evs else ""))
+    print(f"{len(result['rows'])} predicted, {len(result['errors'])} skipped"
+          + (f"; written to {result['path']}" if result["path"] else ""))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.predict import explain
+
+    for path in explain(args.run_dir, args.images, args.out):
+        print(f"written {path}")
+
+
+def cmd_circuits(args: argparse.Namespace) -> None:
+    from qmedimg.quantum.circuits import circuit_table, draw_circuit, load_circuit
+
+    if args.action == "show":
+        if not args.name:
+            raise QmedimgError("circuits show needs a NAME or PATH (see `qmedimg circuits`)")
+        spec = load_circuit(args.name, qubits=args.qubits, layers=args.layers)
+        print(f"{spec.name}: {spec.description}")
+        print(f"{spec.num_qubits} qubits, {len(spec.inputs)} inputs, {len(spec.weights)} weights, "
+              f"depth {spec.depth}, file {spec.path}")
+        print(draw_circuit(spec))
+        return
+    rows = circuit_table()
+    print(f"{'name':<8}{'qubits':>7}{'layers':>7}{'inputs':>7}{'weights':>8}{'depth':>6}  description")
+    for r in rows:
+        print(f"{r['name']:<8}{r['qubits']:>7}{r['layers'] or '-':>7}{r['inputs']:>7}"
+              f"{r['weights']:>8}{r['depth']:>6}  {r['description']}")
+    print("draw one: qmedimg circuits show NAME [--qubits N --layers L]; add your own: circuits/README.md")

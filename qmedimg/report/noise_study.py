@@ -1,0 +1,156 @@
+"""The noise study's report: curves of accuracy and expectation error over noise scale, and
+``summary.md`` — what was run, where accuracy drops, and what each mitigation recovers at what cost,
+all read from the study's rows.
+
+Example::
+
+    from qmedimg.report.noise_study import plot_noise_study, summary
+    plot_noise_study(rows, out)          # accuracy_vs_noise.png, expectation_error.png (, circuits.png)
+    (out / "summary.md").write_text(summary(rows))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from qmedimg.report.plots import save_figure
+
+
+def curves_by_key(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows by curve: (run, device/backend, mitigation, shots, opt level); each curve runs over scale."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["run"], row["backend"], row["mitigation"], row["shots"], row["opt_level"]),
+                          []).append(row)
+    return groups
+
+
+def curve(rows: list[dict], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(scales, mean, min, max) of ``column`` over repeats, sorted by scale (blank scale -> 1)."""
+    by_scale: dict[float, list[float]] = {}
+    for row in rows:
+        by_scale.setdefault(float(row["scale"]) if row["scale"] else 1.0, []).append(float(row[column]))
+    scales = np.array(sorted(by_scale))
+    values = [by_scale[s] for s in scales]
+    return (scales, np.array([np.mean(v) for v in values]), np.array([min(v) for v in values]),
+            np.array([max(v) for v in values]))
+
+
+def curve_label(key: tuple, many_runs: bool, rows: list[dict]) -> str:
+    run, backend, mitigation, shots, level = key
+    parts = [backend, mitigation, f"{shots} shots" if shots else "exact"]
+    if level not in ("", "-1"):
+        parts.append(f"opt {level}")
+    if many_runs:
+        parts.insert(0, f"{rows[0]['circuit']} ({'trained ' + rows[0]['trained_on']}) {Path(run).name}")
+    return ", ".join(parts)
+
+
+def summary(rows: list[dict]) -> str:
+    """summary.md: ideal accuracy, the scale at which each device loses 1/5/10 points, what each
+    mitigation recovers and at what shot cost."""
+    groups = curves_by_key(rows)
+    many = len({r["run"] for r in rows}) > 1
+    lines = ["# Noise study", ""]
+    for run in sorted({r["run"] for r in rows}):
+        first = next(r for r in rows if r["run"] == run)
+        lines.append(f"- `{run}` (circuit {first['circuit']}, trained on {first['trained_on']}): ideal test "
+                     f"ACC {float(first['ideal_acc']):.4f}, AUC {float(first['ideal_auc']):.4f}")
+    lines += ["", f"{len(rows)} grid points. ACC/AUC as MedMNIST computes them on the test split; mean |Δ| is the "
+              "mean absolute difference of the head's expectation values from the ideal ones.", "",
+              "## Noise scale at which accuracy drops", "",
+              "| curve | ACC at lowest scale | −1 point | −5 points | −10 points |", "|---|---|---|---|---|"]
+    for key, group in groups.items():
+        scales, acc, _, _ = curve(group, "acc")
+        ideal = float(group[0]["ideal_acc"])
+        cells = []
+        for drop in (0.01, 0.05, 0.10):
+            hit = [s for s, a in zip(scales, acc) if ideal - a >= drop - 1e-12]
+            cells.append(f"{hit[0]:g}" if hit else f"> {scales.max():g}")
+        lines.append(f"| {curve_label(key, many, group)} | {acc[0]:.4f} | " + " | ".join(cells) + " |")
+    lines += ["", "## What mitigation recovers (at noise scale 1)", "",
+              "| run / backend / shots / opt | mitigation | ACC | AUC | mean abs Δ | Δ vs none | shot cost |",
+              "|---|---|---|---|---|---|---|"]
+    for key, group in groups.items():
+        at_one = [r for r in group if (float(r["scale"]) if r["scale"] else 1.0) == 1.0]
+        if not at_one:
+            continue
+        base_key = (key[0], key[1], "none", key[3], key[4])
+        base = [r for r in groups.get(base_key, []) if (float(r["scale"]) if r["scale"] else 1.0) == 1.0]
+        acc = np.mean([float(r["acc"]) for r in at_one])
+        auc = np.mean([float(r["auc"]) for r in at_one])
+        err = np.mean([float(r["mean_abs_expectation_error"]) for r in at_one])
+        versus = "—"
+        if base and key[2] != "none":
+            base_err = np.mean([float(r["mean_abs_expectation_error"]) for r in base])
+            base_acc = np.mean([float(r["acc"]) for r in base])
+            versus = f"ACC {acc - base_acc:+.4f}, mean abs Δ ×{err / base_err:.2f}" if base_err else "—"
+        cost = at_one[0]["shot_cost"]
+        where = f"{Path(key[0]).name} / {key[1]} / {key[3] or 'exact'} / opt {key[4]}"
+        lines.append(f"| {where} | {key[2]} | {acc:.4f} | {auc:.4f} | {err:.4f} | {versus} | "
+                     f"{cost if cost == 'exact' else cost + ' shots/image'} |")
+    factor_sets = sorted({row.get("zne_factors", "") for row in rows if "zne" in row["mitigation"]} - {""})
+    zne = "; ".join(f"ZNE costs {len(f.split(';'))} circuit executions per value (noise factors "
+                    f"{', '.join(f.split(';'))})" for f in factor_sets)
+    lines += ["", (zne + ". " if zne else "") + "Readout mitigation uses the device's calibration and costs no "
+              "extra shots here (on hardware, TREX adds calibration shots).",
+              "Plots: `accuracy_vs_noise.png`, `expectation_error.png`" + (", `circuits.png`" if many else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curve(ax, rows: list[dict], column: str, label: str) -> None:
+    """Mean of ``column`` over repeats vs noise scale, with the min–max spread as a band."""
+    scales, mean, low, high = curve(rows, column)
+    (line,) = ax.plot(scales, mean, marker="o", label=label)
+    if (high > low).any():
+        ax.fill_between(scales, low, high, color=line.get_color(), alpha=0.2)
+
+
+def plot_noise_study(rows: list[dict], out: Path) -> None:
+    """accuracy_vs_noise.png (ACC and AUC vs noise scale, bands = spread over repeats),
+    expectation_error.png, and circuits.png when several runs are compared."""
+    groups = curves_by_key(rows)
+    many = len({r["run"] for r in rows}) > 1
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, group in groups.items():
+        label = curve_label(key, many, group)
+        for ax, column in zip(axes, ("acc", "auc")):
+            _plot_curve(ax, group, column, label)
+    for ax, column in zip(axes, ("acc", "auc")):
+        for run in sorted({r["run"] for r in rows}):
+            ideal = float(next(r for r in rows if r["run"] == run)[f"ideal_{column}"])
+            ax.axhline(ideal, color="grey", linestyle="--", linewidth=1)
+        low, high = ax.get_ylim()
+        if high - low < 0.2:  # a flat curve should look flat, not like a cliff
+            middle = (low + high) / 2
+            ax.set_ylim(max(0.0, middle - 0.1), middle + 0.1 if middle + 0.1 <= 1 else 1.01)
+        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel=column.upper(),
+               title=f"Test {column.upper()} vs noise (dashed: ideal)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower left")
+    save_figure(fig, out / "accuracy_vs_noise.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, group in groups.items():
+        _plot_curve(ax, group, "mean_abs_expectation_error", curve_label(key, many, group))
+    ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="mean |Δ expectation| vs ideal",
+           title="Expectation-value error of the quantum head")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, out / "expectation_error.png")
+
+    if many:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for key, group in groups.items():
+            if key[2] != "none":
+                continue
+            scales, mean, low, high = curve(group, "acc")
+            ax.plot(scales, mean - float(group[0]["ideal_acc"]), marker="o", label=curve_label(key, True, group))
+        ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="test ACC − ideal ACC",
+               title="Which circuit keeps its accuracy as noise grows (no mitigation)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save_figure(fig, out / "circuits.png")

@@ -1,0 +1,219 @@
+"""A run directory: the config that defines a run, building its network, and loading it back.
+
+Example::
+
+    from qmedimg.rundir import load_run, make_config
+    config = make_config(dataset="breastmnist", out="runs/breast")       # validated, one-line errors
+    run = load_run("runs/breast")                                        # config, data, model, metrics
+    run.model.spec.name, run.metrics["test"]["acc"]
+
+A run directory holds ``config.json`` (the resolved config, dataset, circuit and versions),
+``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
+``history.csv``, ``metrics.json``, ``learning_curves.png`` and ``confusion.png``; evaluations add
+``eval-<backend>.json`` and, on a QPU, ``ledger-<backend>.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from qmedimg.backends import Backend, HeadRequest, get_backend
+from qmedimg.backends.jobs import request_id
+from qmedimg.backends.registry import exact_backend
+from qmedimg.data import Dataset, load_dataset
+from qmedimg.errors import QmedimgError
+from qmedimg.model import HybridNet, head_weights
+from qmedimg.quantum.circuits import load_circuit
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run; validated once, stored in ``config.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(None, description="MedMNIST flag (e.g. breastmnist) or 'synthetic'")
+    data_file: str | None = Field(None, description="a MedMNIST-layout .npz instead of a flag")
+    data_root: str | None = Field(None, description="where MedMNIST files live (default ~/.medmnist)")
+    size: Literal[28, 64, 128, 224] = 28
+    classes: list[int] | None = None
+    limit: PositiveInt | None = None
+    circuit: str = "sel"
+    qubits: PositiveInt | None = Field(None, description="circuit width (template default: 4)")
+    layers: PositiveInt | None = None
+    model: Literal["hybrid", "resnet18", "vgg16"] = Field("hybrid", description="hybrid network or a classical baseline")
+    head: Literal["quantum", "classical", "linear"] = "quantum"
+    backbone: Literal["compact", "hqcnn"] = "hqcnn"
+    epochs: PositiveInt = 60
+    batch_size: PositiveInt = 32
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW decay of weight matrices and kernels")
+    warmup_epochs: int = Field(3, ge=0, description="linear warm-up before the per-step cosine decay")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="weights evaluated and kept: an exponential moving average (0 = off)")
+    select: Literal["last", "best-val"] = Field(
+        "last", description="checkpoint kept: the last epoch, or the best validation AUC (then ACC)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = False
+    augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
+    backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
+    noise_scale: float | None = Field(None, ge=0, description="override the backend's noise_scale")
+    backends_file: str | None = None
+    seed: int = 0
+    out: str
+
+    @property
+    def quantum(self) -> bool:
+        """Whether the network has a quantum head."""
+        return self.model == "hybrid" and self.head == "quantum"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.dataset is None) == (self.data_file is None):
+            raise ValueError("give exactly one of dataset (a MedMNIST flag) or data_file (an .npz)")
+        return self
+
+
+def make_config(**fields) -> TrainConfig:
+    """``TrainConfig(**fields)`` with pydantic's errors turned into one line."""
+    try:
+        return TrainConfig(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise QmedimgError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+@dataclass
+class Run:
+    """A trained run loaded back: its config, data, kept model and recorded metrics."""
+
+    path: Path
+    config: TrainConfig
+    dataset: Dataset
+    model: HybridNet
+    metrics: dict
+
+    def check_backend(self, backend: Backend) -> None:
+        """A classical-head run has nothing to put on a backend but the exact one."""
+        if not self.config.quantum and not backend.exact:
+            raise QmedimgError(f"{self.path}: this run has a classical head; --backend needs a run trained with "
+                               "--head quantum")
+
+    def run_id(self) -> str:
+        """A digest of what produced this run's head inputs and weights (config and checkpoint)."""
+        record = json.loads((self.path / "config.json").read_text())["config"]
+        checkpoint = hashlib.sha256((self.path / "checkpoint.pt").read_bytes()).hexdigest()
+        return request_id(config=record, checkpoint=checkpoint)
+
+    def head_request(self, angles: np.ndarray, *, dry_run: bool = False, resume: bool = False,
+                     progress: bool = False) -> HeadRequest:
+        """The trained quantum head on ``angles``, as a backend takes it (QPU ledgers go in the run)."""
+        return HeadRequest(self.model.spec, head_weights(self.model), angles, ledger_dir=self.path,
+                           run_id=self.run_id(), dry_run=dry_run, resume=resume, progress=progress)
+
+
+def training_backend(config: TrainConfig) -> Backend | None:
+    """The registry backend a quantum head trains on (``config.backend``, its noise scale overridden),
+    or None for a network without a quantum head."""
+    if not config.quantum:
+        return None
+    overrides = {"noise_scale": config.noise_scale} if config.noise_scale is not None else {}
+    return get_backend(config.backend, config.backends_file, **overrides)
+
+
+def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None = None) -> torch.nn.Module:
+    """The run's network, weights drawn from ``config.seed``; a quantum head runs on ``backend``
+    (its prepared circuit and estimator), the exact estimator when None. Pass one backend to every
+    copy of a model: the circuit is transpiled and the noise model built once."""
+    if config.model != "hybrid":
+        from qmedimg.model import BASELINE_SIZES, Baseline
+
+        if config.size not in BASELINE_SIZES[config.model]:
+            raise QmedimgError(f"{config.model} cannot take {config.size}×{config.size} images; it can take sizes "
+                               f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
+        torch.manual_seed(config.seed)
+        return Baseline(config.model, dataset.channels, dataset.num_classes)
+    spec = load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
+    head_on = (backend or exact_backend()).training_head(spec) if config.quantum else None
+    torch.manual_seed(config.seed)
+    return HybridNet(
+        channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
+        backbone=config.backbone, head=config.head, dropout=config.dropout,
+    )
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The run's dataset: source, size, classes and seeded limit as configured."""
+    return load_dataset(
+        config.dataset, data_file=config.data_file, data_root=config.data_root, size=config.size,
+        classes=config.classes, limit=config.limit, seed=config.seed,
+    )
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then a rename: a checkpoint is never half written."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    """The versions of Python and of the packages that produce a run's numbers."""
+    pkgs = ["qmedimg", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
+            "torch", "medmnist", "numpy"]
+    return {"python": platform.python_version(), **{p: version(p) for p in pkgs}}
+
+
+def require_run(run_dir: str | Path) -> Path:
+    """The run directory, or a one-line error if it holds no qmedimg run."""
+    path = Path(run_dir)
+    if not (path / "config.json").is_file() or not (path / "checkpoint.pt").is_file():
+        raise QmedimgError(
+            f"{path}: not a qmedimg run directory (needs config.json and checkpoint.pt, "
+            "written by `qmedimg train --out DIR`)"
+        )
+    return path
+
+
+def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
+    """A run directory's config and its data, refused if the data file changed since training."""
+    record = json.loads((path / "config.json").read_text())
+    config = make_config(**record["config"])
+    dataset = load_data(config)
+    recorded = record.get("dataset", {}).get("sha256")
+    if recorded and dataset.sha256 != recorded:
+        raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
+                           f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
+    return config, dataset
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The run's checkpoint (``torch.load(weights_only=True)``), or one line why not."""
+    try:
+        return torch.load(path / "checkpoint.pt", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise QmedimgError(f"{path / 'checkpoint.pt'}: cannot be read ({type(exc).__name__})") from None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """A finished (or interrupted) run with its kept weights loaded, ready to evaluate; the quantum
+    head runs on the exact estimator whatever backend it was trained on."""
+    path = require_run(run_dir)
+    config, dataset = config_and_data(path)
+    model = build_model(config, dataset)  # evaluation chooses its backend itself
+    model.load_state_dict(load_checkpoint(path)["best_model"])
+    model.eval()
+    metrics_file = path / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return Run(path, config, dataset, model, metrics)

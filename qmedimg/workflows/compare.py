@@ -1,0 +1,89 @@
+"""Is the quantum head worth it? Train the hybrid and its classical baselines on the same data, seeds
+and machine, and write the seed papers' table.
+
+Example::
+
+    from qmedimg.workflows.compare import compare
+    out = compare({"dataset": "breastmnist", "data_root": "../shared/data"}, seeds=[0, 1, 2],
+                  models=["hybrid", "classical", "linear", "resnet18"], out="runs/compare")
+    # out / "comparison.md", "comparison.csv", "runs.csv", "learning_curves.png", "confusion-<model>.png"
+
+Models: ``hybrid`` (one per ``circuits`` entry), ``classical`` (the same backbone with a classical
+head of the same number of trainable parameters), ``linear`` (the same backbone, a plain linear
+head), ``resnet18`` (adapted to 28×28 as MedMNIST v2's benchmark), ``vgg16`` (64×64 and up). Every
+model gets the same recipe; each run is a normal run directory, so an interrupted comparison
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from qmedimg.errors import QmedimgError
+from qmedimg.report.comparison import write_comparison
+from qmedimg.rundir import build_model, load_data, make_config
+from qmedimg.workflows.train import resume, train
+
+MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
+# short schedules: the moving average's BatchNorm statistics lag its weights (README, Known issues)
+COMPARE_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise QmedimgError(f"--seeds: '{text}' is not a comma-separated list of integers like 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise QmedimgError(f"--seeds: '{text}' repeats a seed")
+    return seeds
+
+
+def _plan(models: list[str], circuits: list[str]) -> list[tuple[str, dict]]:
+    """(label, train-config fields) per model."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise QmedimgError(f"--models: unknown '{','.join(unknown) or ''}'; valid: {', '.join(MODELS)}")
+    plan = []
+    for model in models:
+        if model == "hybrid":
+            plan += [(f"hybrid-{c}" if len(circuits) > 1 else "hybrid", {"circuit": c}) for c in circuits]
+        elif model in ("classical", "linear"):
+            plan.append((model, {"head": model, "circuit": circuits[0]}))
+        else:
+            plan.append((model, {"model": model}))
+    return plan
+
+
+def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[str] = ("sel",),
+            out: str | Path, progress: bool = True, **recipe) -> Path:
+    """Train every model for every seed (or reuse finished runs) and write the comparison."""
+    if not seeds:
+        raise QmedimgError("--seeds: give at least one seed, e.g. 0,1,2")
+    plan = _plan(list(models), list(circuits))
+    out = Path(out)
+    configs = []
+    for label, fields in plan:
+        for seed in seeds:
+            fields_all = {**data, **COMPARE_DEFAULTS, **{k: v for k, v in recipe.items() if v is not None},
+                          **fields, "seed": seed, "out": str(out / f"{label}-seed{seed}")}
+            configs.append((label, seed, make_config(**fields_all)))
+    dataset = load_data(configs[0][2])
+    for _, _, config in configs[:: len(seeds)]:  # every model can take this data: checked before any training
+        build_model(config, dataset)
+    records = []
+    for label, seed, config in configs:
+        run = Path(config.out)
+        if (run / "metrics.json").is_file():
+            metrics = json.loads((run / "metrics.json").read_text())
+        elif (run / "checkpoint.pt").is_file():
+            metrics = resume(run, progress=progress)
+        else:
+            metrics = train(config, progress=progress)
+        with open(run / "history.csv", newline="") as handle:
+            history = list(csv.DictReader(handle))
+        records.append({"model": label, "seed": seed, "run": str(run), "metrics": metrics, "history": history})
+    write_comparison(out, records, seeds, data)
+    return out

@@ -1,0 +1,219 @@
+"""Noise study: a trained model's test metrics over a grid of devices, noise scales, mitigation,
+shots and transpiler optimization levels — one command, a CSV, plots and a summary.
+
+Example::
+
+    from qmedimg.workflows.noise_study import noise_study
+    out = noise_study(["runs/breast"], backends=["fake_brisbane", "fake_torino"],
+                      scales=[0, 0.5, 1, 2, 4], mitigations=["none", "readout+zne"])
+    # out / "results.csv", "accuracy_vs_noise.png", "expectation_error.png", "summary.md"
+
+The backbone runs once per run; each grid point only re-runs the quantum head on its backend (the
+same ``TorchConnector`` head as ``evaluate``). Rows are appended to ``results.csv`` as they finish;
+running the same command again skips the rows already there. Several run directories (e.g. trained
+with different circuits, or trained ideal vs with noise) go on the same plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from qmedimg.backends import Backend, get_backend
+from qmedimg.backends.jobs import request_id
+from qmedimg.errors import QmedimgError
+from qmedimg.metrics import compute_metrics
+from qmedimg.model import head_angles, ideal_head_values, probs_from_head
+from qmedimg.report.noise_study import plot_noise_study, summary
+from qmedimg.rundir import load_run
+
+MITIGATIONS = ("none", "readout", "zne", "readout+zne")
+COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
+           "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "mean_abs_expectation_error",
+           "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "wall_s"]
+KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point for one run."""
+
+    run: str
+    backend: str
+    scale: float | None
+    mitigation: str
+    shots: int | None
+    opt_level: int
+    repeat: int
+
+    def key(self) -> tuple[str, ...]:
+        return tuple(_text(getattr(self, k)) for k in KEY)
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def parse_list(text: str, kind, name: str, valid=None) -> list:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0]; 'none' stands for None where ``kind`` allows it."""
+    items = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise QmedimgError(f"--{name}: empty item in '{text}'")
+        if part == "none" and kind is not str:
+            items.append(None)
+            continue
+        try:
+            value = kind(part)
+        except ValueError:
+            raise QmedimgError(f"--{name}: '{part}' is not a {kind.__name__}") from None
+        if valid is not None and value not in valid:
+            raise QmedimgError(f"--{name}: unknown value '{part}'; valid: {', '.join(map(str, valid))}")
+        items.append(value)
+    return items
+
+
+def _grid(runs: list[str], backends: dict[str, Backend], scales, mitigations, shots, levels,
+          repeats) -> list[Point]:
+    """Every point to evaluate; checks first, so bad input writes nothing."""
+    points = []
+    for run, (name, backend) in product(runs, backends.items()):
+        for scale, mitigation, n, level in product(scales if backend.noise_scalable else [None], mitigations, shots,
+                                                   levels if backend.transpiles else [None]):
+            backend.mitigation_overrides(mitigation)  # refused here, before anything runs
+            for repeat in range(repeats if backend.sampled(n) else 1):  # exact values repeat exactly
+                points.append(Point(run, name, scale, mitigation, n, level if level is not None else -1, repeat))
+    return points
+
+
+def _backend_for(point: Point, base: Backend) -> Backend:
+    return base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
+                            opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is not None and reader.fieldnames != COLUMNS:
+            raise QmedimgError(f"{path}: written by another version of qmedimg (other columns); move it away "
+                               "to run the study again")
+        return list(reader)
+
+
+def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0.25, 0.5, 1, 2, 4),
+                mitigations=("none",), shots=(None,), optimization_levels=(1,), repeats: int = 1,
+                backends_file: str | Path | None = None, limit: int | None = None, out: str | Path | None = None,
+                allow_qpu: bool = False, dry_run: bool = False, progress: bool = True) -> Path:
+    """Evaluate every run on every grid point; write ``noise-study/`` (in the first run unless ``out``).
+
+    A grid with real-QPU (``ibm``) entries runs only with ``allow_qpu`` after a ``dry_run`` of the
+    same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted)."""
+    if not run_dirs:
+        raise QmedimgError("noise-study needs at least one RUN_DIR")
+    if any(s is None or s < 0 for s in scales):
+        raise QmedimgError(f"--scales: noise scales must be numbers >= 0 (0 = ideal, 1 = as calibrated); got {list(scales)}")
+    if repeats < 1:
+        raise QmedimgError(f"--repeats must be >= 1, got {repeats}")
+    for m in mitigations:
+        if m not in MITIGATIONS:
+            raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
+    base = {name: get_backend(name, backends_file) for name in backends}
+    qpus = [name for name, b in base.items() if b.spends_qpu_time]
+    if qpus and not (allow_qpu or dry_run):
+        raise QmedimgError(f"{', '.join(qpus)}: a grid on real QPUs spends QPU time at every point; run it with "
+                           "--dry-run first, then again with --allow-qpu")
+    runs = {}
+    for run_dir in run_dirs:
+        run = load_run(run_dir)
+        if not run.config.quantum:
+            raise QmedimgError(f"{run.path}: a classical-head run has no quantum head to put under noise")
+        runs[str(run.path)] = run
+    points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)
+
+    out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
+    entries = {n: b.entry.model_dump() for n, b in base.items()}
+    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries)
+    if dry_run:
+        return _dry_run(out, grid_id, points, runs, base, limit)
+    if qpus:
+        checked = out / "dry-run.json"
+        if not checked.is_file() or json.loads(checked.read_text()).get("grid") != grid_id:
+            raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
+    results = out / "results.csv"
+    done = {tuple(row[k] for k in KEY) for row in _read_rows(results)}
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in points if p.key() not in done]
+    (out / "study.json").write_text(json.dumps({
+        "runs": list(runs), "backends": entries,
+        "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
+        "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
+        "points": len(points)}, indent=2))
+
+    cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
+    new_file = not results.is_file()
+    with open(results, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        if new_file:
+            writer.writeheader()
+        for point in tqdm(todo, desc="noise study", unit="point", disable=not progress):
+            run = runs[point.run]
+            if point.run not in cache:
+                images, labels = run.dataset.test.images[:limit], run.dataset.test.labels[:limit]
+                angles = head_angles(run.model, images)
+                ideal = ideal_head_values(run.model, angles)
+                cache[point.run] = (labels, angles, ideal,
+                                    compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task))
+            labels, angles, ideal, ideal_metrics = cache[point.run]
+            backend = _backend_for(point, base[point.backend])
+            start = time.perf_counter()
+            values = backend.run_head(run.head_request(angles)).values
+            wall = time.perf_counter() - start
+            metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task)
+            report = backend.transpile_report(run.model.spec) or {}
+            factors = backend.zne_factors() if "zne" in point.mitigation else []
+            writer.writerow({
+                "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
+                "backend": point.backend, "device": backend.device_name, "scale": _text(point.scale),
+                "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
+                "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
+                "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
+                "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
+                "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
+                "estimated_fidelity": report.get("estimated_fidelity", ""),
+                "zne_factors": ";".join(f"{f:g}" for f in factors),
+                "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
+                "wall_s": round(wall, 3)})
+            handle.flush()
+    rows = [row for row in _read_rows(results) if tuple(row[k] for k in KEY) in {p.key() for p in points}]
+    plot_noise_study(rows, out)
+    (out / "summary.md").write_text(summary(rows))
+    return out
+
+
+def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit) -> Path:
+    """What the grid would run, with a QPU-time estimate for every point on a real QPU; nothing evaluated."""
+    plans = []
+    for point in points:
+        if not base[point.backend].spends_qpu_time:
+            plans.append({"point": list(point.key()), "qpu_seconds": 0.0})
+            continue
+        run = runs[point.run]
+        backend = _backend_for(point, base[point.backend])
+        angles = head_angles(run.model, run.dataset.test.images[:limit])
+        plan = backend.run_head(run.head_request(angles, dry_run=True)).details["dry_run"]
+        plans.append({"point": list(point.key()), "qpu_seconds": plan["estimated_qpu_seconds"], "plan": plan})
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(p["qpu_seconds"] for p in plans)
+    (out / "dry-run.json").write_text(json.dumps({"grid": grid_id, "points": len(points),
+                                                  "estimated_qpu_seconds": total, "plans": plans}, indent=2))
+    return out / "dry-run.json"
