@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -36,7 +37,6 @@ DEFAULT_FILE = Path(__file__).resolve().parents[2] / "backends.yaml"
 SECRET_KEY = re.compile(r"token|api[_-]?key|secret|password|credential", re.IGNORECASE)
 CREDENTIALS_HINT = ("credentials never go in a backends file: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
                     "or run QiskitRuntimeService.save_account(token=..., instance=...) once")
-_ENTRY = TypeAdapter(Annotated[Union[tuple(cls.Entry for cls in KINDS.values())], Field(discriminator="kind")])
 
 
 def registry_path(path: str | Path | None = None) -> Path:
@@ -59,9 +59,15 @@ def _find_secret(value, trail: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8)
+def _entry_schema(kinds: tuple[type[Backend], ...]) -> TypeAdapter:
+    """The union of every kind's ``Entry``, told apart by ``kind:``."""
+    return TypeAdapter(Annotated[Union[tuple(cls.Entry for cls in kinds)], Field(discriminator="kind")])
+
+
 def _validate(path: Path, name: str, raw: dict):
     try:
-        return _ENTRY.validate_python(raw)
+        return _entry_schema(tuple(KINDS.values())).validate_python(raw)
     except ValidationError as exc:
         kind = raw.get("kind")
         first = exc.errors()[0]["type"]

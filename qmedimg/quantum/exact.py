@@ -3,7 +3,8 @@
 Aer spends ~140 µs per parameter row on a 4-qubit circuit; the physics is well under 1 µs. Here a
 circuit is compiled once into a short op list (single-qubit gates fused into one SU(2) per qubit
 and layer, CNOT networks into one permutation, affine gate angles into one matrix), and a numba
-kernel runs that list over every parameter row of a PUB, 64 rows side by side so the inner loops
+kernel (:mod:`qmedimg.quantum.kernel`) runs that list over every parameter row of a PUB, 128 rows
+side by side (fewer above 9 qubits: at most 2**16 amplitudes a block) so the inner loops
 vectorize. The batched parameter-shift gradient of a whole mini-batch is one call. Checked against
 Aer's statevector ``EstimatorV2`` by the test suite. Noisy and hardware runs never come here.
 
