@@ -29,15 +29,10 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-try:  # layout after the restructure
-    from qmedimg.quantum.circuits import load_circuit
-    from qmedimg.quantum.exact import ExactEstimator
-    from qmedimg.quantum.qnn import FastEstimatorQNN
-except ImportError:  # pre-restructure layout
-    from qmedimg.circuits import load_circuit
-    from qmedimg.exact import ExactEstimator
-    from qmedimg.execution import FastEstimatorQNN
 from qmedimg.model import HybridNet
+from qmedimg.quantum.circuits import load_circuit
+from qmedimg.quantum.exact import ExactEstimator
+from qmedimg.quantum.qnn import FastEstimatorQNN
 
 # Gates Aer binds correctly at run time; parameterized cp/crz/crx/cry are unrolled into these.
 AER_SAFE_GATES = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]

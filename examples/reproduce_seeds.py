@@ -5,7 +5,7 @@
     python examples/reproduce_seeds.py --list
 
 Each experiment is one `qmedimg compare` call (3 seeds; the hybrid, the same backbone with an
-equal-size classical head and with a linear head, and ResNet-18) and prints where its report went.
+same-size classical head and with a linear head, and ResNet-18) and prints where its report went.
 The large datasets use a seeded subset per split (``limit``) so that ResNet-18 on 2 CPU cores
 finishes in tens of minutes; drop it on a GPU machine.
 """

@@ -44,30 +44,34 @@ def save(path, arrays):
 # --- loading ---------------------------------------------------------------------------------
 
 
-def test_breastmnist_flag_loads_from_data_root(breastmnist_npz):
-    ds = load_dataset("breastmnist", data_root=breastmnist_npz.parent)
+def test_breastmnist_flag_loads_from_data_root(breastmnist_file):
+    """The flag path on a MedMNIST file in --data-root: the generated stand-in everywhere, the real
+    file when it is there (``breastmnist_file`` never lets a download happen)."""
+    ds = load_dataset("breastmnist", data_root=breastmnist_file.parent)
 
     assert (ds.name, ds.task, ds.num_classes, ds.channels, ds.size) == ("breastmnist", "binary-class", 2, 1, 28)
     assert ds.label_names == ("malignant", "normal, benign")
     assert [len(s.labels) for s in (ds.train, ds.val, ds.test)] == [546, 78, 156]
     assert ds.train.images.shape == (546, 1, 28, 28) and ds.train.images.dtype == np.uint8
     assert ds.test.labels.shape == (156,) and ds.test.labels.dtype == np.int64
-    raw = np.load(breastmnist_npz)
+    raw = np.load(breastmnist_file)
     assert np.array_equal(ds.val.images[:, 0], raw["val_images"])
     assert np.array_equal(ds.val.labels, raw["val_labels"].ravel())
-    assert Path(ds.source).resolve() == breastmnist_npz.resolve()
-    assert ds.sha256 == hashlib.sha256(breastmnist_npz.read_bytes()).hexdigest()
+    assert Path(ds.source).resolve() == breastmnist_file.resolve()
+    assert ds.sha256 == hashlib.sha256(breastmnist_file.read_bytes()).hexdigest()
 
     info = json.loads(json.dumps(ds.info()))
     assert info["splits"] == {"train": 546, "val": 78, "test": 156}
-    assert sum(info["class_counts"]["train"]) == 546 and info["class_counts"]["train"][0] > 0
-    assert load_dataset("BreastMNIST", data_root=breastmnist_npz.parent).name == "breastmnist"
+    assert info["class_counts"]["train"] == np.bincount(raw["train_labels"].ravel()).tolist()
+    assert sum(info["class_counts"]["train"]) == 546 and min(info["class_counts"]["train"]) > 0
+    assert load_dataset("BreastMNIST", data_root=breastmnist_file.parent).name == "breastmnist"
 
 
-def test_breastmnist_classes_can_be_swapped(breastmnist_npz):
-    plain = load_dataset("breastmnist", data_root=breastmnist_npz.parent)
-    swapped = load_dataset("breastmnist", data_root=breastmnist_npz.parent, classes=[1, 0])
+def test_breastmnist_classes_can_be_swapped(breastmnist_file):
+    plain = load_dataset("breastmnist", data_root=breastmnist_file.parent)
+    swapped = load_dataset("breastmnist", data_root=breastmnist_file.parent, classes=[1, 0])
     assert swapped.label_names == ("normal, benign", "malignant")
+    assert np.array_equal(swapped.train.images, plain.train.images)
     assert np.array_equal(swapped.train.labels, 1 - plain.train.labels)
     assert swapped.info()["class_counts"]["test"] == plain.info()["class_counts"]["test"][::-1]
 

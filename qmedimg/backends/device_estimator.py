@@ -42,7 +42,7 @@ from qiskit.circuit import Delay, QuantumCircuit
 from qiskit.circuit.library import HGate, SdgGate
 from qiskit.converters import circuit_to_dag
 from qiskit.primitives import PrimitiveResult
-from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers import EstimatorPub
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import DensityMatrix, Pauli, SparsePauliOp
 from qiskit.transpiler import PassManager, Target
@@ -55,7 +55,7 @@ from qmedimg.backends.noise import calibration, extrapolate, noise_model, readou
 from qmedimg.backends.options import ZneOptions
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
-from qmedimg.quantum.primitives import ImmediateJob, pauli_terms, pub_result
+from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
@@ -152,7 +152,7 @@ class DeviceEstimator(SummedGradientEstimator):
 
     def run(self, pubs, *, precision: float | None = None):
         coerced = [EstimatorPub.coerce(pub, precision if precision is not None else 0.0) for pub in pubs]
-        return ImmediateJob.finished(self._run, coerced)
+        return FinishedJob(self._run, coerced)
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         return PrimitiveResult([pub_result(pub, self._pauli_expectations) for pub in pubs],

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
                        description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
-                       "equal-size classical head, with a plain linear head, ResNet-18 (28×28 as in MedMNIST v2) "
+                       "same-size classical head (parameter counts reported), a plain linear head, ResNet-18 (28×28 as in MedMNIST v2) "
                        "and optionally VGG-16, with one recipe on this machine; write comparison.md/.csv, runs.csv, "
                        "learning_curves.png and confusion-<model>.png. Finished runs are reused on a re-run.",
                        epilog="examples:\n  qmedimg compare --dataset breastmnist --seeds 0,1,2 --out runs/compare\n"

@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from qiskit.circuit import Barrier, Measure, ParameterExpression, QuantumCircuit
 from qiskit.primitives.base import BaseEstimatorV2
-from qiskit.primitives.containers import PrimitiveResult, PubResult
-from qiskit.primitives.containers.estimator_pub import EstimatorPub
-from qiskit.primitives.primitive_job import PrimitiveJob
+from qiskit.primitives.containers import EstimatorPub, PrimitiveResult, PubResult
 
 from qmedimg.quantum.kernel import (DENSE, DIAG, FIXED, PERM, ROT, RX, RY, RZ, cos_sin_half, pauli_tables,
                                     run_rows)
-from qmedimg.quantum.primitives import ImmediateJob, pub_result
+from qmedimg.quantum.primitives import FinishedJob, pub_result
 
 # Parameterized gates simulated natively; every other parameterized gate is unrolled through its
 # Qiskit definition. Fixed gates of any width are simulated from their matrix.
@@ -76,14 +74,14 @@ class ExactEstimator(BaseEstimatorV2):
         """The estimator's options."""
         return self._options
 
-    def run(self, pubs, *, precision: float | None = None) -> PrimitiveJob:
+    def run(self, pubs, *, precision: float | None = None) -> FinishedJob:
         if precision is None:
             precision = self._options.default_precision
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
         for i, pub in enumerate(coerced):
             if pub.precision < 0:
                 raise ValueError(f"PUB {i} has precision {pub.precision} < 0.")
-        return ImmediateJob.finished(self._run, coerced)
+        return FinishedJob(self._run, coerced)
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         return PrimitiveResult([self._run_pub(pub) for pub in pubs], metadata={"version": 2})

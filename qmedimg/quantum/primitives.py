@@ -3,19 +3,19 @@ observables' Pauli terms, and a job that is already finished when ``run`` return
 
 Example::
 
-    from qmedimg.quantum.primitives import ImmediateJob, pub_result
+    from qmedimg.quantum.primitives import FinishedJob, pub_result
     result = pub_result(pub, lambda circuit, values, labels: my_expectations(circuit, values, labels))
-    job = ImmediateJob.finished(lambda pubs: PrimitiveResult([result]), pubs)   # result() is ready
+    job = FinishedJob(lambda: PrimitiveResult([result]))    # job.result() is ready
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import uuid
 
 import numpy as np
-from qiskit.primitives.containers import DataBin, PubResult
-from qiskit.primitives.containers.estimator_pub import EstimatorPub
-from qiskit.primitives.primitive_job import PrimitiveJob
+from qiskit.primitives import BasePrimitiveJob
+from qiskit.primitives.containers import DataBin, EstimatorPub, PrimitiveResult, PubResult
+from qiskit.providers import JobStatus
 
 
 def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator | None = None) -> PubResult:
@@ -68,19 +68,37 @@ def parameter_rows(bindings, circuit) -> np.ndarray:
     return bindings.as_array(circuit.parameters)
 
 
-class ImmediateJob(PrimitiveJob):
-    """A PrimitiveJob computed in the calling thread: no thread start-up per call (~0.3 ms)."""
+class FinishedJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):
+    """A job computed in the calling thread when it is made (no thread start-up per call, ~0.3 ms);
+    ``result()`` returns the value or raises the exception, as a threaded job would."""
 
-    @classmethod
-    def finished(cls, function, *args) -> ImmediateJob:
-        """``function(*args)`` computed now; ``result()`` returns it (or raises its exception)."""
-        job = cls(function, *args)
-        job._submit()
-        return job
-
-    def _submit(self):
-        self._future = Future()
+    def __init__(self, function, *args, **kwargs):
+        super().__init__(str(uuid.uuid4()))
+        self._value, self._error = None, None
         try:
-            self._future.set_result(self._function(*self._args, **self._kwargs))
-        except Exception as exc:  # delivered by result(), as with a threaded job
-            self._future.set_exception(exc)
+            self._value = function(*args, **kwargs)
+        except Exception as exc:  # delivered by result()
+            self._error = exc
+
+    def result(self) -> PrimitiveResult:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def status(self) -> JobStatus:
+        return JobStatus.DONE if self._error is None else JobStatus.ERROR
+
+    def done(self) -> bool:
+        return self._error is None
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def in_final_state(self) -> bool:
+        return True
+
+    def cancel(self) -> bool:
+        return False

@@ -76,7 +76,10 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
     hybrid = next((row for row in rows if row["model"].startswith("hybrid")), None)
     if hybrid and "classical" in by:
         c = by["classical"]
-        lines += ["", f"Ablation: {hybrid['model']} − classical (same backbone, same number of head parameters): "
+        heads = [next(r["metrics"]["parameters"].get("head") for r in records if r["model"] == m)
+                 for m in (hybrid["model"], "classical")]  # equal for sel and ring, not for fqa (22 vs 24)
+        size = "same number of head parameters" if heads[0] == heads[1] else f"head parameters {heads[0]} vs {heads[1]}"
+        lines += ["", f"Ablation: {hybrid['model']} − classical (same backbone, {size}): "
                   f"ACC {hybrid['acc'] - c['acc']:+.4f}, AUC {hybrid['auc'] - c['auc']:+.4f} "
                   f"(seed-to-seed std {hybrid['acc_std']:.4f} / {c['acc_std']:.4f} ACC)."]
     if hybrid and "resnet18" in by:

@@ -9,7 +9,8 @@ Example::
     # out / "comparison.md", "comparison.csv", "runs.csv", "learning_curves.png", "confusion-<model>.png"
 
 Models: ``hybrid`` (one per ``circuits`` entry), ``classical`` (the same backbone with a classical
-head of the same number of trainable parameters), ``linear`` (the same backbone, a plain linear
+head with the nearest number of trainable parameters: equal for ``sel``/``ring``, 24 vs 22 for
+``fqa``), ``linear`` (the same backbone, a plain linear
 head), ``resnet18`` (adapted to 28×28 as MedMNIST v2's benchmark), ``vgg16`` (64×64 and up). Every
 model gets the same recipe; each run is a normal run directory, so an interrupted comparison
 continues where it stopped.
