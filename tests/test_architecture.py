@@ -24,11 +24,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def test_import_linter_contracts_are_kept():
+def test_import_linter_contracts_are_kept(monkeypatch):
     """pyproject.toml's contracts: layers (cli -> workflows -> ... -> errors), independent backend
     kinds, no cycles. Fails on any upward import or import cycle inside qmedimg."""
+    import logging
+
     from importlinter.cli import lint_imports
 
+    for logger in list(logging.root.manager.loggerDict.values()):  # lint_imports' dictConfig disables every
+        if isinstance(logger, logging.Logger):  # existing logger for the rest of the session: restore them after
+            monkeypatch.setattr(logger, "disabled", logger.disabled)
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
 
 
@@ -140,16 +145,6 @@ class StatevectorBackend(Backend):
         return StatevectorEstimator()
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from qmedimg.rundir import make_config
-    from qmedimg.workflows.train import train
-
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
-    return out
-
-
 @pytest.fixture
 def fifth_kind(monkeypatch, tmp_path):
     monkeypatch.setitem(KINDS, "statevector", StatevectorBackend)  # the one registry line
@@ -158,9 +153,11 @@ def fifth_kind(monkeypatch, tmp_path):
     return registry
 
 
-def test_a_fifth_kind_runs_in_every_workflow_without_touching_them(fifth_kind, tiny_run, tmp_path, capsys):
+def test_a_fifth_kind_runs_in_every_workflow_without_touching_them(fifth_kind, tiny_run_copy, tmp_path, capsys):
     from qmedimg.cli import main
     from qmedimg.workflows.evaluate import evaluate_run
+
+    tiny_run = tiny_run_copy  # conftest's shared run, copied: evaluating writes eval-reference.json into it
 
     result = evaluate_run(tiny_run, "reference", backends_file=fifth_kind, limit=8)
     assert result["kind"] == "statevector" and result["images"] == 8

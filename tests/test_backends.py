@@ -14,8 +14,6 @@ from qmedimg.workflows.evaluate import evaluate_run
 from qmedimg.quantum.exact import ExactEstimator
 from qmedimg.backends.device_estimator import DeviceEstimator
 from qmedimg.backends.noise import calibration, extrapolate, noise_model
-from qmedimg.rundir import make_config
-from qmedimg.workflows.train import train
 
 
 def write(tmp_path, text):
@@ -234,37 +232,30 @@ def test_dynamical_decoupling_pads_idle_windows():
 # ------------------------------------------------------------------------------------------- evaluate
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
-    return out
-
-
-def test_evaluate_on_a_noisy_device_writes_a_comparable_result(trained, capsys):
-    assert main(["evaluate", str(trained), "--backend", "fake_manila", "--limit", "12", "--quiet"]) == 0
+def test_evaluate_on_a_noisy_device_writes_a_comparable_result(tiny_run_copy, capsys):
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--limit", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "ideal (exact) on the same images" in out and "Δ ACC" in out
-    result = json.loads((trained / "eval-fake_manila.json").read_text())
+    result = json.loads((tiny_run_copy / "eval-fake_manila.json").read_text())
     assert result["images"] == 12 and result["device"] == "fake_manila" and result["kind"] == "fake"
     assert result["transpile"]["two_qubit_gates"] > 0 and 0 < result["transpile"]["estimated_fidelity"] < 1
     assert result["mean_abs_expectation_error"] > 0
     assert set(result["test"]) >= {"acc", "auc", "precision", "recall", "f1", "confusion"}
 
 
-def test_noise_scale_zero_reproduces_the_ideal_metrics_exactly(trained):
-    result = evaluate_run(trained, "fake_brisbane", noise_scale=0)
+def test_noise_scale_zero_reproduces_the_ideal_metrics_exactly(tiny_run_copy):
+    result = evaluate_run(tiny_run_copy, "fake_brisbane", noise_scale=0)
     assert result["test"] == result["ideal_test"]
     assert result["mean_abs_expectation_error"] < 1e-9
-    assert result["ideal_test"]["acc"] == json.loads((trained / "metrics.json").read_text())["test"]["acc"]
+    assert result["ideal_test"]["acc"] == json.loads((tiny_run_copy / "metrics.json").read_text())["test"]["acc"]
 
 
-def test_evaluate_bad_input_is_one_line(trained, tmp_path, capsys):
-    cases = [
-        (["evaluate", str(trained), "--backend", "nope"], "unknown backend 'nope'"),
+def test_evaluate_bad_input_is_one_line(tiny_run, tmp_path, capsys):
+    cases = [  # each is refused before anything is written: the shared run stays as it was
+        (["evaluate", str(tiny_run), "--backend", "nope"], "unknown backend 'nope'"),
         (["evaluate", str(tmp_path), "--backend", "fake_manila"], "not a qmedimg run directory"),
-        (["evaluate", str(trained), "--backend", "fake_manila", "--noise-scale", "-1"], "noise_scale"),
-        (["evaluate", str(trained), "--dry-run"], "--dry-run is for ibm backends"),
+        (["evaluate", str(tiny_run), "--backend", "fake_manila", "--noise-scale", "-1"], "noise_scale"),
+        (["evaluate", str(tiny_run), "--dry-run"], "--dry-run is for ibm backends"),
     ]
     for argv, expected in cases:
         assert main(argv) == 2, argv

@@ -3,6 +3,7 @@ documents is accepted, and what a local backend cannot do is refused before anyt
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,7 @@ from PIL import Image
 
 from qmedimg.cli import main
 from qmedimg.cli.parser import build_parser
-from qmedimg.rundir import load_run, make_config
-from qmedimg.workflows.train import train
+from qmedimg.rundir import load_run
 
 # A registry of our own: a fake entry whose shots `--shots none` must override, the same device without
 # shots (the reference for exact values), and one with ZNE settings of its own (not qmedimg's defaults).
@@ -31,10 +31,9 @@ manila_zne:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "run"
-    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
-    return out
+def run_dir(tiny_run, tmp_path_factory) -> Path:
+    """This file's own copy of conftest's shared tiny run (its tests write eval files into it)."""
+    return Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("cli") / "run"))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 (``QiskitRuntimeService``: account, backend lookup, fetching a job by id)."""
 
 import json
+import logging
 import time
 
 import numpy as np
@@ -12,17 +13,15 @@ from qmedimg.backends import jobs, runtime
 from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
 from qmedimg.workflows.evaluate import evaluate_run
-from qmedimg.rundir import make_config
-from qmedimg.workflows.train import train
 
 SECRET = "qmedimg-test-secret-0123456789"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, out=str(out)), progress=False)
-    return out
+@pytest.fixture
+def trained(tiny_run_copy):
+    """This test's own copy of the session's tiny run (conftest): QPU paths write ledgers and eval
+    files into the run, so no test sees another's."""
+    return tiny_run_copy
 
 
 def registry(tmp_path, **extra):
@@ -88,9 +87,7 @@ class RemoteEstimator:
 
 
 @pytest.fixture
-def cloud(monkeypatch, trained):
-    for ledger in trained.glob("ledger-*.json"):
-        ledger.unlink()
+def cloud(monkeypatch):
     Cloud.jobs, Cloud.submitted, Cloud.interrupt_next_wait, Cloud.fail_next = {}, 0, False, False
     monkeypatch.setattr(runtime, "QiskitRuntimeService", Cloud)
     real = runtime.runtime_estimator
@@ -199,13 +196,61 @@ def test_the_payload_is_circuits_and_numbers_only(trained, tmp_path, cloud, monk
         assert values.shape[1] == circuit.num_parameters == 28  # 4 angles per image + 24 trained weights
 
 
-def test_no_token_reaches_any_file_or_output(trained, tmp_path, cloud, capsys):
-    path = registry(tmp_path)
-    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "3"]) == 0
-    main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--dry-run"])
+def capture_all_logging(caplog, monkeypatch) -> None:
+    """Every logger at DEBUG into ``caplog``, those that do not propagate to the root logger too, and
+    those a ``logging.config`` call disabled (import-linter's does) enabled again."""
+    caplog.set_level(logging.DEBUG)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            caplog.set_level(logging.DEBUG, logger=name)
+            monkeypatch.setattr(logger, "disabled", False)
+            if not logger.propagate:
+                monkeypatch.setattr(logger, "handlers", [*logger.handlers, caplog.handler])
+
+
+def test_no_token_reaches_any_file_output_or_log(trained, tmp_path, cloud, capsys, caplog, recwarn, monkeypatch):
+    """The token is where IBM's client keeps it (the environment, the service object). Every qmedimg
+    path on an ibm entry runs: evaluate (ledger-*.json, eval-*.json), its dry run, predict (the same
+    ledger path, a CSV) and its dry run, `backends check` (credentials, device), a noise-study dry run
+    (dry-run.json); none may write, print, log or warn the token anywhere."""
+    from PIL import Image
+
+    from qmedimg.rundir import load_run
+
+    capture_all_logging(caplog, monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # anything written to ~ is scanned too
+    (tmp_path / "home").mkdir()
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, image in enumerate(load_run(trained).dataset.test.images[:3]):
+        Image.fromarray(image[0]).save(images / f"case{i}.png")
+    qpu = ["--backend", "qpu", "--backends", str(registry(tmp_path))]
+    commands = [
+        ["evaluate", str(trained), *qpu, "--limit", "3"],
+        ["evaluate", str(trained), *qpu, "--dry-run"],
+        ["predict", str(trained), str(images), *qpu, "--out", str(tmp_path / "predictions.csv")],
+        ["predict", str(trained), str(images), *qpu, "--dry-run"],
+        ["backends", "check", "qpu", "--backends", str(registry(tmp_path))],
+        ["noise-study", str(trained), *qpu, "--mitigation", "none", "--limit", "3", "--out",
+         str(tmp_path / "study"), "--dry-run", "--quiet"],
+    ]
+    for argv in commands:
+        assert main(argv) == 0, argv
+    assert cloud.submitted == 2  # evaluate and predict really ran jobs through the ledger
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"ledger-qpu.json", "eval-qpu.json", "predictions.csv", "dry-run.json"} <= written, written
+    assert any(name.startswith("ledger-qpu.") and name != "ledger-qpu.json" for name in written)  # kept aside
+
     captured = capsys.readouterr()
+    assert "credentials: found" in captured.out and "nothing submitted" in captured.out
     assert SECRET not in captured.out + captured.err
-    for file in trained.rglob("*"):
+    for name in ("qmedimg.backends.runtime", "qiskit_ibm_runtime", "qiskit.transpiler"):  # capture works there
+        logging.getLogger(name).debug("canary")
+    assert {r.name for r in caplog.records if r.getMessage() == "canary"} == {
+        "qmedimg.backends.runtime", "qiskit_ibm_runtime", "qiskit.transpiler"}
+    assert [r.getMessage() for r in caplog.records if SECRET in r.getMessage()] == []
+    assert [str(w.message) for w in recwarn if SECRET in str(w.message)] == []
+    for file in tmp_path.rglob("*"):  # the run (ledgers, eval files), the CSV, the study, ~
         if file.is_file():
             assert SECRET.encode() not in file.read_bytes(), file
 

@@ -117,6 +117,8 @@ class Backend:
     """Whether ``noise_scale`` applies (a noise study sweeps it)."""
     transpiles: ClassVar[bool] = False
     """Whether circuits are transpiled for a device (a noise study sweeps optimization levels)."""
+    angles_dtype: ClassVar[torch.dtype | None] = None
+    """The dtype the head's input angles are cast to before they are bound (None: as given)."""
 
     def __init__(self, name: str, entry: BaseModel, registry: Path | None = None):
         self.name, self.entry, self.registry = name, entry, registry
@@ -201,11 +203,9 @@ class Backend:
         with torch.no_grad():
             for start in tqdm(range(0, len(angles), chunk), desc=self.name, unit="chunk",
                               disable=not request.progress, leave=False):
-                out.append(head(self._angles_dtype(angles[start : start + chunk])).double().numpy())
+                batch = angles[start : start + chunk]
+                out.append(head(batch if self.angles_dtype is None else batch.to(self.angles_dtype)).double().numpy())
         return HeadResult(np.concatenate(out) if out else np.zeros((0, len(request.spec.observables))))
-
-    def _angles_dtype(self, angles: torch.Tensor) -> torch.Tensor:
-        return angles
 
     # -- describing itself --------------------------------------------------------------------
     def transpile_report(self, spec: CircuitSpec) -> dict | None:

@@ -30,12 +30,10 @@ class ExactBackend(Backend):
     kind = "exact"
     Entry = ExactEntry
     exact = True
+    angles_dtype = torch.float32  # as in training, so the values equal the trained head's bit for bit
 
     @cached_property
     def estimator(self):
         from qmedimg.quantum.exact import ExactEstimator
 
         return ExactEstimator()
-
-    def _angles_dtype(self, angles: torch.Tensor) -> torch.Tensor:
-        return angles.float()  # as in training, so the values equal the trained head's bit for bit
