@@ -20,11 +20,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from qmedimg.data import load_dataset
+from qmedimg.data import load_dataset, to_tensor
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import predict_probs
-from qmedimg.data import to_tensor
-from qmedimg.model import Baseline
+from qmedimg.model import Baseline, predict_probs
 
 
 def run(dataset, seed: int, epochs: int) -> dict:

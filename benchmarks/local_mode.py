@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from qmedimg.backends import Backend, IbmEntry
+from qmedimg.backends import backend_for
+from qmedimg.backends.ibm import IbmEntry
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.quantum.exact import ExactEstimator
 
@@ -32,7 +33,7 @@ def main() -> None:
         for level in (0, 1, 2):
             entry = IbmEntry(kind="ibm", device="local", local=device, shots=args.shots,
                              options={"resilience_level": level})
-            backend = Backend(f"local-{device}", entry)
+            backend = backend_for(f"local-{device}", entry)
             circuit, observables = backend.prepare(spec)
             start = time.perf_counter()
             evs = backend.estimator.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs

@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-
 from timing import best  # benchmarks/timing.py
 
 from qmedimg.backends import device_estimator as simulators
 from qmedimg.backends import get_backend
-from qmedimg.quantum.circuits import load_circuit
 from qmedimg.model import HybridNet
+from qmedimg.quantum.circuits import load_circuit
 from qmedimg.quantum.qnn import QuantumHead
 from qmedimg.workflows.noise_study import noise_study
 
@@ -50,7 +49,7 @@ def main() -> None:
     backend = get_backend("fake_brisbane")
     circuit, observables = backend.prepare(spec)
     b = args.batch_size
-    head = QuantumHead(spec, backend.estimator, backend.precision, circuit=circuit, observables=observables)
+    head = QuantumHead(spec, **backend.training_head(spec))
     angles = torch.rand(b, spec.num_qubits, dtype=torch.float64, requires_grad=True)
 
     def layer_step():
@@ -64,9 +63,7 @@ def main() -> None:
     print(f"noise-aware quantum layer fwd+bwd on FakeBrisbane (density matrix), B={b}: "
           f"{b / best(layer_step):.1f} samples/s ({sum(rows)} simulated rows per step; one shifted row "
           f"per sample and parameter would be {b * (1 + 2 * circuit.num_parameters)})")
-    head_on = {"estimator": backend.estimator, "circuit": circuit, "observables": observables,
-               "precision": backend.precision}
-    model = HybridNet(channels=1, num_classes=2, spec=spec, head_on=head_on)
+    model = HybridNet(channels=1, num_classes=2, spec=spec, head_on=backend.training_head(spec))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.rand(b, 1, 28, 28)
     labels = torch.randint(0, 2, (b,))

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2
-
 from timing import best  # benchmarks/timing.py
 
 from qmedimg.backends import get_backend

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from qmedimg.workflows.predict import predict
 from qmedimg.rundir import load_run
+from qmedimg.workflows.predict import predict
 
 
 def main() -> None:
