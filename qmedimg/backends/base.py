@@ -5,8 +5,8 @@ predict) never ask which kind it is; they ask it:
 
 * :meth:`Backend.prepare` — the circuit and observables to send (transpiled for a device, with the
   layout applied to the observables), cached by circuit *content*;
-* :meth:`Backend.training_head` — the estimator, circuit, observables and precision a trainable
-  head runs on (refused where training would spend QPU time);
+* :meth:`Backend.head_kwargs` / :meth:`Backend.training_head` — the estimator, circuit, observables
+  and precision a head runs on (training refused where it would spend QPU time);
 * :meth:`Backend.run_head` — a trained head's expectation values on a batch of input angles (on a
   QPU: job split, ledger, dry run);
 * :meth:`Backend.check_request` — refuse what the kind cannot do (``--dry-run`` on a simulator)
@@ -176,11 +176,16 @@ class Backend:
         timed apart from the evaluation."""
         self.prepare(spec)
 
-    def training_head(self, spec: CircuitSpec) -> dict:
-        """Keyword arguments of :class:`~qmedimg.quantum.qnn.QuantumHead` for a head trained here."""
+    def head_kwargs(self, spec: CircuitSpec) -> dict:
+        """Keyword arguments of :class:`~qmedimg.quantum.qnn.QuantumHead` for a head that runs here:
+        the estimator, the prepared circuit and observables, the precision."""
         prepared = self.prepare(spec)
         return {"estimator": self.estimator, "circuit": prepared.circuit, "observables": prepared.observables,
                 "precision": self.precision}
+
+    def training_head(self, spec: CircuitSpec) -> dict:
+        """:meth:`head_kwargs` for a head trained here (refused where training would cost QPU time)."""
+        return self.head_kwargs(spec)
 
     def check_request(self, *, dry_run: bool = False, resume: bool = False) -> None:
         """Refuse options this kind cannot honour, before any work is done."""
@@ -197,7 +202,7 @@ class Backend:
         from tqdm import tqdm
 
         self.check_request(dry_run=request.dry_run, resume=request.resume)
-        head = QuantumHead(request.spec, **self.training_head(request.spec))
+        head = QuantumHead(request.spec, **self.head_kwargs(request.spec))
         head.connector.weight.data.copy_(torch.from_numpy(np.asarray(request.weights)))
         angles, out = torch.from_numpy(np.asarray(request.angles)), []
         with torch.no_grad():
