@@ -1,22 +1,108 @@
-"""Writing result files so that a reader never sees half of one: a temporary file, then a rename.
+"""Writing result files so that a reader never sees half of one, and two writers never collide: each
+write goes to its own temporary file in the target's directory, is flushed and fsynced, then renamed
+over the target. Any OSError (read-only directory, full disk, ...) becomes one ``QmedimgError`` line
+naming the file and the reason, and the temporary file is removed: nothing half written is left.
 
 Example::
 
-    from qmedimg.files import write_json
+    from qmedimg.files import write_json, write_text, write_atomic
     write_json(Path("runs/breast/eval-exact.json"), {"test": {"acc": 0.86}})
+    write_text(Path("runs/breast/summary.md"), "# Summary\\n")
+    write_atomic(Path("runs/breast/checkpoint.pt"), lambda handle: torch.save(state, handle))
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from qmedimg.errors import QmedimgError
+
+_UMASK = os.umask(0o022)  # read once: mkstemp makes 0600 files, results get the usual 0666 & ~umask
+os.umask(_UMASK)
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """Write ``data`` as JSON atomically (a temporary file, then a rename): never half a file."""
+def os_error(path: Path | str, exc: OSError, doing: str = "cannot write") -> QmedimgError:
+    """One line for an OSError on ``path``: the file and the operating system's reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return QmedimgError(f"{path}: {doing} ({reason})")
+
+
+@contextlib.contextmanager
+def reporting_os_errors(path: Path | str, doing: str = "cannot write") -> Iterator[None]:
+    """Turn any OSError inside the block into one ``QmedimgError`` line naming ``path`` (for writers
+    that cannot go through :func:`write_atomic`, such as plots)."""
+    try:
+        yield
+    except OSError as exc:
+        raise os_error(getattr(exc, "filename", None) or path, exc, doing) from None
+
+
+def write_atomic(path: Path | str, save: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``save(handle)`` on a unique temporary binary file next to ``path``, fsync it and rename
+    it over ``path``; on any failure the temporary file is removed and ``path`` is left as it was.
+    OSErrors become one ``QmedimgError`` line naming ``path``."""
     path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
+            save(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return path
+
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically (see :func:`write_atomic`)."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path | str, data: dict) -> Path:
+    """Write ``data`` as indented JSON atomically: never half a file, never two writers' temp files mixed."""
+    return write_text(path, json.dumps(data, indent=2))
+
+
+def write_csv(path: Path | str, rows: list[list], header: list | None = None) -> Path:
+    """Write ``header`` then ``rows`` as CSV atomically."""
+    import io
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
+def read_json(path: Path | str) -> dict:
+    """A JSON file's contents, or one ``QmedimgError`` line naming the file if it cannot be read or
+    is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise os_error(path, exc, "cannot read") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise QmedimgError(f"{path}: not valid JSON ({where}); the file is corrupt — restore or "
+                           "re-create it") from None

@@ -16,8 +16,6 @@ A run directory holds ``config.json`` (the resolved config, dataset, circuit and
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -33,6 +31,7 @@ from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
 from qmedimg.data import Dataset, load_dataset
 from qmedimg.errors import QmedimgError
+from qmedimg.files import read_json, write_atomic
 from qmedimg.model import HybridNet, head_weights
 from qmedimg.quantum.circuits import load_circuit
 
@@ -112,7 +111,7 @@ class Run:
 
     def run_id(self) -> str:
         """A digest of what produced this run's head inputs and weights (config and checkpoint)."""
-        record = json.loads((self.path / "config.json").read_text())["config"]
+        record = read_json(self.path / "config.json")["config"]
         checkpoint = hashlib.sha256((self.path / "checkpoint.pt").read_bytes()).hexdigest()
         return request_id(config=record, checkpoint=checkpoint)
 
@@ -162,10 +161,9 @@ def load_data(config: TrainConfig) -> Dataset:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then a rename: a checkpoint is never half written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a unique temporary file, then a rename: a checkpoint is never half written,
+    and a failed write (full disk, read-only directory) is one line with the previous one intact."""
+    write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def versions() -> dict:
@@ -188,7 +186,10 @@ def require_run(run_dir: str | Path) -> Path:
 
 def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     """A run directory's config and its data, refused if the data file changed since training."""
-    record = json.loads((path / "config.json").read_text())
+    record = read_json(path / "config.json")
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
+                           "the file is corrupt — restore or re-create it")
     config = make_config(**record["config"])
     dataset = load_data(config)
     recorded = record.get("dataset", {}).get("sha256")
@@ -215,5 +216,5 @@ def load_run(run_dir: str | Path) -> Run:
     model.load_state_dict(load_checkpoint(path)["best_model"])
     model.eval()
     metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics = read_json(metrics_file) if metrics_file.is_file() else {}
     return Run(path, config, dataset, model, metrics)

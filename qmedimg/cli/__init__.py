@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     except QmedimgError as exc:
         print(f"qmedimg: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write the files module did not wrap (mkdir, an appended CSV): still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qmedimg: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
                 "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",

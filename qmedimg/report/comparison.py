@@ -9,12 +9,12 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import statistics
 from pathlib import Path
 
 import numpy as np
 
+from qmedimg.files import reporting_os_errors, write_csv, write_text
 from qmedimg.report.plots import plot_compare_curves, plot_confusion
 
 METRICS = ("acc", "auc", "precision", "recall", "f1")
@@ -30,14 +30,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict) -> None:
     """Write the comparison of ``records`` (model, seed, run, metrics, history per trained run);
     ``data`` is the data options every model was trained on (it decides which anchor applies)."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "runs.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "seed", *METRICS, "parameters", "train_seconds", "train_samples_per_s", "run"])
-        for r in records:
-            m = r["metrics"]
-            writer.writerow([r["model"], r["seed"], *(m["test"][k] for k in METRICS), m["parameters"]["total"],
-                             m["train_seconds"], m["train_samples_per_s"], r["run"]])
+    with reporting_os_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "runs.csv", [
+        [r["model"], r["seed"], *(r["metrics"]["test"][k] for k in METRICS), r["metrics"]["parameters"]["total"],
+         r["metrics"]["train_seconds"], r["metrics"]["train_samples_per_s"], r["run"]] for r in records],
+        header=["model", "seed", *METRICS, "parameters", "train_seconds", "train_samples_per_s", "run"])
     labels = list(dict.fromkeys(r["model"] for r in records))
     rows = []
     for label in labels:
@@ -52,11 +50,10 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
         rows.append(row)
         confusion = np.sum([m["test"]["confusion"] for m in mine], axis=0).tolist()
         names = [str(i) for i in range(len(confusion))]
-        plot_confusion(confusion, names, out / f"confusion-{label}.png", f"{label}: test, summed over {len(mine)} seeds")
-    with open(out / "comparison.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        with reporting_os_errors(out / f"confusion-{label}.png"):
+            plot_confusion(confusion, names, out / f"confusion-{label}.png",
+                           f"{label}: test, summed over {len(mine)} seeds")
+    write_csv(out / "comparison.csv", [list(row.values()) for row in rows], header=list(rows[0]))
     first = records[0]["metrics"]
     lines = [f"# Comparison on {first['dataset']} (test split; seeds {', '.join(map(str, seeds))})", "",
              "| model | ACC | AUC | precision | recall | F1 | trainable params | training time (s) | samples/s |",
@@ -85,5 +82,6 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
     if hybrid and "resnet18" in by:
         lines.append(f"Parameters: {hybrid['model']} has {hybrid['parameters'] / by['resnet18']['parameters']:.2%} of "
                      f"ResNet-18's ({hybrid['parameters']:,} vs {by['resnet18']['parameters']:,}).")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n")
-    plot_compare_curves(records, out / "learning_curves.png")
+    write_text(out / "comparison.md", "\n".join(lines) + "\n")
+    with reporting_os_errors(out / "learning_curves.png"):
+        plot_compare_curves(records, out / "learning_curves.png")

@@ -17,7 +17,6 @@ with different circuits, or trained ideal vs with noise) go on the same plots.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass
 from itertools import product
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from qmedimg.backends import Backend, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
+from qmedimg.files import read_json, reporting_os_errors, write_json, write_text
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import head_angles, ideal_head_values, probs_from_head
 from qmedimg.report.noise_study import plot_noise_study, summary
@@ -147,17 +147,17 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         return _dry_run(out, grid_id, points, runs, base, limit)
     if qpus:
         checked = out / "dry-run.json"
-        if not checked.is_file() or json.loads(checked.read_text()).get("grid") != grid_id:
+        if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
     done = {tuple(row[k] for k in KEY) for row in _read_rows(results)}
     out.mkdir(parents=True, exist_ok=True)
     todo = [p for p in points if p.key() not in done]
-    (out / "study.json").write_text(json.dumps({
+    write_json(out / "study.json", {
         "runs": list(runs), "backends": entries,
         "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
         "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
-        "points": len(points)}, indent=2))
+        "points": len(points)})
 
     cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
     new_file = not results.is_file()
@@ -195,8 +195,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                 "wall_s": round(wall, 3)})
             handle.flush()
     rows = [row for row in _read_rows(results) if tuple(row[k] for k in KEY) in {p.key() for p in points}]
-    plot_noise_study(rows, out)
-    (out / "summary.md").write_text(summary(rows))
+    with reporting_os_errors(out):
+        plot_noise_study(rows, out)
+    write_text(out / "summary.md", summary(rows))
     return out
 
 
@@ -214,6 +215,5 @@ def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dic
         plans.append({"point": list(point.key()), "qpu_seconds": plan["estimated_qpu_seconds"], "plan": plan})
     out.mkdir(parents=True, exist_ok=True)
     total = sum(p["qpu_seconds"] for p in plans)
-    (out / "dry-run.json").write_text(json.dumps({"grid": grid_id, "points": len(points),
-                                                  "estimated_qpu_seconds": total, "plans": plans}, indent=2))
-    return out / "dry-run.json"
+    return write_json(out / "dry-run.json", {"grid": grid_id, "points": len(points),
+                                             "estimated_qpu_seconds": total, "plans": plans})

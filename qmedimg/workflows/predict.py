@@ -15,7 +15,6 @@ never leave this module.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from qmedimg.backends import get_backend
 from qmedimg.data import ImageError, list_images, read_image, to_tensor
 from qmedimg.errors import QmedimgError
+from qmedimg.files import reporting_os_errors, write_csv
 from qmedimg.model import head_angles, ideal_head_values, predict_probs, probs_from_head
 from qmedimg.report.plots import plot_gradcam, plot_head_space
 from qmedimg.rundir import load_run
@@ -78,17 +78,12 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
 
 
 def _write_csv(path: Path, rows: list[dict], names: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with reporting_os_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     width = max((len(r["expectations"]) for r in rows), default=0)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "class", *(f"p_{n}" for n in names), *(f"ev_{i}" for i in range(width))])
-        for r in rows:
-            writer.writerow([r["file"], r["class"], *(f"{r['probabilities'][n]:.6f}" for n in names),
-                             *(f"{x:.6f}" for x in r["expectations"])])
-    tmp.replace(path)
-    return path
+    header = ["file", "class", *(f"p_{n}" for n in names), *(f"ev_{i}" for i in range(width))]
+    return write_csv(path, [[r["file"], r["class"], *(f"{r['probabilities'][n]:.6f}" for n in names),
+                             *(f"{x:.6f}" for x in r["expectations"])] for r in rows], header=header)
 
 
 def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> list[Path]:

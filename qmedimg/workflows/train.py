@@ -13,8 +13,6 @@ The run directory's layout and loading it back live in :mod:`qmedimg.rundir`.
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from tqdm import tqdm
 
 from qmedimg.data import Dataset, to_tensor
 from qmedimg.errors import QmedimgError
+from qmedimg.files import reporting_os_errors, write_csv, write_json
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import predict_probs
 from qmedimg.report.plots import plot_confusion, plot_learning_curves
@@ -82,7 +81,7 @@ def train(config: TrainConfig, *, progress: bool = True,
         "parameters": model.parameter_counts(),
         "versions": versions(),
     }
-    (out / "config.json").write_text(json.dumps(record, indent=2))
+    write_json(out / "config.json", record)
     return _fit(out, config, dataset, model, backend, None, progress, on_epoch)
 
 
@@ -216,12 +215,11 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "backend": config.backend,
         "dataset": dataset.name,
     })
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(out / "history.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    plot_learning_curves(history, out / "learning_curves.png", best["epoch"])
-    plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png",
-                   f"{dataset.name} test (epoch {best['epoch']})")
+    write_json(out / "metrics.json", metrics)
+    write_csv(out / "history.csv", [[h[k] for k in history[0]] for h in history], header=list(history[0]))
+    with reporting_os_errors(out / "learning_curves.png"):
+        plot_learning_curves(history, out / "learning_curves.png", best["epoch"])
+    with reporting_os_errors(out / "confusion.png"):
+        plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png",
+                       f"{dataset.name} test (epoch {best['epoch']})")
     return metrics
