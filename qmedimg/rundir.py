@@ -184,6 +184,28 @@ def require_run(run_dir: str | Path) -> Path:
     return path
 
 
+def require_config(run_dir: str | Path) -> Path:
+    """A run directory holding at least ``config.json``: a run interrupted before its first epoch has
+    no checkpoint yet, and can still be resumed (it starts again at epoch 1)."""
+    path = Path(run_dir)
+    if not (path / "config.json").is_file():
+        raise QmedimgError(f"{path}: not a qmedimg run directory (no config.json; `qmedimg train --out DIR` "
+                           "writes one)")
+    return path
+
+
+def saved_epoch(run_dir: str | Path) -> int | None:
+    """The last finished epoch a run directory's checkpoint holds; None when it has none (or it
+    cannot be read)."""
+    path = Path(run_dir)
+    if not (path / "checkpoint.pt").is_file():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (QmedimgError, KeyError, TypeError, ValueError):
+        return None
+
+
 def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     """A run directory's config and its data, refused if the data file changed since training."""
     record = read_json(path / "config.json")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_evaluate, cmd_explain,
-                                  cmd_noise_study, cmd_predict, cmd_train, cmd_transpile)
+                                  cmd_noise_study, cmd_predict, cmd_train, cmd_transpile, interrupted)
 from qmedimg.cli.parser import build_parser
 from qmedimg.errors import QmedimgError
 
@@ -32,11 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qmedimg: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = {"train": "the last finished epoch is saved — continue with `qmedimg train --resume DIR`",
-                "evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
-                "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
-                "compare": "finished runs are kept — re-run the same command to continue"}
-        print(f"qmedimg: interrupted; {hint.get(args.command, 'nothing was written half-way')}", file=sys.stderr)
+        print(f"qmedimg: interrupted; {interrupted(args)}", file=sys.stderr)
         return 130
     return 0
 

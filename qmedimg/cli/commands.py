@@ -162,7 +162,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from qmedimg.workflows.predict import predict
 
     folder = any(Path(p).is_dir() for p in args.inputs)
-    out = args.out or ("predictions.csv" if folder else None)
+    out = args.out or (str(Path(args.run_dir) / "predictions.csv") if folder else None)  # results stay with the run
     result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
                      progress=not args.quiet, dry_run=args.dry_run)
     for line in result["errors"]:
@@ -186,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     from qmedimg.workflows.predict import explain
 
-    for path in explain(args.run_dir, args.images, args.out):
+    for path in explain(args.run_dir, args.images, args.out or str(Path(args.run_dir) / "explain")):
         print(f"written {path}")
 
 
@@ -208,3 +208,22 @@ def cmd_circuits(args: argparse.Namespace) -> None:
         print(f"{r['name']:<8}{r['qubits']:>7}{r['layers'] or '-':>7}{r['inputs']:>7}"
               f"{r['weights']:>8}{r['depth']:>6}  {r['description']}")
     print("draw one: qmedimg circuits show NAME [--qubits N --layers L]; add your own: circuits/README.md")
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted command left behind, and how to go on: said from what is on disk."""
+    if args.command == "train":
+        from qmedimg.rundir import saved_epoch
+
+        path = args.resume or args.out
+        if not path or not (Path(path) / "config.json").is_file():
+            return "nothing was written"
+        epoch = saved_epoch(path)
+        if epoch is None:
+            return (f"no epoch had finished, so no checkpoint was saved; `qmedimg train --resume {path}` starts "
+                    "the run again at epoch 1")
+        return f"epoch {epoch} is saved in {path}/checkpoint.pt; continue with `qmedimg train --resume {path}`"
+    hints = {"evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
+             "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
+             "compare": "finished runs are kept — re-run the same command to continue"}
+    return hints.get(args.command, "nothing was written half-way")

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry entries, comma-separated (default fake_brisbane)")
     n.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
     n.add_argument("--scales", default="0,0.25,0.5,1,2,4", help="noise scales for fake backends (default 0,0.25,0.5,1,2,4)")
-    n.add_argument("--mitigation", default="none,readout+zne", help="from none, readout, zne, readout+zne")
+    n.add_argument("--mitigation", default="none,readout+zne",
+                   help="from none, readout, zne, readout+zne (default none,readout+zne)")
     n.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
     n.add_argument("--optimization-levels", default="1", help="transpiler levels (default 1)")
     n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     pr.add_argument("--backend", metavar="NAME", help="registry entry for the quantum head (default exact)")
     pr.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
-    pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: predictions.csv)")
+    pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: RUN_DIR/predictions.csv)")
     pr.add_argument("--dry-run", action="store_true", help="ibm: what would be sent, nothing submitted")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  qmedimg explain runs/breast scan.png --out explain/")
     x.add_argument("run_dir", metavar="RUN_DIR")
     x.add_argument("images", nargs="*", metavar="IMAGE")
-    x.add_argument("--out", default="explain", metavar="DIR", help="output folder (default ./explain)")
+    x.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain)")
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -171,6 +172,7 @@ def _flag_file(dataset: str, data_root, size: int) -> tuple[str, Path]:
 def _download(python_class: str, root: Path, size: int, path: Path) -> bool:
     """Try medmnist's own downloader; False (never an exception) if it fails."""
     old_timeout = socket.getdefaulttimeout()
+    created = not root.exists()  # a folder made for a download that fails is removed again
     try:
         import medmnist
         root.mkdir(parents=True, exist_ok=True)
@@ -179,6 +181,8 @@ def _download(python_class: str, root: Path, size: int, path: Path) -> bool:
         return path.is_file()
     except Exception:
         path.unlink(missing_ok=True)  # a partial download
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
         return False
     finally:
         socket.setdefaulttimeout(old_timeout)

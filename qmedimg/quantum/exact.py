@@ -30,8 +30,8 @@ from qiskit.circuit import Barrier, Measure, ParameterExpression, QuantumCircuit
 from qiskit.primitives.base import BaseEstimatorV2
 from qiskit.primitives.containers import EstimatorPub, PrimitiveResult, PubResult
 
-from qmedimg.quantum.kernel import (DENSE, DIAG, FIXED, PERM, ROT, RX, RY, RZ, cos_sin_half, pauli_tables,
-                                    run_rows)
+from qmedimg.quantum.kernel import (DENSE, DIAG, FIXED, PERM, ROT, RX, RY, RZ, announce_compile, cos_sin_half,
+                                    pauli_tables, run_rows)
 from qmedimg.quantum.primitives import FinishedJob, pub_result
 
 # Parameterized gates simulated natively; every other parameterized gate is unrolled through its
@@ -110,6 +110,7 @@ class ExactEstimator(BaseEstimatorV2):
         masks, phases = pauli_tables(tuple(paulis), program.num_qubits)
         out = np.empty((len(paulis), rows))
         block = max(1, min(128, (1 << 16) >> program.num_qubits))  # 128 rows, at most 2 MiB a block
+        announce_compile()
         run_rows(*program.tables, angles, cos, sin, masks, phases, out, 0, rows, block)
         return out
 

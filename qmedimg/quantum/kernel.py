@@ -7,6 +7,8 @@ many parameter rows at once, with each row's 2**n amplitudes in cache. Compiled 
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -196,3 +198,17 @@ def run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, an
                         ur = pr * re[j, r] - pi * im[j, r]
                         ui = pr * im[j, r] + pi * re[j, r]
                         out[t, r0 + r] += re[j ^ x, r] * ur + im[j ^ x, r] * ui
+
+
+def announce_compile() -> None:
+    """Say on stderr, once, that the kernel is being compiled when this machine has no compiled copy
+    cached yet (the first run of a fresh install waits ~6–25 s here, otherwise silently)."""
+    if run_rows.signatures or _announced:
+        return
+    _announced.append(True)
+    if not any(Path(__file__).parent.glob("__pycache__/kernel.run_rows-*.nbi")):
+        print("qmedimg: compiling the exact estimator's kernel (once per machine, about 6-25 s)...",
+              file=sys.stderr, flush=True)
+
+
+_announced: list[bool] = []

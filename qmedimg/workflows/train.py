@@ -29,7 +29,7 @@ from qmedimg.files import reporting_os_errors, write_csv, write_json
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import predict_probs
 from qmedimg.report.plots import plot_confusion, plot_learning_curves
-from qmedimg.rundir import (TrainConfig, build_model, config_and_data, load_checkpoint, load_data, require_run,
+from qmedimg.rundir import (TrainConfig, build_model, config_and_data, load_checkpoint, load_data, require_config,
                             save_atomic, training_backend, versions)
 
 
@@ -87,12 +87,13 @@ def train(config: TrainConfig, *, progress: bool = True,
 
 def resume(run_dir: str | Path, *, progress: bool = True,
            on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Continue an interrupted run from its last checkpoint; same result as never stopping."""
-    path = require_run(run_dir)
+    """Continue an interrupted run from its last checkpoint; same result as never stopping. A run
+    interrupted before its first epoch ended (config.json, no checkpoint) starts again at epoch 1."""
+    path = require_config(run_dir)
     config, dataset = config_and_data(path)
     backend = training_backend(config)
     model = build_model(config, dataset, backend)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path) if (path / "checkpoint.pt").is_file() else None
     return _fit(path, config, dataset, model, backend, state, progress, on_epoch)
 
 

@@ -1,0 +1,64 @@
+"""The first run, as a newcomer meets it: a long wait is said on screen, a failed download leaves
+nothing behind, and default outputs land in the run directory, not wherever the shell happens to be."""
+
+import medmnist
+import pytest
+
+from qmedimg.cli import main
+from qmedimg.data import load_dataset
+from qmedimg.errors import QmedimgError
+
+
+def test_the_first_kernel_compile_is_said_on_screen_once(tmp_path, monkeypatch, capsys):
+    """A fresh machine waits while numba compiles the exact estimator's kernel: say so, once."""
+    from types import SimpleNamespace
+
+    import qmedimg.quantum.kernel as kernel
+
+    monkeypatch.setattr(kernel, "run_rows", SimpleNamespace(signatures=[]))  # not compiled in this process
+    monkeypatch.setattr(kernel, "__file__", str(tmp_path / "kernel.py"))  # and no cached copy on disk
+    monkeypatch.setattr(kernel, "_announced", [])
+    kernel.announce_compile()
+    kernel.announce_compile()
+    assert capsys.readouterr().err.count("compiling the exact estimator's kernel") == 1
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "kernel.run_rows-91.py311.nbi").touch()
+    monkeypatch.setattr(kernel, "_announced", [])
+    kernel.announce_compile()
+    assert capsys.readouterr().err == ""  # cached: nothing to wait for, nothing said
+
+
+
+def test_a_failed_download_leaves_no_data_folder_behind(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(medmnist, "BreastMNIST", offline)
+    root = tmp_path / "fresh" / "medmnist"
+    with pytest.raises(QmedimgError, match="could not be downloaded"):
+        load_dataset("breastmnist", data_root=root)
+    assert not root.exists()
+    root.mkdir(parents=True)  # a folder the user made is left alone
+    with pytest.raises(QmedimgError):
+        load_dataset("breastmnist", data_root=root)
+    assert root.is_dir()
+
+
+def test_predict_and_explain_write_their_defaults_into_the_run(tiny_run_copy, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from qmedimg.rundir import load_run
+
+    images = tmp_path / "images"
+    images.mkdir()
+    test = load_run(tiny_run_copy).dataset.test
+    for i in range(3):
+        Image.fromarray(test.images[i, 0]).save(images / f"scan{i}.png")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["predict", str(tiny_run_copy), str(images), "--quiet"]) == 0
+    assert main(["explain", str(tiny_run_copy), str(images / "scan0.png")]) == 0
+    assert (tiny_run_copy / "predictions.csv").is_file()
+    assert (tiny_run_copy / "explain" / "scan0-gradcam.png").is_file()
+    assert list(elsewhere.iterdir()) == []
