@@ -236,7 +236,7 @@ def test_evaluate_on_a_noisy_device_writes_a_comparable_result(tiny_run_copy, ca
     assert main(["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--limit", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "ideal (exact) on the same images" in out and "Δ ACC" in out
-    result = json.loads((tiny_run_copy / "eval-fake_manila.json").read_text())
+    result = json.loads((tiny_run_copy / "eval-fake_manila-limit12.json").read_text())
     assert result["images"] == 12 and result["device"] == "fake_manila" and result["kind"] == "fake"
     assert result["transpile"]["two_qubit_gates"] > 0 and 0 < result["transpile"]["estimated_fidelity"] < 1
     assert result["mean_abs_expectation_error"] > 0

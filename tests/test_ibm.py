@@ -238,8 +238,8 @@ def test_no_token_reaches_any_file_output_or_log(trained, tmp_path, cloud, capsy
         assert main(argv) == 0, argv
     assert cloud.submitted == 2  # evaluate and predict really ran jobs through the ledger
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
-    assert {"ledger-qpu.json", "eval-qpu.json", "predictions.csv", "dry-run.json"} <= written, written
-    assert any(name.startswith("ledger-qpu.") and name != "ledger-qpu.json" for name in written)  # kept aside
+    assert {"ledger-qpu.json", "eval-qpu-limit3.json", "predictions.csv", "dry-run.json"} <= written, written
+    assert any(name.startswith("ledger-qpu.") and name.endswith(".json") and name != "ledger-qpu.json" for name in written)  # kept aside
 
     captured = capsys.readouterr()
     assert "credentials: found" in captured.out and "nothing submitted" in captured.out

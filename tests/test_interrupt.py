@@ -56,3 +56,15 @@ def test_resume_of_a_folder_without_a_config_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "empty")]) == 2
     assert "no config.json" in capsys.readouterr().err
 
+
+
+def test_compare_continues_a_run_interrupted_before_its_first_epoch(tmp_path, monkeypatch):
+    """compare used to call train() on such a directory, which refuses a non-empty folder: stuck forever."""
+    argv = ["compare", "--dataset", "synthetic", "--limit", "24", "--models", "hybrid", "--seeds", "0",
+            "--epochs", "1", "--out", str(tmp_path / "cmp"), "--quiet"]
+    with monkeypatch.context() as patch:
+        interrupt_at_save(patch, 1)
+        assert main(argv) == 130
+    assert sorted(p.name for p in (tmp_path / "cmp" / "hybrid-seed0").iterdir()) == ["config.json"]
+    assert main(argv) == 0
+    assert (tmp_path / "cmp" / "comparison.md").is_file()

@@ -8,25 +8,29 @@ Example::
     ledger = Ledger.open(run_dir / "ledger-ibm_brisbane.json", identity, resume=False)
     evs, jobs = run_jobs(ledger, make_estimator, make_service, pubs, local=False)
 
-The ledger (``ledger-<backend>.json`` in the run directory) records every job id *before* waiting for
-it; re-running the same command collects those jobs instead of submitting again. What leaves the
+The ledger (``ledger-<backend>.json`` in the run directory) is a write-ahead log: each job's intent and
+tag are on disk before it is submitted, its id the moment Runtime returns it; re-running the same
+command collects those jobs (finding an unrecorded one by its tag) instead of submitting again, and
+only one process at a time may use a ledger (``<ledger>.lock``). What leaves the
 machine: ISA circuits and numeric parameter arrays (each image's n head angles and the circuit's
 trained weights), never pixels, file names or labels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from qmedimg.errors import QmedimgError
-from qmedimg.files import write_json
+from qmedimg.files import os_error, write_json
 
 LEDGER_VERSION = 1
 SENT = ("ISA circuit and numeric parameter arrays only: per image the quantum head's input angles, plus the "
@@ -172,15 +176,62 @@ class Ledger:
         return self.data["jobs"]
 
     def save(self) -> None:
-        write_json(self.path, self.data)
+        write_json(self.path, self.data)  # atomic and fsynced: a crash leaves the old or the new ledger
+
+    def reload(self) -> None:
+        """Adopt the ledger on disk if it holds this request (another process may have written it
+        since :meth:`open`)."""
+        if self.path.is_file():
+            try:
+                stored = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                return
+            if stored.get("identity") == self.identity:
+                self.data = stored
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
              progress: bool = True) -> tuple[np.ndarray, list[dict]]:
-    """Submit each PUB as one job (skipping those the ledger already holds), record ids before waiting,
-    collect values; returns (O, N) values stacked over jobs and the job records.
+    """Submit each PUB as one job (skipping those the ledger already holds), collect values; returns
+    (O, N) values stacked over jobs and the job records. ``pubs`` are (circuit, observables column,
+    values (rows, P), first row index).
 
-    ``pubs`` are (circuit, observables column, values (rows, P), first row index)."""
+    The ledger is a write-ahead log, held by one process at a time (:func:`ledger_lock`): each job's
+    intent (status ``submitting``, a tag unique to the request, job and attempt) is on disk before it is
+    submitted with that tag, and its id the moment Runtime returns it. An intent without an id (killed
+    between the two) is resolved by looking the tag up on IBM Quantum: found, it is collected; only if
+    not found is it submitted. An error while waiting keeps the job (``waiting``, collected by the next
+    run); only a job Runtime reports as ERROR/CANCELLED is resubmitted, by the next run."""
+    with ledger_lock(ledger.path):
+        ledger.reload()  # under the lock the file is the truth: another process may have written it
+        return _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress)
+
+
+@contextlib.contextmanager
+def ledger_lock(path: Path) -> Iterator[None]:
+    """Hold ``<ledger>.lock`` (``flock``, non-blocking) for the block; a second process gets one line."""
+    import fcntl
+
+    lock = Path(f"{path}.lock")
+    try:
+        handle = open(lock, "a")
+    except OSError as exc:
+        raise os_error(lock, exc, "cannot lock") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise QmedimgError(f"another qmedimg process is using {path}; wait for it or stop it (its jobs stay "
+                               "in the ledger), then re-run") from None
+        except OSError as exc:  # a file system without locks: refuse rather than risk two submitters
+            raise os_error(lock, exc, "cannot lock") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress):
     from tqdm import tqdm
 
     if not ledger.jobs:
@@ -189,42 +240,119 @@ def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tupl
                                for i, (_, _, v, start) in enumerate(pubs)]
         ledger.save()
     live: dict[int, object] = {}
+    services: list = []  # created at most once, only when IBM's cloud must be asked
+
+    def service():
+        if not services:
+            services.append(service_factory())
+        return services[0]
+
     estimator = None
     for job, (circuit, observables, values, _) in zip(ledger.jobs, pubs):
         if job["evs"] is not None:
             continue
-        if job["job_id"] is not None and job["status"] != "failed" and not local:
+        if job["status"] == "submitting" and job["job_id"] is None and not local:
+            found = _look_up(service(), job["tag"])  # killed between submit and id: did the job reach IBM?
+            if found is not None:
+                job.update(job_id=found.job_id(), status="submitted")
+                ledger.save()
+                live[job["index"]] = found
+                continue
+        elif local and job["status"] != "new":
+            # local testing mode: no service to look anything up in, and local jobs cost no QPU time, so
+            # anything not done is simply run again
+            pass
+        elif job["job_id"] is not None and job["status"] != "failed":
             continue  # submitted earlier: collect below, never submit again
+        if job["status"] == "failed" or (local and job["job_id"] is not None):
+            job["attempt"] = job.get("attempt", 0) + 1
+            job["previous_ids"] = [*job.get("previous_ids", []), *([job["job_id"]] if job["job_id"] else [])]
+        if job["status"] != "submitting":
+            job.update(job_id=None, status="submitting", tag=job_tag(ledger, job))
+            ledger.save()  # the intent is on disk before anything is sent
         estimator = estimator or estimator_factory()
+        _tag(estimator, job["tag"])
         submitted = estimator.run([(circuit, observables, values)])
+        live[job["index"]] = submitted
         job.update(job_id=submitted.job_id(), status="submitted", submitted=time.strftime("%Y-%m-%dT%H:%M:%S"))
         ledger.save()  # the id is on disk before we wait
-        live[job["index"]] = submitted
-    service = None
     bar = tqdm(ledger.jobs, desc="jobs", unit="job", disable=not progress, leave=False)
     for job in bar:
         if job["evs"] is not None:
             continue
         handle = live.get(job["index"])
-        if handle is None:
-            service = service or service_factory()
-            handle = service.job(job["job_id"])
         try:
+            if handle is None:
+                handle = service().job(job["job_id"])
             result = handle.result()
-        except Exception as exc:  # reported per job; the ledger keeps the id for the dashboard
-            job["status"] = "failed"
-            job["errors"].append(f"{job['job_id']}: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}")
+        except Exception as exc:  # reported per job; the ledger keeps the id (and the dashboard shows it)
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            job["status"] = "failed" if local or _failed(handle) else "waiting"
+            job["errors"].append(f"{job['job_id']}: {first}")
             ledger.save()
             continue
         evs = np.asarray(result[0].data.evs, dtype=float)
         job.update(status="done", evs=evs.reshape(evs.shape[0], -1).tolist(), usage_s=_usage(handle))
         ledger.save()
-    failed = [j for j in ledger.jobs if j["status"] == "failed"]
+    _report(ledger)
+    return np.concatenate([np.asarray(j["evs"]) for j in ledger.jobs], axis=1), ledger.jobs
+
+
+def job_tag(ledger: Ledger, job: dict) -> str:
+    """The tag a job is submitted with: the request, the job's index and its attempt (a resubmission of
+    a failed job gets a new tag, so looking up its intent never finds the failed one)."""
+    return f"qmedimg-{ledger.identity.get('request', 'request')}-{job['index']}-{job.get('attempt', 0)}"
+
+
+def _tag(estimator, tag: str) -> None:
+    """Tag the next job: the executor Estimator's ``options.environment.job_tags`` (EnvironmentOptions),
+    which Runtime's ``QiskitRuntimeService.jobs(job_tags=...)`` filters on."""
+    options = getattr(estimator, "options", None)
+    if options is not None:  # an estimator without Runtime options (a test stand-in) is left untagged
+        options.environment.job_tags = [tag]
+
+
+def _look_up(service, tag: str):
+    """The job submitted with ``tag`` (newest first), or None if IBM Quantum has none. A failing
+    look-up raises: never submit when unsure whether the job already exists."""
+    try:
+        found = service.jobs(job_tags=[tag], limit=10, descending=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise QmedimgError(f"cannot look up job {tag} on IBM Quantum ({reason}); nothing was resubmitted: "
+                           "re-run to try again") from None
+    return found[0] if found else None
+
+
+def _failed(handle) -> bool:
+    """Whether Runtime reports the job as failed (status ERROR or CANCELLED), so that a re-run may
+    resubmit it. A status that cannot be read (connection lost) is not a failure: the job is waited for
+    again. A job object offering no ``status()`` (not a Runtime job) counts as failed, as it always did."""
+    if handle is None:
+        return False  # could not even fetch the job: transient
+    if not callable(getattr(handle, "status", None)):
+        return True
+    try:
+        status = handle.status()
+    except Exception:
+        return False
+    return str(getattr(status, "name", status)).upper() in ("ERROR", "CANCELLED")
+
+
+def _report(ledger: Ledger) -> None:
+    jobs = ledger.jobs
+    failed = [j for j in jobs if j["status"] == "failed"]
+    waiting = [j for j in jobs if j["status"] == "waiting"]
+    parts = []
     if failed:
         lines = "; ".join(j["errors"][-1] for j in failed)
-        raise QmedimgError(f"{len(failed)} of {len(ledger.jobs)} jobs failed ({lines}); the ledger {ledger.path} "
-                           "keeps the finished ones: re-run to resubmit only the failed jobs")
-    return np.concatenate([np.asarray(j["evs"]) for j in ledger.jobs], axis=1), ledger.jobs
+        parts.append(f"{len(failed)} of {len(jobs)} jobs failed ({lines}); re-run to resubmit only the failed jobs")
+    if waiting:
+        lines = "; ".join(j["errors"][-1] for j in waiting)
+        parts.append(f"{len(waiting)} of {len(jobs)} jobs could not be collected ({lines}); they stay on IBM "
+                     "Quantum: re-run to collect them (nothing is resubmitted)")
+    if parts:
+        raise QmedimgError(f"{'; '.join(parts)}; the ledger {ledger.path} keeps the finished ones")
 
 
 def _usage(job) -> float | None:

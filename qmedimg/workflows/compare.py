@@ -13,7 +13,10 @@ head with the nearest number of trainable parameters: equal for ``sel``/``ring``
 ``fqa``), ``linear`` (the same backbone, a plain linear
 head), ``resnet18`` (adapted to 28×28 as MedMNIST v2's benchmark), ``vgg16`` (64×64 and up). Every
 model gets the same recipe; each run is a normal run directory, so an interrupted comparison
-continues where it stopped.
+continues where it stopped. A run directory is reused (finished) or resumed (interrupted) only if
+its ``config.json`` holds the very config this comparison would train (recipe, data options, seed);
+one made with other settings is refused before anything trains, naming the differing keys — never
+overwritten: choose another ``out`` or move it away.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 from pathlib import Path
 
 from qmedimg.errors import QmedimgError
+from qmedimg.files import read_json
 from qmedimg.report.comparison import write_comparison
 from qmedimg.rundir import build_model, load_data, make_config
 from qmedimg.workflows.train import resume, train
@@ -58,9 +62,22 @@ def _plan(models: list[str], circuits: list[str]) -> list[tuple[str, dict]]:
     return plan
 
 
+def _differences(run: Path, config) -> list[str]:
+    """'key: recorded -> now' for every config key (but ``out``) in which ``run`` differs from ``config``."""
+    recorded = read_json(run / "config.json")
+    recorded = recorded.get("config") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return ["config.json: no \"config\" object"]
+    wanted = json.loads(json.dumps(config.model_dump()))
+    keys = sorted((set(recorded) | set(wanted)) - {"out"})
+    return [f"{k}: {recorded.get(k, '(absent)')!r} -> {wanted.get(k, '(absent)')!r}"
+            for k in keys if recorded.get(k, "(absent)") != wanted.get(k, "(absent)")]
+
+
 def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[str] = ("sel",),
             out: str | Path, progress: bool = True, **recipe) -> Path:
-    """Train every model for every seed (or reuse finished runs) and write the comparison."""
+    """Train every model for every seed (or reuse finished runs, resume interrupted ones, when their
+    config is this one) and write the comparison."""
     if not seeds:
         raise QmedimgError("--seeds: give at least one seed, e.g. 0,1,2")
     plan = _plan(list(models), list(circuits))
@@ -74,12 +91,17 @@ def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[s
     dataset = load_data(configs[0][2])
     for _, _, config in configs[:: len(seeds)]:  # every model can take this data: checked before any training
         build_model(config, dataset)
+    for _, _, config in configs:  # a directory made with other settings is refused before anything trains
+        run = Path(config.out)
+        if (run / "config.json").is_file() and (changed := _differences(run, config)):
+            raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); compare "
+                               "reuses a run only if its config matches: choose another --out or move it away")
     records = []
     for label, seed, config in configs:
         run = Path(config.out)
         if (run / "metrics.json").is_file():
             metrics = json.loads((run / "metrics.json").read_text())
-        elif (run / "checkpoint.pt").is_file():
+        elif (run / "config.json").is_file():  # interrupted, even before its first epoch ended
             metrics = resume(run, progress=progress)
         else:
             metrics = train(config, progress=progress)

@@ -1,5 +1,7 @@
 """Evaluation of a trained run on any registry backend: test metrics next to the ideal (exact) ones
-on the same images, written to ``eval-<backend>.json`` in the run directory.
+on the same images, written to ``eval-<backend>.json`` in the run directory (``--limit N``, when it
+cuts the test split, writes ``eval-<backend>-limitN.json`` instead: a partial result never replaces
+the full split's).
 
 Example::
 
@@ -42,7 +44,8 @@ def _tag(overrides: dict) -> str:
 def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_file: str | Path | None = None,
                  limit: int | None = None, dry_run: bool = False, resume: bool = False, progress: bool = False,
                  **overrides) -> dict:
-    """Test metrics of a trained run on any registry backend; writes ``eval-<backend>[-overrides].json``.
+    """Test metrics of a trained run on any registry backend; writes ``eval-<backend>[-overrides][-limitN].json``
+    (``-limitN`` when ``limit`` leaves out part of the test split, so it never overwrites the full one).
 
     Example::
 
@@ -97,6 +100,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
         **extra,
     }
-    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}.json", outcome)
+    cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
+    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}{cut}.json", outcome)
     outcome["path"] = str(path)
     return outcome

@@ -9,9 +9,15 @@ Example::
     # out / "results.csv", "accuracy_vs_noise.png", "expectation_error.png", "summary.md"
 
 The backbone runs once per run; each grid point only re-runs the quantum head on its backend (the
-same ``TorchConnector`` head as ``evaluate``). Rows are appended to ``results.csv`` as they finish;
-running the same command again skips the rows already there. Several run directories (e.g. trained
-with different circuits, or trained ideal vs with noise) go on the same plots.
+same ``TorchConnector`` head as ``evaluate``). Rows are appended to ``results.csv`` as they finish,
+each with ``inputs``: a digest of what produced it (the run's config and checkpoint, ``limit``, the
+backend's registry entry less its description). Running the same command again skips the points
+whose row is there with the same inputs; a point whose inputs changed (retrained, other ``limit``,
+backend redefined) is computed again: the old row stays in the CSV (it may have cost QPU time), but
+only rows of this grid with these inputs go on the plots and in ``summary.md``, whose last line says
+how many points were reused and how many recomputed because their inputs changed. Several run
+directories (e.g. trained with different circuits, or trained ideal vs with noise) go on the same
+plots.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from qmedimg.rundir import load_run
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
 COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
            "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "mean_abs_expectation_error",
-           "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "wall_s"]
+           "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "wall_s", "inputs"]
 KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat")
 
 
@@ -141,8 +147,13 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
-    entries = {n: b.entry.model_dump() for n, b in base.items()}
-    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries)
+    entries = {n: b.entry.model_dump(mode="json") for n, b in base.items()}
+    run_ids = {name: run.run_id() for name, run in runs.items()}
+    defining = {n: {k: v for k, v in e.items() if k != "description"} for n, e in entries.items()}  # not prose
+    cuts = {name: limit if limit is not None and limit < len(run.dataset.test.images) else None  # images used
+            for name, run in runs.items()}
+    inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run], backend=defining[p.backend]) for p in points}
+    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries, runs=run_ids)
     if dry_run:
         return _dry_run(out, grid_id, points, runs, base, limit)
     if qpus:
@@ -150,14 +161,18 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
-    done = {tuple(row[k] for k in KEY) for row in _read_rows(results)}
+    previous = _read_rows(results)
+    done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
+    seen = {tuple(row[k] for k in KEY) for row in previous}
     out.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in points if p.key() not in done]
+    todo = [p for p in points if (*p.key(), inputs[p]) not in done]
+    changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
     write_json(out / "study.json", {
         "runs": list(runs), "backends": entries,
         "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
         "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
-        "points": len(points)})
+        "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
+        "recomputed_inputs_changed": changed})
 
     cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
     new_file = not results.is_file()
@@ -192,13 +207,23 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                 "estimated_fidelity": report.get("estimated_fidelity", ""),
                 "zne_factors": ";".join(f"{f:g}" for f in factors),
                 "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
-                "wall_s": round(wall, 3)})
+                "wall_s": round(wall, 3), "inputs": inputs[point]})
             handle.flush()
-    rows = [row for row in _read_rows(results) if tuple(row[k] for k in KEY) in {p.key() for p in points}]
+    current = {(*p.key(), inputs[p]) for p in points}
+    rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
     with reporting_os_errors(out):
         plot_noise_study(rows, out)
-    write_text(out / "summary.md", summary(rows))
+    write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
     return out
+
+
+def _provenance(points: int, computed: int, changed: int) -> str:
+    """summary.md's last line: what this command reused from results.csv and what it recomputed."""
+    line = f"\n{points} grid points: {points - computed} reused from results.csv, {computed} computed now"
+    if changed:
+        line += (f"; {changed} of them recomputed because their inputs changed (checkpoint or config, --limit or "
+                 "the backend's definition) — the earlier rows stay in results.csv, left out of this summary")
+    return line + ".\n"
 
 
 def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit) -> Path:

@@ -86,10 +86,22 @@ def _write_csv(path: Path, rows: list[dict], names: list[str]) -> Path:
                              *(f"{x:.6f}" for x in r["expectations"])] for r in rows], header=header)
 
 
+def _unique_name(stem: str, used: set[str]) -> str:
+    """``<stem>-gradcam.png``, or ``<stem>-2-gradcam.png``, ``-3``... if an earlier input took it."""
+    name, n = f"{stem}-gradcam.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}-gradcam.png"
+    used.add(name)
+    return name
+
+
 def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> list[Path]:
     """Grad-CAM (captum's ``LayerGradCam`` on the backbone's last convolution, gradients through the
-    quantum head) for the predicted class of each image, saved as ``<name>-gradcam.png`` (original |
-    overlay); plus ``head_space.png``, the run's test-set head values pairwise, coloured by class."""
+    quantum head) for the predicted class of each image, saved as ``<stem>-gradcam.png`` (original |
+    overlay); plus ``head_space.png``, the run's test-set head values pairwise, coloured by class.
+    Inputs sharing a stem (``a/scan.png``, ``b/scan.png``) get distinct files, numbered in input
+    order: ``scan-gradcam.png``, ``scan-2-gradcam.png``."""
     from captum.attr import LayerGradCam, LayerAttribution
 
     run = load_run(run_dir)
@@ -100,6 +112,7 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> l
     model = run.model
     convs = [m for m in getattr(model, "backbone", model).modules() if isinstance(m, torch.nn.Conv2d)]
     cam = LayerGradCam(model, convs[-1])
+    used: set[str] = set()
     for path in list_images(images):
         array = read_image(path, run.dataset.channels, run.config.size)
         x = to_tensor(array[None]).requires_grad_(True)
@@ -108,7 +121,7 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> l
         predicted = int(probs.argmax())
         heat = cam.attribute(x, target=predicted, relu_attributions=True)
         heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode="bilinear")[0, 0].detach().numpy()
-        target = out / f"{path.stem}-gradcam.png"
+        target = out / _unique_name(path.stem, used)
         plot_gradcam(array, heat, target, f"{path.name}: {names[predicted]} (p = {float(probs[predicted]):.2f})")
         written.append(target)
     if run.config.quantum:
