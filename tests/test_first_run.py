@@ -62,3 +62,23 @@ def test_predict_and_explain_write_their_defaults_into_the_run(tiny_run_copy, tm
     assert (tiny_run_copy / "predictions.csv").is_file()
     assert (tiny_run_copy / "explain" / "scan0-gradcam.png").is_file()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_noise_plots_keep_coinciding_curves_visible_and_say_what_exact_means(tmp_path, monkeypatch):
+    """Curves with equal values used to hide one under another, with the legend on one panel, and
+    'exact' in a label read like the exact backend."""
+    import qmedimg.report.noise_study as report
+
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    rows = [{"run": "r", "circuit": "sel", "trained_on": "exact", "backend": b, "mitigation": m, "shots": "",
+             "opt_level": "1", "scale": str(s), "acc": "0.75", "auc": "1.0", "ideal_acc": "0.75",
+             "ideal_auc": "1.0", "mean_abs_expectation_error": "0.01"}
+            for b in ("fake_manila", "fake_brisbane") for m in ("none", "readout+zne") for s in (0, 1)]
+    report.plot_noise_study(rows, tmp_path)
+    accuracy = figures[0]
+    lines = [line for line in accuracy.axes[0].get_lines() if line.get_label()[0] != "_"]
+    assert len(lines) == 4 and len({(line.get_linestyle(), line.get_marker()) for line in lines}) == 4
+    assert accuracy.legends and not accuracy.axes[1].get_legend()  # one legend for both panels
+    labels = [text.get_text() for text in accuracy.legends[0].get_texts()]
+    assert all("no shot noise" in label and "exact" not in label for label in labels)

@@ -41,7 +41,7 @@ def curve(rows: list[dict], column: str) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def curve_label(key: tuple, many_runs: bool, rows: list[dict]) -> str:
     run, backend, mitigation, shots, level = key
-    parts = [backend, mitigation, f"{shots} shots" if shots else "exact"]
+    parts = [backend, f"mitigation {mitigation}", f"{shots} shots" if shots else "no shot noise"]
     if level not in ("", "-1"):
         parts.append(f"opt {level}")
     if many_runs:
@@ -101,10 +101,16 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_curve(ax, rows: list[dict], column: str, label: str) -> None:
-    """Mean of ``column`` over repeats vs noise scale, with the min–max spread as a band."""
+STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v"), ((0, (1, 3)), "P")]
+
+
+def _plot_curve(ax, rows: list[dict], column: str, label: str, index: int = 0) -> None:
+    """Mean of ``column`` over repeats vs noise scale, with the min–max spread as a band; each curve
+    its own line style and marker, so curves that coincide stay visible."""
     scales, mean, low, high = curve(rows, column)
-    (line,) = ax.plot(scales, mean, marker="o", label=label)
+    linestyle, marker = STYLES[index % len(STYLES)]
+    (line,) = ax.plot(scales, mean, marker=marker, linestyle=linestyle, markerfacecolor="none",
+                      markersize=7 - (index % 3), label=label)
     if (high > low).any():
         ax.fill_between(scales, low, high, color=line.get_color(), alpha=0.2)
 
@@ -115,10 +121,10 @@ def plot_noise_study(rows: list[dict], out: Path) -> None:
     groups = curves_by_key(rows)
     many = len({r["run"] for r in rows}) > 1
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, group in groups.items():
+    for index, (key, group) in enumerate(groups.items()):
         label = curve_label(key, many, group)
         for ax, column in zip(axes, ("acc", "auc")):
-            _plot_curve(ax, group, column, label)
+            _plot_curve(ax, group, column, label, index)
     for ax, column in zip(axes, ("acc", "auc")):
         for run in sorted({r["run"] for r in rows}):
             ideal = float(next(r for r in rows if r["run"] == run)[f"ideal_{column}"])
@@ -130,12 +136,13 @@ def plot_noise_study(rows: list[dict], out: Path) -> None:
         ax.set(xlabel="noise scale (× calibrated error rates)", ylabel=column.upper(),
                title=f"Test {column.upper()} vs noise (dashed: ideal)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower left")
-    save_figure(fig, out / "accuracy_vs_noise.png")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend for both panels, below them
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(3, len(labels)))
+    save_figure(fig, out / "accuracy_vs_noise.png", rect=(0, 0.06 * ((len(labels) + 2) // 3) + 0.02, 1, 1))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, group in groups.items():
-        _plot_curve(ax, group, "mean_abs_expectation_error", curve_label(key, many, group))
+    for index, (key, group) in enumerate(groups.items()):
+        _plot_curve(ax, group, "mean_abs_expectation_error", curve_label(key, many, group), index)
     ax.set(xlabel="noise scale (× calibrated error rates)", ylabel="mean |Δ expectation| vs ideal",
            title="Expectation-value error of the quantum head")
     ax.grid(alpha=0.3)

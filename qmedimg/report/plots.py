@@ -19,8 +19,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    fig.tight_layout()
+def save_figure(fig, path: Path, dpi: int = 120, rect: tuple | None = None) -> None:
+    """Lay out, save and close a figure (``rect``: the part of the figure the axes may use)."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
