@@ -106,3 +106,38 @@ def read_json(path: Path | str) -> dict:
         where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise QmedimgError(f"{path}: not valid JSON ({where}); the file is corrupt — restore or "
                            "re-create it") from None
+
+
+def append_line(path: Path | str, line: str) -> None:
+    """Append one line (a trailing newline is added if missing) with a single write, then fsync: a
+    reader sees the line whole or not at all. A line torn by a crash or a full disk is cut off again
+    by :func:`repair_tail` on the next run."""
+    path = Path(path)
+    data = (line if line.endswith("\n") else line + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            written = os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    if written != len(data):
+        raise QmedimgError(f"{path}: cannot write (only {written} of {len(data)} bytes of a line; disk full?)")
+
+
+def repair_tail(path: Path | str) -> bool:
+    """Cut off a last line that has no newline (a write torn by a crash or a full disk); True if one was."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb+") as handle:
+            data = handle.read()
+            if not data or data.endswith(b"\n"):
+                return False
+            handle.truncate(data.rfind(b"\n") + 1)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    return True

@@ -78,7 +78,7 @@ def test_bad_input_is_one_line_and_overwrites_nothing(tiny_run, tmp_path, capsys
     capsys.readouterr()
     cases = [
         (["--backend", "fake_manila,nope"], "unknown backend 'nope'"),
-        (["--scales", "0,-1"], "noise scales must be numbers >= 0"),
+        (["--scales", "0,-1"], "noise scales must be finite numbers >= 0"),
         (["--backend", "aer", "--mitigation", "zne"], "needs a fake or ibm backend"),
         (["--mitigation", "magic"], "unknown 'magic'; valid: none, readout, zne, readout+zne"),
         (["--backend", "ibm_brisbane"], "--allow-qpu"),

@@ -16,6 +16,8 @@ import torch
 
 from qmedimg.backends.base import Backend
 from qmedimg.backends.options import Strict
+from qmedimg.errors import QmedimgError
+from qmedimg.quantum.circuits import CircuitSpec
 
 
 class ExactEntry(Strict):
@@ -31,6 +33,13 @@ class ExactBackend(Backend):
     Entry = ExactEntry
     exact = True
     angles_dtype = torch.float32  # as in training, so the values equal the trained head's bit for bit
+
+    def head_kwargs(self, spec: CircuitSpec) -> dict:
+        limit = self.estimator.options.max_qubits
+        if spec.num_qubits > limit:
+            raise QmedimgError(f"circuit '{spec.name}' has {spec.num_qubits} qubits; the exact estimator simulates "
+                               f"at most {limit} (each row holds 2**n amplitudes): use a smaller --qubits")
+        return super().head_kwargs(spec)
 
     @cached_property
     def estimator(self):

@@ -58,8 +58,31 @@ def runtime_service(entry):
     except QmedimgError:
         raise
     except Exception as exc:  # DNS failure, bad token, bad instance: say which, in one line
+        network = _network_failure(exc)
+        if network:  # Runtime reports a failed DNS look-up as an invalid token: say what really happened
+            raise QmedimgError(f"cannot reach IBM Quantum ({entry.channel}): the network failed ({network}); "
+                               "offline, or behind a proxy? (the token was not checked)") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QmedimgError(f"cannot reach IBM Quantum ({entry.channel}): {first[:200]}") from None
+
+
+def _network_failure(exc: BaseException) -> str | None:
+    """A short description of the DNS or connection failure behind ``exc`` (its chain of causes), if any."""
+    import socket
+
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for cause in chain:
+        if isinstance(cause, socket.gaierror):
+            return f"DNS look-up failed: {cause.strerror or cause}"
+    for cause in chain:
+        if isinstance(cause, (ConnectionError, TimeoutError)) or type(cause).__name__ in (
+                "NameResolutionError", "NewConnectionError", "ConnectTimeoutError"):
+            return type(cause).__name__
+    return None
 
 
 def runtime_backend(entry):

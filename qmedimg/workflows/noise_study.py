@@ -23,6 +23,8 @@ plots.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import time
 from dataclasses import dataclass
 from itertools import product
@@ -34,7 +36,7 @@ from tqdm import tqdm
 from qmedimg.backends import Backend, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
-from qmedimg.files import read_json, reporting_os_errors, write_json, write_text
+from qmedimg.files import append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import head_angles, ideal_head_values, probs_from_head
 from qmedimg.report.noise_study import plot_noise_study, summary
@@ -105,9 +107,17 @@ def _backend_for(point: Point, base: Backend) -> Backend:
                             opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
 
 
+def _csv_line(row: dict) -> str:
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
 def _read_rows(path: Path) -> list[dict]:
+    """The rows of results.csv; a last row torn by a crash or a full disk is cut off first."""
     if not path.is_file():
         return []
+    repair_tail(path)
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is not None and reader.fieldnames != COLUMNS:
@@ -126,8 +136,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted)."""
     if not run_dirs:
         raise QmedimgError("noise-study needs at least one RUN_DIR")
-    if any(s is None or s < 0 for s in scales):
-        raise QmedimgError(f"--scales: noise scales must be numbers >= 0 (0 = ideal, 1 = as calibrated); got {list(scales)}")
+    if any(s is None or not math.isfinite(s) or s < 0 for s in scales):
+        raise QmedimgError(f"--scales: noise scales must be finite numbers >= 0 (0 = ideal, 1 = as calibrated); "
+                           f"got {list(scales)}")
     if repeats < 1:
         raise QmedimgError(f"--repeats must be >= 1, got {repeats}")
     for m in mitigations:
@@ -175,40 +186,37 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         "recomputed_inputs_changed": changed})
 
     cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
-    new_file = not results.is_file()
-    with open(results, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new_file:
-            writer.writeheader()
-        for point in tqdm(todo, desc="noise study", unit="point", disable=not progress):
-            run = runs[point.run]
-            if point.run not in cache:
-                images, labels = run.dataset.test.images[:limit], run.dataset.test.labels[:limit]
-                angles = head_angles(run.model, images)
-                ideal = ideal_head_values(run.model, angles)
-                cache[point.run] = (labels, angles, ideal,
-                                    compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task))
-            labels, angles, ideal, ideal_metrics = cache[point.run]
-            backend = _backend_for(point, base[point.backend])
-            start = time.perf_counter()
-            values = backend.run_head(run.head_request(angles)).values
-            wall = time.perf_counter() - start
-            metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task)
-            report = backend.transpile_report(run.model.spec) or {}
-            factors = backend.zne_factors() if "zne" in point.mitigation else []
-            writer.writerow({
-                "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
-                "backend": point.backend, "device": backend.device_name, "scale": _text(point.scale),
-                "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
-                "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
-                "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
-                "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
-                "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
-                "estimated_fidelity": report.get("estimated_fidelity", ""),
-                "zne_factors": ";".join(f"{f:g}" for f in factors),
-                "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
-                "wall_s": round(wall, 3), "inputs": inputs[point]})
-            handle.flush()
+    if not results.is_file() or results.stat().st_size == 0:
+        append_line(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
+    # each row is appended whole (one write, fsync'd): an interrupted study loses at most the point it was on
+    for point in tqdm(todo, desc="noise study", unit="point", disable=not progress):
+        run = runs[point.run]
+        if point.run not in cache:
+            images, labels = run.dataset.test.images[:limit], run.dataset.test.labels[:limit]
+            angles = head_angles(run.model, images)
+            ideal = ideal_head_values(run.model, angles)
+            cache[point.run] = (labels, angles, ideal,
+                                compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task))
+        labels, angles, ideal, ideal_metrics = cache[point.run]
+        backend = _backend_for(point, base[point.backend])
+        start = time.perf_counter()
+        values = backend.run_head(run.head_request(angles)).values
+        wall = time.perf_counter() - start
+        metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task)
+        report = backend.transpile_report(run.model.spec) or {}
+        factors = backend.zne_factors() if "zne" in point.mitigation else []
+        append_line(results, _csv_line({
+            "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
+            "backend": point.backend, "device": backend.device_name, "scale": _text(point.scale),
+            "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
+            "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
+            "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
+            "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
+            "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
+            "estimated_fidelity": report.get("estimated_fidelity", ""),
+            "zne_factors": ";".join(f"{f:g}" for f in factors),
+            "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
+            "wall_s": round(wall, 3), "inputs": inputs[point]}))
     current = {(*p.key(), inputs[p]) for p in points}
     rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
     with reporting_os_errors(out):

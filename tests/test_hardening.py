@@ -1,0 +1,63 @@
+"""Bad input and bad luck as a hostile user or a failing machine deals them: one line, exit 2,
+nothing half written; a study interrupted mid-row continues cleanly."""
+
+import socket
+
+from qmedimg.backends import runtime
+from qmedimg.cli import main
+
+
+def study(run, out, *extra):
+    return main(["noise-study", str(run), "--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none",
+                 "--limit", "4", "--out", str(out), "--quiet", *extra])
+
+
+def test_a_results_row_torn_by_a_crash_is_cut_off_and_the_study_continues(tiny_run_copy, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert study(tiny_run_copy, out) == 0
+    results = out / "results.csv"
+    whole = results.read_text()
+    header, first, second = whole.splitlines()[:3]
+    results.write_text("\n".join([header, first]) + "\n" + second[: len(second) // 2])  # killed mid-write
+    assert study(tiny_run_copy, out) == 0
+    lines = results.read_text().splitlines()
+    assert len(lines) == 3 and lines[:2] == [header, first]  # the torn row is gone, the point computed again
+    assert results.read_text().endswith("\n")
+    capsys.readouterr()
+
+
+def test_infinite_or_nan_noise_scales_are_one_line_and_write_nothing(tiny_run_copy, tmp_path, capsys):
+    for scales in ("0,inf", "nan"):
+        assert main(["noise-study", str(tiny_run_copy), "--scales", scales, "--out", str(tmp_path / "s"),
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--scales" in err and "finite" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_circuit_too_wide_for_the_exact_estimator_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "wide"
+    assert main(["train", "--dataset", "synthetic", "--qubits", "34", "--epochs", "1", "--limit", "8",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "34 qubits" in err and "at most 20" in err
+    assert not out.exists()
+
+
+def test_offline_an_ibm_entry_blames_the_network_not_the_token(monkeypatch, tmp_path, capsys):
+    """Runtime turns a failed DNS look-up into 'check that you are using a valid API token'."""
+
+    class Offline:
+        def __init__(self, **_):
+            try:
+                raise socket.gaierror(-2, "Name or service not known")
+            except socket.gaierror as dns:
+                raise RuntimeError("Unable to retrieve instances. Please check that you are using a valid "
+                                   "API token.") from dns
+
+    monkeypatch.setattr(runtime, "QiskitRuntimeService", Offline)
+    registry = tmp_path / "backends.yaml"
+    registry.write_text("qpu:\n  kind: ibm\n  device: ibm_fakecity\n")
+    assert main(["backends", "--backends", str(registry), "check", "qpu"]) == 2
+    err = capsys.readouterr().err
+    assert "DNS look-up failed" in err and "valid API token" not in err and err.count("\n") == 1
