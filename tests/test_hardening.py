@@ -61,3 +61,40 @@ def test_offline_an_ibm_entry_blames_the_network_not_the_token(monkeypatch, tmp_
     assert main(["backends", "--backends", str(registry), "check", "qpu"]) == 2
     err = capsys.readouterr().err
     assert "DNS look-up failed" in err and "valid API token" not in err and err.count("\n") == 1
+
+
+def test_a_read_only_output_is_one_line_in_every_command_that_writes(tiny_run_copy, tmp_path, monkeypatch, capsys):
+    """Tests run as root, where chmod does not stop writes: the file system's refusal is simulated where
+    qmedimg writes files (its atomic writer's temporary file) and where matplotlib saves plots."""
+    import errno
+    import tempfile
+
+    import matplotlib.figure
+    from PIL import Image
+
+    from qmedimg.rundir import load_run
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(load_run(tiny_run_copy).dataset.test.images[0, 0]).save(images / "scan.png")
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", refuse)
+    run = str(tiny_run_copy)
+    commands = {
+        "train": ["train", "--dataset", "synthetic", "--limit", "8", "--epochs", "1", "--out", str(tmp_path / "t")],
+        "evaluate": ["evaluate", run],
+        "noise-study": ["noise-study", run, "--backend", "aer", "--mitigation", "none", "--limit", "4",
+                        "--out", str(tmp_path / "n")],
+        "predict": ["predict", run, str(images)],
+        "explain": ["explain", run, str(images / "scan.png"), "--out", str(tmp_path / "x")],
+        "compare": ["compare", "--dataset", "synthetic", "--limit", "8", "--models", "linear", "--seeds", "0",
+                    "--epochs", "1", "--out", str(tmp_path / "c")],
+    }
+    for name, argv in commands.items():
+        assert main([*argv, "--quiet"] if name not in ("explain",) else argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Read-only file system" in err and "Traceback" not in err, (name, err)
