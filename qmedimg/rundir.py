@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
@@ -102,6 +102,7 @@ class Run:
     dataset: Dataset
     model: HybridNet
     metrics: dict
+    digest: str | None = field(default=None, repr=False)
 
     def check_backend(self, backend: Backend) -> None:
         """A classical-head run has nothing to put on a backend but the exact one."""
@@ -110,10 +111,13 @@ class Run:
                                "--head quantum")
 
     def run_id(self) -> str:
-        """A digest of what produced this run's head inputs and weights (config and checkpoint)."""
-        record = read_json(self.path / "config.json")["config"]
-        checkpoint = hashlib.sha256((self.path / "checkpoint.pt").read_bytes()).hexdigest()
-        return request_id(config=record, checkpoint=checkpoint)
+        """A digest of what produced this run's head inputs and weights (config and checkpoint),
+        computed once per loaded run."""
+        if self.digest is None:
+            record = read_json(self.path / "config.json")["config"]
+            checkpoint = hashlib.sha256((self.path / "checkpoint.pt").read_bytes()).hexdigest()
+            self.digest = request_id(config=record, checkpoint=checkpoint)
+        return self.digest
 
     def head_request(self, angles: np.ndarray, *, dry_run: bool = False, resume: bool = False,
                      progress: bool = False) -> HeadRequest:
