@@ -199,3 +199,38 @@ def probs_from_head(model: HybridNet, head_values: np.ndarray) -> np.ndarray:
 def head_weights(model: HybridNet) -> np.ndarray:
     """The quantum head's trained circuit weights, float64 (what a backend binds besides the angles)."""
     return model.head.connector.weight.detach().double().numpy()
+
+
+def participation_ratio(values: np.ndarray) -> float:
+    """(Σλ)²/Σλ² over the eigenvalues λ of the covariance of ``values`` (samples, features): 1 when
+    they vary along one direction, the number of features when they vary equally in all; 0 if constant."""
+    eigenvalues = np.clip(np.linalg.eigvalsh(np.atleast_2d(np.cov(values, rowvar=False))), 0, None)
+    total = eigenvalues.sum()
+    return float(total**2 / (eigenvalues**2).sum()) if total > 0 else 0.0
+
+
+def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
+    """Is the head used? On ``images``: the effective dimension of its outputs (participation ratio
+    of their covariance's eigenvalues, (Σλ)²/Σλ²: 1 when they carry one number, O when all O carry
+    their own), each output's spread, each input angle's mean, spread and share saturated
+    (|angle| > 0.95π, where π·tanh is flat), and for a quantum head the circuit weights whose gradient
+    is zero on every image and output (exact values). None for networks without a bounded head."""
+    if not isinstance(model, HybridNet) or not model.bounded:
+        return None
+    angles = head_angles(model, images)
+    with torch.no_grad():
+        outputs = model.head(torch.from_numpy(angles).float()).double().numpy()
+    usage = {"images": int(len(images)), "outputs": int(outputs.shape[1]),
+             "effective_dimension": round(participation_ratio(outputs), 3),
+             "output_std": outputs.std(0).round(4).tolist(), "angle_mean": angles.mean(0).round(4).tolist(),
+             "angle_std": angles.std(0).round(4).tolist(),
+             "angle_saturated": (np.abs(angles) > 0.95 * math.pi).mean(0).round(4).tolist()}
+    if isinstance(model.head, QuantumHead):
+        from qmedimg.quantum.exact import ExactEstimator
+
+        exact = QuantumHead(model.spec, ExactEstimator())  # the trained weights on exact values
+        _, grads = exact.qnn.backward(angles, head_weights(model))  # (images, outputs, weights)
+        zero = np.abs(grads).max(axis=(0, 1)) < 1e-9
+        usage["weights"] = len(model.spec.weights)
+        usage["zero_gradient_weights"] = [w.name for w, z in zip(model.spec.weights, zero) if z]
+    return usage

@@ -53,6 +53,12 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
     print(f"parameters: {p['quantum']} quantum + {p['classical']} classical = {p['total']}; "
           f"{metrics['train_samples_per_s']:.0f} train samples/s; wall {metrics['wall_time_s']:.1f} s")
+    if metrics.get("head_usage"):
+        u = metrics["head_usage"]["test"]
+        zero = f"; zero-gradient weights {len(u['zero_gradient_weights'])} of {u['weights']}" if "weights" in u else ""
+        print(f"head on the test split: effective dimension {u['effective_dimension']:.2f} of {u['outputs']} "
+              f"outputs; input angle std {' '.join(f'{s:.2f}' for s in u['angle_std'])}, saturated "
+              f"{max(u['angle_saturated']):.0%} at most{zero}")
     print(f"run written to {out}/ (metrics.json, history.csv, learning_curves.png, confusion.png)")
 
 

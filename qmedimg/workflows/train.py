@@ -27,7 +27,7 @@ from qmedimg.data import Dataset, to_tensor
 from qmedimg.errors import QmedimgError
 from qmedimg.files import reporting_os_errors, write_csv, write_json
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import predict_probs
+from qmedimg.model import head_usage, predict_probs
 from qmedimg.report.plots import plot_confusion, plot_learning_curves
 from qmedimg.rundir import (TrainConfig, build_model, config_and_data, load_checkpoint, load_data, require_config,
                             save_atomic, training_backend, versions)
@@ -216,6 +216,9 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "backend": config.backend,
         "dataset": dataset.name,
     })
+    usage = {split: head_usage(model, getattr(dataset, split).images) for split in ("val", "test")}
+    if usage["test"] is not None:
+        metrics["head_usage"] = usage
     write_json(out / "metrics.json", metrics)
     write_csv(out / "history.csv", [[h[k] for k in history[0]] for h in history], header=list(history[0]))
     with reporting_os_errors(out / "learning_curves.png"):
