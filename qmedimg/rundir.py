@@ -210,12 +210,19 @@ def saved_epoch(run_dir: str | Path) -> int | None:
         return None
 
 
-def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
-    """A run directory's config and its data, refused if the data file changed since training."""
+def read_record(path: Path) -> dict:
+    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig), or one
+    line naming the file if it is unreadable or not a run config."""
     record = read_json(path / "config.json")
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
+    return record
+
+
+def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
+    """A run directory's config and its data, refused if the data file changed since training."""
+    record = read_record(path)
     config = make_config(**record["config"])
     dataset = load_data(config)
     recorded = record.get("dataset", {}).get("sha256")

@@ -28,7 +28,7 @@ from pathlib import Path
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json
 from qmedimg.report.comparison import write_comparison
-from qmedimg.rundir import build_model, load_data, make_config
+from qmedimg.rundir import build_model, load_data, make_config, read_record
 from qmedimg.workflows.train import resume, train
 
 MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
@@ -64,10 +64,7 @@ def _plan(models: list[str], circuits: list[str]) -> list[tuple[str, dict]]:
 
 def _differences(run: Path, config) -> list[str]:
     """'key: recorded -> now' for every config key (but ``out``) in which ``run`` differs from ``config``."""
-    recorded = read_json(run / "config.json")
-    recorded = recorded.get("config") if isinstance(recorded, dict) else None
-    if not isinstance(recorded, dict):
-        return ["config.json: no \"config\" object"]
+    recorded = read_record(run)["config"]
     wanted = json.loads(json.dumps(config.model_dump()))
     keys = sorted((set(recorded) | set(wanted)) - {"out"})
     return [f"{k}: {recorded.get(k, '(absent)')!r} -> {wanted.get(k, '(absent)')!r}"
@@ -100,7 +97,7 @@ def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[s
     for label, seed, config in configs:
         run = Path(config.out)
         if (run / "metrics.json").is_file():
-            metrics = json.loads((run / "metrics.json").read_text())
+            metrics = read_json(run / "metrics.json")
         elif (run / "config.json").is_file():  # interrupted, even before its first epoch ended
             metrics = resume(run, progress=progress)
         else:

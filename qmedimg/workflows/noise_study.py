@@ -236,14 +236,16 @@ def _provenance(points: int, computed: int, changed: int) -> str:
 
 def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit) -> Path:
     """What the grid would run, with a QPU-time estimate for every point on a real QPU; nothing evaluated."""
-    plans = []
+    plans, angles_of = [], {}  # the backbone runs once per run, not once per point
     for point in points:
         if not base[point.backend].spends_qpu_time:
             plans.append({"point": list(point.key()), "qpu_seconds": 0.0})
             continue
         run = runs[point.run]
         backend = _backend_for(point, base[point.backend])
-        angles = head_angles(run.model, run.dataset.test.images[:limit])
+        if point.run not in angles_of:
+            angles_of[point.run] = head_angles(run.model, run.dataset.test.images[:limit])
+        angles = angles_of[point.run]
         plan = backend.run_head(run.head_request(angles, dry_run=True)).details["dry_run"]
         plans.append({"point": list(point.key()), "qpu_seconds": plan["estimated_qpu_seconds"], "plan": plan})
     out.mkdir(parents=True, exist_ok=True)
