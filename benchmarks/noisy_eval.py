@@ -1,6 +1,7 @@
 """Noisy evaluation speed on FakeBrisbane: fixed cost per call and test images/s.
 
-    python benchmarks/noisy_eval.py [--device FakeBrisbane] [--circuit sel] [--run RUN_DIR]
+    python benchmarks/noisy_eval.py [--circuit sel] [--run RUN_DIR]
+    python benchmarks/noisy_eval.py --qubits 12 --layers 2 --data-file /work/shared/data/breastmnist.npz
 
 Prints, in one run:
   (i)  the stock path: Aer EstimatorV2 with ``NoiseModel.from_backend(device)`` on the 127-qubit ISA
@@ -10,11 +11,18 @@ Prints, in one run:
        images/s through the same TorchConnector head evaluation uses (156 = BreastMNIST's test split,
        and 1024 rows; best of 3), plus the same with readout mitigation + ZNE (1,3,5);
   (iii) with --run: ``qmedimg evaluate RUN --backend fake_brisbane`` end to end.
+
+With ``--qubits N`` (and ``--layers L``) it times a wide head instead: how it is simulated (density
+matrix, or trajectories above ``DENSITY_MATRIX_MAX_QUBITS`` active qubits), set-up, and wall time and
+images/s for the 156 images of BreastMNIST's test split through ``Backend.run_head`` (what
+``qmedimg evaluate`` runs), the angles from an untrained model's backbone on the real images
+(``--data-file``) or random angles; the cost does not depend on the weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -24,6 +32,7 @@ from qiskit_aer.primitives import EstimatorV2
 from timing import best  # benchmarks/timing.py
 
 from qmedimg.backends import get_backend
+from qmedimg.backends.device_estimator import CORES
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.quantum.qnn import QuantumHead
 
@@ -33,8 +42,15 @@ def main() -> None:
     parser.add_argument("--circuit", default="sel")
     parser.add_argument("--run", default=None, help="a trained run directory to evaluate end to end")
     parser.add_argument("--skip-stock", action="store_true", help="skip the slow stock Aer call")
+    parser.add_argument("--qubits", type=int, default=None, help="time a head this wide on the test split")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--trajectories", type=int, default=None,
+                        help="trajectories per image (default: the estimator's)")
+    parser.add_argument("--data-file", default=None, help="BreastMNIST npz: angles from its 156 test images")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.qubits is not None:
+        return wide(args)
     spec = load_circuit(args.circuit)
     backend = get_backend("fake_brisbane")
     device = backend.device
@@ -75,6 +91,45 @@ def main() -> None:
               f"setup (device load + transpile) {result['setup_s']:.2f} s, then {result['images_per_s']:.0f} images/s "
               f"(backbone + noisy head + classifier, {result['wall_time_s']:.2f} s), "
               f"ACC {result['test']['acc']:.4f} (ideal {result['ideal_test']['acc']:.4f})")
+
+
+def wide(args) -> None:
+    """A head of ``args.qubits`` qubits on FakeBrisbane over the 156 test images: method, set-up, wall time."""
+    from qmedimg.backends import HeadRequest
+
+    spec = load_circuit(args.circuit, qubits=args.qubits, layers=args.layers)
+    if args.data_file:
+        from qmedimg.model import head_angles
+        from qmedimg.rundir import build_model, load_data, make_config
+
+        config = make_config(data_file=args.data_file, qubits=args.qubits, layers=args.layers, circuit=args.circuit,
+                             out="/tmp/unused")
+        dataset = load_data(config)
+        angles = head_angles(build_model(config, dataset), dataset.test.images)
+    else:
+        angles = np.random.default_rng(0).uniform(-np.pi, np.pi, (156, spec.num_qubits))
+    weights = np.random.default_rng(1).uniform(-np.pi, np.pi, len(spec.weights))
+    backend = get_backend("fake_brisbane")
+    start = time.perf_counter()
+    backend.warm_up(spec)
+    estimator = backend.estimator
+    if args.trajectories:
+        estimator.trajectories = args.trajectories
+    simulation = estimator.simulation(backend.prepare(spec).circuit)
+    setup = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    values = backend.run_head(HeadRequest(spec, weights, angles)).values
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    again = backend.with_overrides().run_head(HeadRequest(spec, weights, angles[:8])).values
+    report = backend.transpile_report(spec)
+    print(f"{spec.name} {spec.num_qubits} qubits x {spec.layers} layers on {backend.device.name}: "
+          f"{simulation['active_qubits']} active qubits, {report['two_qubit_gates']} two-qubit gates, "
+          f"depth {report['depth']}; method {simulation['method']}"
+          + (f", {simulation['trajectories']} trajectories per image" if simulation["trajectories"] else ""))
+    print(f"noisy evaluation of {len(angles)} images: set-up {setup:.1f} s (device, transpile, noise model), "
+          f"{wall:.1f} s wall, {len(angles) / wall:.2f} images/s ({cpu:.1f} s CPU over {CORES} cores; the machine's "
+          f"load average was {os.getloadavg()[0]:.1f}); "
+          f"repeatable with the same seed: {np.array_equal(values[:8], again)}")
 
 
 if __name__ == "__main__":

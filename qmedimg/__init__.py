@@ -19,6 +19,7 @@ _API = {
     "make_config": "qmedimg.rundir", "load_run": "qmedimg.rundir", "TrainConfig": "qmedimg.rundir",
     "train": "qmedimg.workflows.train", "resume": "qmedimg.workflows.train",
     "evaluate_run": "qmedimg.workflows.evaluate", "noise_study": "qmedimg.workflows.noise_study",
+    "width_study": "qmedimg.workflows.width_study",
     "predict": "qmedimg.workflows.predict", "explain": "qmedimg.workflows.predict",
     "compare": "qmedimg.workflows.compare", "get_backend": "qmedimg.backends", "load_circuit": "qmedimg.quantum.circuits",
     "load_dataset": "qmedimg.data",

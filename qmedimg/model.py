@@ -1,5 +1,5 @@
 """The hybrid network: CNN backbone -> n angles -> quantum head (or its classical twin) -> classes;
-the classical baselines; and applying a network to images.
+the head's read-out and angle map; the classical baselines; and applying a network to images.
 
 Example::
 
@@ -11,15 +11,20 @@ Example::
     net = HybridNet(channels=1, num_classes=2, spec=spec, head_on={"estimator": ExactEstimator()})
     logits = net(torch.rand(8, 1, 28, 28))           # (8, 2)
     net.parameter_counts()                           # {'quantum': 24, 'classical': ..., 'total': ...}
+    wide = with_readout(spec, "z+zz")                # 8 outputs: Z0..Z3, Z0Z1, Z1Z2, Z2Z3, Z3Z0
+    net = HybridNet(channels=1, num_classes=2, spec=wide, angle_map="batchnorm",
+                    head_on={"estimator": ExactEstimator()})
     probs = predict_probs(net, uint8_images)         # (N, 2), eval mode, batch by batch
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
+from qiskit.quantum_info import SparsePauliOp
 from torch import nn
 
 from qmedimg.data.images import to_tensor
@@ -28,7 +33,42 @@ from qmedimg.quantum.qnn import QuantumHead
 
 BACKBONES = ("compact", "hqcnn")
 HEADS = ("quantum", "classical", "linear")
+ANGLE_MAPS = ("tanh", "batchnorm", "batchnorm-half")
+READOUTS = ("circuit", "z+zz", "z+zz-all")
 BASELINE_SIZES = {"resnet18": (28, 64, 128, 224), "vgg16": (64, 128, 224)}  # image sizes each can take
+
+
+def readout_pairs(num_qubits: int, readout: str) -> list[tuple[int, int]]:
+    """The qubit pairs whose ZZ a read-out adds: none for ``circuit``; ring neighbours (i, i+1 mod n)
+    for ``z+zz``; every pair for ``z+zz-all``."""
+    n = num_qubits
+    if readout == "circuit":
+        return []
+    if readout == "z+zz":
+        return [(i, (i + 1) % n) for i in range(n)] if n > 2 else [(0, 1)] if n == 2 else []
+    if readout == "z+zz-all":
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    raise ValueError(f"unknown readout '{readout}'; valid: {', '.join(READOUTS)}")
+
+
+def with_readout(spec: CircuitSpec, readout: str) -> CircuitSpec:
+    """The circuit with the head's read-out, each observable one output the classifier maps to the classes.
+
+    ``circuit``: the file's own ``// observables:`` (default Z on every qubit), unchanged.
+    ``z+zz``: Z on every qubit, then Z·Z on ring neighbours (2n outputs from 3 qubits on; 8 at 4).
+    ``z+zz-all``: Z on every qubit, then Z·Z on every pair (n + n(n-1)/2 outputs; 10 at 4 qubits).
+
+    >>> from qmedimg.quantum.circuits import load_circuit
+    >>> [o.paulis[0].to_label() for o in with_readout(load_circuit("sel"), "z+zz").observables][4:]
+    ['IIZZ', 'IZZI', 'ZZII', 'ZIIZ']
+    """
+    pairs = readout_pairs(spec.num_qubits, readout)  # checks the name
+    if readout == "circuit":
+        return spec
+    n = spec.num_qubits
+    singles = [SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n) for i in range(n)]
+    doubles = [SparsePauliOp.from_sparse_list([("ZZ", [i, j], 1.0)], n) for i, j in pairs]
+    return replace(spec, observables=tuple(singles + doubles))
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -76,7 +116,15 @@ class ClassicalHead(nn.Module):
 
 
 class HybridNet(nn.Module):
-    """backbone -> Linear(F, n) -> π·tanh (bounded angles) -> head -> dropout -> Linear(O, classes).
+    """backbone -> Linear(F, n) -> angle map (bounded angles) -> head -> dropout -> Linear(O, classes).
+
+    ``angle_map``: how the n features become the head's input angles. ``tanh`` is π·tanh(feature),
+    in (-π, π): it saturates when a feature grows, and lets a feature shrink to a constant.
+    ``batchnorm`` normalises each feature over the batch first (``BatchNorm1d`` without affine
+    parameters: mean 0, variance 1; running statistics in evaluation), then π·tanh: every angle keeps
+    a spread of about ±2 rad and rarely saturates, but it covers most of (-π, π), where Ry(x)'s
+    read-out cos(x) folds. ``batchnorm-half``: the same, then (π/2)·tanh, into (-π/2, π/2), where
+    sin(x) is one-to-one. The classical head takes the same angles.
 
     ``head_on``: the quantum head's execution — ``estimator`` and optionally the ``circuit``
     (ISA) and ``observables`` (layout-mapped) to send it and the ``precision`` (keyword arguments
@@ -84,14 +132,20 @@ class HybridNet(nn.Module):
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
                  head_on: dict | None = None, backbone: str = "hqcnn",
-                 head: str = "quantum", dropout: float = 0.0):
+                 head: str = "quantum", dropout: float = 0.0, angle_map: str = "tanh"):
         super().__init__()
         self.spec = spec
         n = spec.num_qubits  # the model feeds one angle per qubit
         check_inputs(spec, n)
+        if angle_map not in ANGLE_MAPS:
+            raise ValueError(f"unknown angle map '{angle_map}'; valid: {', '.join(ANGLE_MAPS)}")
         self.backbone, features = make_backbone(backbone, channels)
         self.to_angles = nn.Linear(features, n)
         self.bounded = head != "linear"
+        self.angle_map = angle_map
+        # no module for tanh: the state dicts of runs made before angle maps existed load unchanged
+        self.normalise = nn.BatchNorm1d(n, affine=False) if self.bounded and angle_map != "tanh" else None
+        self.scale = math.pi / 2 if angle_map == "batchnorm-half" else math.pi
         if head == "linear":  # the plain baseline: backbone features straight to the classes
             self.to_angles, self.head = nn.Identity(), nn.Identity()
             outputs = features
@@ -109,9 +163,14 @@ class HybridNet(nn.Module):
         self.classifier = nn.Linear(outputs, num_classes)
 
     def angles(self, images: torch.Tensor) -> torch.Tensor:
-        """The head's inputs: bounded angles in (-π, π) (for the linear head: the raw features)."""
+        """The head's inputs: bounded angles in (-π, π), or (-π/2, π/2) for ``batchnorm-half`` (for
+        the linear head: the raw features)."""
         features = self.to_angles(self.backbone(images))
-        return math.pi * torch.tanh(features) if self.bounded else features
+        if not self.bounded:
+            return features
+        if self.normalise is not None:
+            features = self.normalise(features)
+        return self.scale * torch.tanh(features)
 
     def head_outputs(self, images: torch.Tensor) -> torch.Tensor:
         """The head's outputs (expectation values for a quantum head)."""
@@ -212,9 +271,10 @@ def participation_ratio(values: np.ndarray) -> float:
 def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
     """Is the head used? On ``images``: the effective dimension of its outputs (participation ratio
     of their covariance's eigenvalues, (Σλ)²/Σλ²: 1 when they carry one number, O when all O carry
-    their own), each output's spread, each input angle's mean, spread and share saturated
-    (|angle| > 0.95π, where π·tanh is flat), and for a quantum head the circuit weights whose gradient
-    is zero on every image and output (exact values). None for networks without a bounded head."""
+    their own), each output's spread, each input angle's mean, spread and share saturated (|angle|
+    above 0.95 of its bound, π or π/2, where tanh is flat), and for a quantum head the circuit weights
+    whose gradient is zero on every image and output (exact values). None for networks without a
+    bounded head."""
     if not isinstance(model, HybridNet) or not model.bounded:
         return None
     angles = head_angles(model, images)
@@ -224,7 +284,7 @@ def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
              "effective_dimension": round(participation_ratio(outputs), 3),
              "output_std": outputs.std(0).round(4).tolist(), "angle_mean": angles.mean(0).round(4).tolist(),
              "angle_std": angles.std(0).round(4).tolist(),
-             "angle_saturated": (np.abs(angles) > 0.95 * math.pi).mean(0).round(4).tolist()}
+             "angle_saturated": (np.abs(angles) > 0.95 * model.scale).mean(0).round(4).tolist()}
     if isinstance(model.head, QuantumHead):
         from qmedimg.quantum.exact import ExactEstimator
 

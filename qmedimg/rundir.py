@@ -32,12 +32,17 @@ from qmedimg.backends.registry import exact_backend
 from qmedimg.data import Dataset, load_dataset
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json, write_atomic
-from qmedimg.model import HybridNet, head_weights
+from qmedimg.model import HybridNet, head_weights, with_readout
 from qmedimg.quantum.circuits import load_circuit
 
 
+# What a field absent from an older run's config.json means: the behaviour from before it existed.
+BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit"}
+
+
 class TrainConfig(BaseModel):
-    """Everything that defines a training run; validated once, stored in ``config.json``."""
+    """Everything that defines a training run; validated once, stored in ``config.json`` (a field
+    added later and missing from an older file means that run's behaviour: ``BEFORE_FIELD``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +58,12 @@ class TrainConfig(BaseModel):
     model: Literal["hybrid", "resnet18", "vgg16"] = Field("hybrid", description="hybrid network or a classical baseline")
     head: Literal["quantum", "classical", "linear"] = "quantum"
     backbone: Literal["compact", "hqcnn"] = "hqcnn"
+    angle_map: Literal["tanh", "batchnorm", "batchnorm-half"] = Field(
+        "tanh", description="features -> head angles: π·tanh, or batch-normalised (no affine) then π·tanh "
+        "or (π/2)·tanh")
+    readout: Literal["circuit", "z+zz", "z+zz-all"] = Field(
+        "circuit", description="head outputs: the circuit file's observables, or Z on every qubit plus ZZ on "
+        "ring neighbours / on every pair")
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
     lr: float = Field(1e-3, gt=0)
@@ -147,12 +158,12 @@ def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None =
                                f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
         torch.manual_seed(config.seed)
         return Baseline(config.model, dataset.channels, dataset.num_classes)
-    spec = load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
+    spec = with_readout(load_circuit(config.circuit, qubits=config.qubits, layers=config.layers), config.readout)
     head_on = (backend or exact_backend()).training_head(spec) if config.quantum else None
     torch.manual_seed(config.seed)
     return HybridNet(
         channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
-        backbone=config.backbone, head=config.head, dropout=config.dropout,
+        backbone=config.backbone, head=config.head, dropout=config.dropout, angle_map=config.angle_map,
     )
 
 
@@ -211,12 +222,14 @@ def saved_epoch(run_dir: str | Path) -> int | None:
 
 
 def read_record(path: Path) -> dict:
-    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig), or one
-    line naming the file if it is unreadable or not a run config."""
+    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig, with the
+    fields it predates filled in as ``BEFORE_FIELD``), or one line naming the file if it is
+    unreadable or not a run config."""
     record = read_json(path / "config.json")
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
+    record["config"] = {**BEFORE_FIELD, **record["config"]}
     return record
 
 

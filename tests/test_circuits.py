@@ -19,8 +19,9 @@ from qmedimg.errors import QmedimgError
 
 HEAD = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
 # weights per circuit as a function of (qubits, layers)
-WEIGHTS = {"sel": lambda n, l: 3 * n * l, "ring": lambda n, l: 2 * n * l, "fqa": lambda n, l: (3 * n - 1) * l}
-DEFAULT_LAYERS = {"sel": 2, "ring": 3, "fqa": 2}
+WEIGHTS = {"sel": lambda n, l: 3 * n * l, "ring": lambda n, l: 2 * n * l, "fqa": lambda n, l: (3 * n - 1) * l,
+           "reup": lambda n, l: 2 * n * l}
+DEFAULT_LAYERS = {"sel": 2, "ring": 3, "fqa": 2, "reup": 3}
 
 
 def write(tmp_path, name, text):
@@ -35,11 +36,11 @@ def expectations(spec, values):
 
 
 def test_shipped_circuits_are_listed():
-    assert circuit_names() == ["fqa", "ring", "sel"]
+    assert circuit_names() == ["fqa", "reup", "ring", "sel"]
     assert (CIRCUITS_DIR / "README.md").is_file()
 
 
-@pytest.mark.parametrize("name, weights", [("sel", 24), ("ring", 24), ("fqa", 22)])
+@pytest.mark.parametrize("name, weights", [("sel", 24), ("ring", 24), ("fqa", 22), ("reup", 24)])
 def test_shipped_circuit_defaults(name, weights):
     spec = load_circuit(name)
     assert (spec.name, spec.qubits, spec.num_qubits, spec.layers) == (name, 4, 4, DEFAULT_LAYERS[name])
@@ -51,7 +52,7 @@ def test_shipped_circuit_defaults(name, weights):
     assert spec.circuit.num_clbits == 0
 
 
-@pytest.mark.parametrize("name", ["sel", "ring", "fqa"])
+@pytest.mark.parametrize("name", ["sel", "ring", "fqa", "reup"])
 @pytest.mark.parametrize("qubits, layers", [(3, None), (6, None), (None, 1), (None, 3), (2, 1)])
 def test_shipped_circuit_sizes(name, qubits, layers):
     spec = load_circuit(name, qubits=qubits, layers=layers)
@@ -69,10 +70,10 @@ def test_default_observables_are_z_on_each_qubit_little_endian():
 
 
 # sel's last layer ends in Rz, which commutes with the CNOTs and the Z readout (as in PennyLane).
-DEAD = {"sel": {"w14", "w17", "w20", "w23"}, "ring": set(), "fqa": set()}
+DEAD = {"sel": {"w14", "w17", "w20", "w23"}, "ring": set(), "fqa": set(), "reup": set()}
 
 
-@pytest.mark.parametrize("name", ["sel", "ring", "fqa"])
+@pytest.mark.parametrize("name", ["sel", "ring", "fqa", "reup"])
 def test_every_input_and_weight_changes_some_output(name):
     spec = load_circuit(name)
     rng = np.random.default_rng(0)
@@ -227,7 +228,7 @@ def test_bad_circuit_files_raise_one_line_naming_the_file(tmp_path, case):
 
 
 def test_bad_names_paths_and_sizes_of_shipped_circuits(tmp_path):
-    valid = r"unknown circuit 'sell'; valid: fqa, ring, sel \(NAME\.qasm files in .*circuits\)"
+    valid = r"unknown circuit 'sell'; valid: fqa, reup, ring, sel \(NAME\.qasm files in .*circuits\)"
     with pytest.raises(QmedimgError, match=valid):
         load_circuit("sell")
     with pytest.raises(QmedimgError, match=r"nowhere/x\.qasm: circuit file not found"):

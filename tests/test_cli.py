@@ -108,7 +108,8 @@ def test_evaluate_help_documents_shots_none_and_every_command_accepts_it(capsys)
     start = text.index("--shots")
     entry = text[start : text.index("\n  -", start)]  # the --shots entry, up to the next option
     assert "none" in entry
-    minimal = {"evaluate": ["RUN"], "transpile": ["sel", "--backend", "fake_manila"], "noise-study": ["RUN"]}
+    minimal = {"evaluate": ["RUN"], "transpile": ["sel", "--backend", "fake_manila"], "noise-study": ["RUN"],
+               "width-study": ["--dataset", "synthetic", "--out", "OUT"]}
     commands = build_parser()._subparsers._group_actions[0].choices
     with_shots = {name for name, sub in commands.items()
                   if any("--shots" in action.option_strings for action in sub._actions)}
@@ -185,8 +186,12 @@ def option_uses() -> dict[str, dict[str, object]]:
 # Where one command's metavar may differ from the others' because the option means the same thing in another
 # form. Every entry is a deliberate, reviewed exception, not a way to silence a new conflict.
 SAME_MEANING = {
-    "--backend": {"noise-study": "the same registry entry names, comma-separated: one axis of the grid"},
-    "--shots": {"noise-study": "the same shot counts or none, comma-separated: one axis of the grid"},
+    "--backend": {"noise-study": "the same registry entry names, comma-separated: one axis of the grid",
+                  "width-study": "the same registry entry names, comma-separated: one axis of the grid"},
+    "--shots": {"noise-study": "the same shot counts or none, comma-separated: one axis of the grid",
+                "width-study": "the same shot counts or none, comma-separated: one axis of the grid"},
+    "--qubits": {"width-study": "the same circuit widths, comma-separated: one axis of the grid"},
+    "--layers": {"width-study": "the same circuit layers, comma-separated: one axis of the grid"},
     "--out": {"predict": "the same 'where results go', a CSV file where the others write a folder"},
 }
 # Options that still mean two things; see test_known_conflicts_remain below.
@@ -241,7 +246,8 @@ def test_the_reviewed_exceptions_are_still_needed_and_still_the_same_option():
 
 def test_backends_is_the_registry_file_in_every_command_that_has_it():
     uses = option_uses()
-    assert set(uses["--backends"]) == {"train", "evaluate", "backends", "transpile", "noise-study", "predict"}
+    assert set(uses["--backends"]) == {"train", "evaluate", "backends", "transpile", "noise-study", "predict",
+                                       "width-study"}
     for name, action in uses["--backends"].items():
         assert (action.dest, action.metavar, takes_value(action)) == ("backends", "FILE", True), name
         assert "registry file" in action.help, name

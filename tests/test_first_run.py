@@ -15,15 +15,20 @@ def test_the_first_kernel_compile_is_said_on_screen_once(tmp_path, monkeypatch, 
 
     import qmedimg.quantum.kernel as kernel
 
-    monkeypatch.setattr(kernel, "run_rows", SimpleNamespace(signatures=[]))  # not compiled in this process
+    def uncompiled(name, module="qmedimg.quantum.kernel"):  # a numba dispatcher not compiled in this process
+        return SimpleNamespace(signatures=[], py_func=SimpleNamespace(__module__=module), __name__=name)
+
+    monkeypatch.setattr(kernel, "run_rows", uncompiled("run_rows"))
     monkeypatch.setattr(kernel, "__file__", str(tmp_path / "kernel.py"))  # and no cached copy on disk
-    monkeypatch.setattr(kernel, "_announced", [])
+    monkeypatch.setattr(kernel, "_announced", set())
     kernel.announce_compile()
     kernel.announce_compile()
     assert capsys.readouterr().err.count("compiling the exact estimator's kernel") == 1
+    kernel.announce_compile(uncompiled("adjoint_rows", "qmedimg.quantum.adjoint_kernel"))  # another kernel: said too
+    assert "adjoint_kernel.adjoint_rows" in capsys.readouterr().err
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "kernel.run_rows-91.py311.nbi").touch()
-    monkeypatch.setattr(kernel, "_announced", [])
+    monkeypatch.setattr(kernel, "_announced", set())
     kernel.announce_compile()
     assert capsys.readouterr().err == ""  # cached: nothing to wait for, nothing said
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,6 +48,8 @@ from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec, load_circuit
 from qmedimg.quantum.qnn import QuantumHead
 
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+"""Cores this process may use: simulators run one experiment per core."""
 
 @dataclass
 class HeadRequest:
@@ -216,6 +219,11 @@ class Backend:
     def transpile_report(self, spec: CircuitSpec) -> dict | None:
         """Physical qubits, depth, 2-qubit gates and estimated fidelity; None when nothing is transpiled."""
         return None
+
+    def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
+        """(peak bytes, how) of simulating a head on ``qubits`` active qubits here: one statevector
+        (16·2^n bytes) per core. Kinds with other methods say theirs."""
+        return 16 * 2**qubits * CORES, f"statevector, {CORES} parallel experiments"
 
     def shots(self) -> int | None:
         """Shots per parameter row (None: exact expectation values)."""

@@ -12,7 +12,8 @@ Example::
 
 from __future__ import annotations
 
-from qmedimg.backends.base import Backend, PreparedCircuit
+from qmedimg.backends.base import CORES, Backend, PreparedCircuit
+from qmedimg.backends.device_estimator import DENSITY_MATRIX_MAX_QUBITS
 from qmedimg.backends.devices import two_qubit_gate
 from qmedimg.backends.options import DynamicalDecoupling
 from qmedimg.errors import QmedimgError
@@ -39,8 +40,9 @@ class DeviceBackend(Backend):
 
         options, device = self.entry.transpile, self.device
         if num_qubits > device.num_qubits:
-            raise QmedimgError(f"the circuit has {num_qubits} qubits but {self.name} ({device.name}) has only "
-                               f"{device.num_qubits}; use a smaller --qubits or a larger device")
+            raise QmedimgError(f"backend '{self.name}': the head has {num_qubits} qubits but its device {device.name} "
+                               f"has only {device.num_qubits}; use --qubits {device.num_qubits} or fewer, or a "
+                               "backend with a larger device")
         pm = generate_preset_pass_manager(
             optimization_level=options.optimization_level, backend=device,
             initial_layout=self.initial_layout(num_qubits),
@@ -61,6 +63,13 @@ class DeviceBackend(Backend):
     def noise_scale(self) -> float:
         """How the calibrated error rates are scaled (1 = as calibrated)."""
         return 1.0
+
+    def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
+        """A density matrix (16·4^n bytes) per core under noise up to ``DENSITY_MATRIX_MAX_QUBITS``
+        active qubits, a statevector (16·2^n) per core otherwise (trajectories, or no noise)."""
+        if noisy and qubits <= DENSITY_MATRIX_MAX_QUBITS:
+            return 16 * 4**qubits * CORES, f"density matrix, {CORES} parallel experiments"
+        return super().simulation_memory(qubits, noisy)
 
     def transpile_report(self, spec: CircuitSpec) -> dict:
         """Physical qubits, depth, 2-qubit gate count and the calibration's estimated circuit fidelity

@@ -26,7 +26,11 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 - unrolls parameterized controlled rotations and drops a parameterized global phase (Aer's
   run-time parameter binding fails on it) before Aer sees the circuit;
 - runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
-  (Aer runs all rows of one experiment on one core);
+  (Aer runs all rows of one experiment on one core), padded to equal sizes (Aer 0.18.2 crashes
+  on unequal ones under runtime binding at 8 qubits); a noisy circuit wider than
+  ``DENSITY_MATRIX_MAX_QUBITS`` active qubits runs on Aer's ``statevector`` method instead, its
+  value the mean of ``trajectories`` seeded shots, each with its noise sampled (readout error is
+  still applied exactly);
 - offers :meth:`DeviceEstimator.gradient_rows` for noise-aware training: the weights' loss gradient
   summed over the batch before simulation (exact values are linear in the density matrix): for a
   batch of 32 on ``sel``, 288 rows and 48 rows of five chained passes instead of 1,824 rows.
@@ -40,24 +44,29 @@ from dataclasses import dataclass
 import numpy as np
 from qiskit.circuit import Delay, QuantumCircuit
 from qiskit.circuit.library import HGate, SdgGate
-from qiskit.converters import circuit_to_dag
 from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers import EstimatorPub
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import DensityMatrix, Pauli, SparsePauliOp
-from qiskit.transpiler import PassManager, Target
+from qiskit.transpiler import PassManager
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, RelaxationNoisePass
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-from qmedimg.backends.noise import calibration, extrapolate, noise_model, readout_errors, trim_idle
+from qmedimg.backends.noise import calibration, cut_circuit, extrapolate, noise_model, readout_errors, trim_idle
 from qmedimg.backends.options import ZneOptions
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
 from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+DENSITY_MATRIX_MAX_QUBITS = 10
+"""Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes),
+from Aer statevector trajectories above (measured: ``benchmarks/noisy_eval.py --qubits``)."""
+DEFAULT_TRAJECTORIES = 1000
+"""Noise trajectories per row above :data:`DENSITY_MATRIX_MAX_QUBITS` (the issue's floor: a value's
+statistical error is then about 0.03 or less)."""
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
 
 
@@ -72,8 +81,11 @@ class _Prepared:
 
     @property
     def method(self) -> str:
-        """Aer's simulation method: exact values under noise need the density matrix."""
-        return "density_matrix" if self.noise is not None else "statevector"
+        """How exact values are simulated: ``statevector`` without noise, ``density_matrix`` under noise up
+        to ``DENSITY_MATRIX_MAX_QUBITS`` active qubits, ``trajectories`` above."""
+        if self.noise is None:
+            return "statevector"
+        return "density_matrix" if len(self.qubits) <= DENSITY_MATRIX_MAX_QUBITS else "trajectories"
 
 
 @dataclass
@@ -132,14 +144,17 @@ class DeviceEstimator(SummedGradientEstimator):
         readout_mitigation: invert the calibrated readout confusion matrices.
         zne: :class:`~qmedimg.backends.options.ZneOptions`, or None.
         twirls: average this many Pauli-twirled copies of each circuit (None = off).
-    The ``precision`` of a PUB is ignored: exact values are exact, sampled ones use ``shots``.
+        trajectories: noise trajectories (Aer statevector shots) per row for the values of circuits
+            wider than ``DENSITY_MATRIX_MAX_QUBITS`` active qubits (their mean is unbiased; seeded by ``seed``).
+    The ``precision`` of a PUB is ignored: exact values are exact (or averaged trajectories), sampled
+    ones use ``shots``.
     """
 
     def __init__(self, device: BackendV2 | None = None, *, noise_scale: float = 1.0, shots: int | None = None,
                  seed: int | None = None, readout_mitigation: bool = False, zne: ZneOptions | None = None,
-                 twirls: int | None = None):
+                 twirls: int | None = None, trajectories: int = DEFAULT_TRAJECTORIES):
         super().__init__()
-        self.device, self.noise_scale, self.shots = device, noise_scale, shots
+        self.device, self.noise_scale, self.shots, self.trajectories = device, noise_scale, shots, trajectories
         self.readout_mitigation, self.zne, self.twirls = readout_mitigation, zne, twirls
         self.seed = seed
         self._rng = np.random.default_rng(seed)
@@ -186,15 +201,22 @@ class DeviceEstimator(SummedGradientEstimator):
                                             dt=calibrated.dt, op_types=Delay)
                 copies = [relax(c) for c in copies]
             variants.append(copies)
-        prepared = _Prepared(
-            variants=variants, qubits=qubits,
-            noise=noise, readout=readout)
+        prepared = _Prepared(variants=variants, qubits=qubits, noise=noise, readout=readout)
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
 
-    def _noise(self, qubits: tuple[int, ...]) -> tuple[Target | None, NoiseModel | None, np.ndarray | None]:
-        """(calibration, Aer noise model, readout errors) of these physical qubits, built once per set
-        of qubits (a forward circuit and its gradient circuit share them)."""
+    def simulation(self, circuit: QuantumCircuit) -> dict:
+        """How ``circuit`` is simulated: method, active qubits, trajectories per row. With ``shots``, a wide
+        circuit runs on Aer's ``statevector`` (its noise sampled once per shot)."""
+        prepared = self.prepare(circuit)
+        wide = prepared.method == "trajectories"
+        return {"method": "statevector" if wide and self.shots else prepared.method,
+                "active_qubits": len(prepared.qubits),
+                "trajectories": self.trajectories if wide and not self.shots else None}
+
+    def _noise(self, qubits: tuple[int, ...]) -> tuple:
+        """(calibration, Aer noise model, readout errors) of these physical qubits, built once per
+        set of qubits (a forward circuit and its gradient circuit share them)."""
         if not self.noisy:
             return None, None, None
         if qubits not in self._noise_models:
@@ -222,7 +244,12 @@ class DeviceEstimator(SummedGradientEstimator):
         labels, coeffs = self._measured(prepared, local)
         measured = circuit.copy()
         _save_expectations(measured, labels)
-        simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
+        if prepared.method == "trajectories":  # the mean over shots, each with its own sampled noise
+            # not shot_branching_enable: faster, but its saved means are off by up to 0.15 here (Aer 0.18.2)
+            simulator = AerSimulator(method="statevector", noise_model=prepared.noise, shots=self.trajectories,
+                                     seed_simulator=int(self._rng.integers(2**31)))
+        else:
+            simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
         table = aer_rows(simulator, measured, values)
         return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
 
@@ -268,13 +295,13 @@ class DeviceEstimator(SummedGradientEstimator):
         if self.shots:
             return None
         prepared = self.prepare(circuit)
-        if len(prepared.variants) != 1 or len(prepared.variants[0]) != 1:
+        if prepared.method == "trajectories" or len(prepared.variants) != 1 or len(prepared.variants[0]) != 1:
             return None
         params = list(circuit.parameters)
         shifted = {params[j].name for j in shared}
         varying = {params[j].name for j in per_row} | {
             p.name for j, p in enumerate(params) if p.name not in shifted and np.ptp(values[:, j]) > 0}
-        parts = _cut(prepared.variants[0][0], varying, shifted)
+        parts = cut_circuit(prepared.variants[0][0], varying, shifted)
         if parts is None:
             return None
         before, after = parts
@@ -322,7 +349,8 @@ class DeviceEstimator(SummedGradientEstimator):
                     measured.append(HGate(), [q])
             measured.measure_all()
             sampler = AerSampler(options={
-                "backend_options": {"method": prepared.method, "noise_model": prepared.noise},
+                "backend_options": {"method": "statevector" if prepared.method == "trajectories" else prepared.method,
+                                    "noise_model": prepared.noise},
                 "run_options": {"seed_simulator": int(self._rng.integers(2**31))}})
             result = sampler.run([(measured, values, self.shots)]).result()[0]
             signs = 1.0 - 2.0 * result.data.meas.to_bool_array(order="little")  # (rows, shots, k): ±1
@@ -370,34 +398,13 @@ def aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarra
     if not params:
         result = simulator.run(circuit).result()
     else:
-        chunks = np.array_split(values, max(1, min(CORES, len(values))))
+        parts = max(1, min(CORES, len(values)))
+        padded = np.concatenate([values, np.repeat(values[-1:], -len(values) % parts, axis=0)])
+        chunks = np.split(padded, parts)  # equal sizes: Aer 0.18.2 crashes on unequal ones (8 qubits, noise)
         binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
         result = simulator.run([circuit] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
                                max_parallel_experiments=len(chunks)).result()
     if not result.success:
         raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
     data = [r.data.to_dict() for r in result.results]
-    return data * len(values) if not params else data
-
-
-def _cut(circuit: QuantumCircuit, varying: set[str],
-         shifted: set[str]) -> tuple[QuantumCircuit, QuantumCircuit] | None:
-    """``circuit`` as ``before`` then ``after``: ``before`` holds every gate whose angle uses a
-    ``varying`` parameter and everything those gates depend on; None if that includes a ``shifted`` one."""
-    dag = circuit_to_dag(circuit)
-
-    def uses(node, names):
-        return any(p.name in names for value in node.op.params if hasattr(value, "parameters")
-                   for p in value.parameters)
-
-    first = set()
-    for node in dag.topological_op_nodes():
-        if uses(node, varying):
-            first.add(node)
-            first.update(a for a in dag.ancestors(node) if hasattr(a, "op"))
-    if any(uses(node, shifted) for node in first):
-        return None
-    before, after = circuit.copy_empty_like(), circuit.copy_empty_like()
-    for node in dag.topological_op_nodes():
-        (before if node in first else after).append(node.op, node.qargs, node.cargs)
-    return before, after
+    return data * len(values) if not params else data[: len(values)]

@@ -75,6 +75,11 @@ class FakeBackend(DeviceBackend):
     def describe(self) -> dict:
         return {**super().describe(), **self.device_row(self.device)}
 
+    def record(self, spec: CircuitSpec | None) -> dict:
+        """:meth:`Backend.record` + how the head was simulated (density matrix or trajectories)."""
+        simulation = self.estimator.simulation(self.prepare(spec).circuit) if spec is not None else None
+        return {**super().record(spec), "simulation": simulation}
+
     def mitigation_overrides(self, mitigation: str) -> dict:
         zne = self.entry.mitigation.zne  # the entry's own ZNE settings, when it has them
         return {"mitigation": {"readout": "readout" in mitigation,

@@ -1,4 +1,5 @@
-"""A device's calibration as Aer noise, restricted to the qubits a circuit uses; and zero-noise
+"""A device's calibration as Aer noise, restricted to the qubits a circuit uses; the circuit surgery
+that goes with it (idle wires dropped, a circuit cut where shared angles begin); and zero-noise
 extrapolation.
 
 Example::
@@ -99,3 +100,26 @@ def extrapolate(factors: Sequence[float], values: np.ndarray, method: str) -> np
     intercept = np.linalg.lstsq(design, logs, rcond=None)[0][0]
     exponential = np.sign(flat[0]) * np.exp(intercept)
     return np.where(same_sign, exponential, linear).reshape(y.shape[1:])
+
+
+def cut_circuit(circuit: QuantumCircuit, varying: set[str],
+                shifted: set[str]) -> tuple[QuantumCircuit, QuantumCircuit] | None:
+    """``circuit`` as ``before`` then ``after``: ``before`` holds every gate whose angle uses a
+    ``varying`` parameter and everything those gates depend on; None if that includes a ``shifted`` one."""
+    dag = circuit_to_dag(circuit)
+
+    def uses(node, names):
+        return any(p.name in names for value in node.op.params if hasattr(value, "parameters")
+                   for p in value.parameters)
+
+    first = set()
+    for node in dag.topological_op_nodes():
+        if uses(node, varying):
+            first.add(node)
+            first.update(a for a in dag.ancestors(node) if hasattr(a, "op"))
+    if any(uses(node, shifted) for node in first):
+        return None
+    before, after = circuit.copy_empty_like(), circuit.copy_empty_like()
+    for node in dag.topological_op_nodes():
+        (before if node in first else after).append(node.op, node.qargs, node.cargs)
+    return before, after

@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
             "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
             "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
-            "model": args.model,
+            "model": args.model, "angle_map": args.angle_map, "readout": args.readout,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
             "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
@@ -151,6 +151,25 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
     print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
 
 
+def cmd_width_study(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.noise_study import parse_list
+    from qmedimg.workflows.width_study import parse_grid, width_study
+
+    data = {k: v for k, v in {"dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
+                              "size": args.size, "classes": args.classes, "limit": args.limit}.items()
+            if v is not None}
+    out = width_study(
+        data, qubits=parse_grid(args.qubits, "qubits"), layers=parse_grid(args.layers, "layers"),
+        seeds=parse_grid(args.seeds, "seeds"), circuit=args.circuit,
+        backends=parse_list(args.backend, str, "backend"), scales=parse_list(args.scales, float, "scales"),
+        mitigations=parse_list(args.mitigation, str, "mitigation"), shots=parse_list(args.shots, int, "shots"),
+        optimization_level=args.optimization_level, backends_file=args.backends, test_limit=args.test_limit,
+        max_memory_gb=args.max_memory, out=args.out, progress=not args.quiet,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    print((out / "summary.md").read_text())
+    print(f"written to {out}/ (results.csv, accuracy_vs_circuit.png, accuracy_lost.png, summary.md; runs/)")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from qmedimg.workflows.compare import compare, parse_seeds
 
@@ -159,7 +178,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
             if v is not None}
     out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
                   circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
-                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, qubits=args.qubits, layers=args.layers)
     print((out / "comparison.md").read_text())
     print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
 
@@ -231,5 +250,6 @@ def interrupted(args: argparse.Namespace) -> str:
         return f"epoch {epoch} is saved in {path}/checkpoint.pt; continue with `qmedimg train --resume {path}`"
     hints = {"evaluate": "submitted job ids are in the run's ledger — re-run the same command to collect them",
              "noise-study": "finished grid points are in results.csv — re-run the same command to continue",
+             "width-study": "finished runs and grid points are kept — re-run the same command to continue",
              "compare": "finished runs are kept — re-run the same command to continue"}
     return hints.get(args.command, "nothing was written half-way")

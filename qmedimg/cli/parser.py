@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classical = same-size ablation; linear = plain linear head")
     m.add_argument("--model", choices=["hybrid", "resnet18", "vgg16"], help="a classical baseline instead (default hybrid)")
     m.add_argument("--backbone", choices=["compact", "hqcnn"], help="CNN feature extractor (default hqcnn)")
+    m.add_argument("--angle-map", choices=["tanh", "batchnorm", "batchnorm-half"],
+                   help="features -> head angles: π·tanh, or batch-normalised then π·tanh or (π/2)·tanh "
+                   "(default tanh)")
+    m.add_argument("--readout", choices=["circuit", "z+zz", "z+zz-all"],
+                   help="head outputs: the circuit's observables, or Z on every qubit plus ZZ on ring "
+                   "neighbours / all pairs (default circuit)")
     m.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
     q = t.add_argument_group("noise-aware training (the head runs on a registry backend; slow: see README)")
     q.add_argument("--backend", metavar="NAME", help="backends.yaml entry the head trains on (default exact)")
@@ -177,6 +183,45 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    w = sub.add_parser("width-study", help="at what head size does noise cost accuracy: qubits × layers × devices × scales",
+                       description="Train (or reuse) a hybrid run per head size (qubits × layers × seeds), run the noise "
+                       "study of each on every fake device it fits, and write OUT/: results.csv (every point, with "
+                       "qubits/layers/seed), accuracy_vs_circuit.png (test ACC/AUC against estimated circuit fidelity "
+                       "and two-qubit gates, a line per device), accuracy_lost.png (heat map qubits × layers of the ACC "
+                       "lost at calibrated noise, per device) and summary.md (per device: the largest head within 1 "
+                       "point of its ideal accuracy at scale 1, and how far each mitigation extends it). Runs go in "
+                       "OUT/runs/q{n}-l{L}-s{seed}/; re-running the same command continues where it stopped. A head "
+                       "wider than a device is skipped for that device (noted in summary.md); a grid that would not fit "
+                       "in memory is refused before anything is written.",
+                       epilog="examples:\n  qmedimg width-study --data-file breastmnist.npz --qubits 4,8,12 --layers 1,2 "
+                       "--backend fake_brisbane,fake_torino,fake_fez --scales 0,0.5,1,2 --out runs/width\n"
+                       "  qmedimg width-study --dataset synthetic --limit 48 --qubits 4,5 --layers 1 --backend fake_manila "
+                       "--scales 0,1 --mitigation none,readout --epochs 1 --test-limit 16 --out runs/width-demo")
+    _data_options(w)
+    g = w.add_argument_group("grid")
+    g.add_argument("--qubits", default="4,8,12", metavar="N,N", help="head widths (default 4,8,12)")
+    g.add_argument("--layers", default="1,2", metavar="L,L", help="circuit layers (default 1,2)")
+    g.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
+    g.add_argument("--circuit", default="sel", metavar="NAME|PATH", help="circuit template taking qubits and layers "
+                   "(default sel)")
+    g.add_argument("--backend", default="fake_brisbane,fake_torino,fake_fez", metavar="A,B",
+                   help="registry entries, comma-separated (default fake_brisbane,fake_torino,fake_fez)")
+    g.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+    g.add_argument("--scales", default="0,0.5,1,2", help="noise scales, must include 1 (default 0,0.5,1,2)")
+    g.add_argument("--mitigation", default="none,readout+zne",
+                   help="from none, readout, zne, readout+zne; must include none (default none,readout+zne)")
+    g.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
+    g.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3], help="transpiler level (default 1)")
+    g.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate only the first N test images")
+    g.add_argument("--max-memory", type=_positive_float, metavar="GB",
+                   help="refuse a grid whose largest simulated state needs more (default: memory available now)")
+    o = w.add_argument_group("training (each head; compare's short recipe)")
+    o.add_argument("--epochs", type=_positive_int, help="default 10")
+    o.add_argument("--batch-size", type=_positive_int, help="default 32")
+    o.add_argument("--lr", type=_positive_float, help="default 1e-3")
+    w.add_argument("--out", required=True, metavar="DIR", help="study folder (runs/, results.csv, plots, summary.md)")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+
     k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
                        description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
                        "same-size classical head (parameter counts reported), a plain linear head, ResNet-18 (28×28 as in MedMNIST v2) "
@@ -189,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--models", default="hybrid,classical,linear,resnet18",
                    help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
     k.add_argument("--circuits", default="sel", help="circuit(s) of the hybrid model (default sel)")
+    k.add_argument("--qubits", type=_positive_int, help="circuit width, e.g. 8 for 8 head outputs (template default: 4)")
+    k.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
     k.add_argument("--seeds", default="0,1,2", help="default 0,1,2")
     k.add_argument("--epochs", type=_positive_int, help="default 10")
     k.add_argument("--batch-size", type=_positive_int)

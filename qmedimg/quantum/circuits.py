@@ -122,7 +122,10 @@ def _qasm_error(path: Path, error: Exception, rendered: str, plain: bool) -> NoR
     _fail(path, f"OpenQASM error in rendered line {line} ({text!r}): {message}")
 
 
-def _observable(path: Path, token: str, n: int, line: int) -> SparsePauliOp:
+def _observable(path: Path, token: str, n: int, line: int, template: bool) -> SparsePauliOp:
+    """One ``// observables:`` token as an n-qubit Pauli operator; a malformed token, a qubit the
+    circuit lacks (the message names the token and the circuit's width; for a template, the width it
+    was rendered at and how to widen it) or a qubit named twice is one line."""
     match = _TOKEN.fullmatch(token)
     if not match:
         _fail(path, f"bad observable '{token}'; use Pauli letters with qubit indices like Z0, X1Z2 or 0.5*Z0Z1", line)
@@ -130,7 +133,10 @@ def _observable(path: Path, token: str, n: int, line: int) -> SparsePauliOp:
     indices = [i for _, i in terms]
     for i in indices:
         if i >= n:
-            _fail(path, f"observable '{token}' uses qubit {i} but the circuit has qubits 0..{n - 1}", line)
+            widen = (f"; it was rendered at qubits={n}: use --qubits {i + 1} or more, or drop '{token}'" if template
+                     else f"; drop '{token}' or widen the circuit")
+            _fail(path, f"observable '{token}' uses qubit {i} but the circuit has qubits 0..{n - 1} "
+                        f"({n} qubit{'s' if n > 1 else ''}){widen}", line)
         if indices.count(i) > 1:
             _fail(path, f"observable '{token}' names qubit {i} twice", line)
     coeff = float(match[1]) if match[1] else 1.0
@@ -212,7 +218,7 @@ def _load(path: Path, mtime: int, qubits: int | None, layers: int | None) -> Cir
         tokens = text.replace(",", " ").split()
         if not tokens:
             _fail(path, "empty '// observables:' line; list tokens like 'Z0 Z1' or drop the line", line)
-        observables = tuple(_observable(path, t, n, line) for t in tokens)
+        observables = tuple(_observable(path, t, n, line, "qubits" in values) for t in tokens)
     else:
         observables = tuple(SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n) for i in range(n))
     return CircuitSpec(name=path.stem, path=path, description=header.get("description", (0, ""))[1],

@@ -31,7 +31,11 @@ def pauli_tables(paulis: tuple[str, ...], n: int) -> tuple[np.ndarray, np.ndarra
 
 
 def cos_sin_half(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos(θ/2) and sin(θ/2) through torch's SIMD kernels (several times numpy's speed here)."""
+    """cos(θ/2) and sin(θ/2): through torch's SIMD kernels for large arrays (several times numpy's
+    speed here), numpy below 32,768 values (there torch's thread hand-off can cost milliseconds
+    when the cores are busy)."""
+    if angles.size < 32768:
+        return np.cos(0.5 * angles), np.sin(0.5 * angles)
     half = torch.from_numpy(0.5 * angles)
     return torch.cos(half).numpy(), torch.sin(half).numpy()
 
@@ -200,15 +204,18 @@ def run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, an
                         out[t, r0 + r] += re[j ^ x, r] * ur + im[j ^ x, r] * ui
 
 
-def announce_compile() -> None:
-    """Say on stderr, once, that the kernel is being compiled when this machine has no compiled copy
-    cached yet (the first run of a fresh install waits ~6–25 s here, otherwise silently)."""
-    if run_rows.signatures or _announced:
+def announce_compile(kernel=None) -> None:
+    """Say on stderr, once per kernel, that it is being compiled when this machine has no compiled
+    copy cached yet (the first run of a fresh install waits ~6-25 s a kernel here, otherwise
+    silently). ``kernel``: a numba dispatcher of this package (default :func:`run_rows`)."""
+    kernel = run_rows if kernel is None else kernel
+    name = f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.__name__}"
+    if kernel.signatures or name in _announced:
         return
-    _announced.append(True)
-    if not any(Path(__file__).parent.glob("__pycache__/kernel.run_rows-*.nbi")):
-        print("qmedimg: compiling the exact estimator's kernel (once per machine, about 6-25 s)...",
+    _announced.add(name)
+    if not any(Path(__file__).parent.glob(f"__pycache__/{name}-*.nbi")):
+        print(f"qmedimg: compiling the exact estimator's kernel {name} (once per machine, about 6-25 s)...",
               file=sys.stderr, flush=True)
 
 
-_announced: list[bool] = []
+_announced: set[str] = set()

@@ -3,7 +3,8 @@ attached through qiskit-machine-learning's ``TorchConnector``.
 
 * :class:`FastEstimatorQNN` — an ``EstimatorQNN`` whose forward is one broadcast PUB
   ``(circuit, [[o] for o in observables], values)`` and whose backward calls
-  :class:`~qmedimg.quantum.gradients.BatchedParamShiftGradient`.
+  :class:`~qmedimg.quantum.adjoint.AdjointGradient` (exact) or
+  :class:`~qmedimg.quantum.gradients.BatchedParamShiftGradient` (any estimator).
 * :class:`QuantumTorchConnector` — qiskit-ML's ``TorchConnector``, except that with a
   :class:`~qmedimg.quantum.gradients.SummedGradientEstimator` (noisy Aer) its backward passes the
   loss gradient down, so the weights' gradient is summed over the batch before simulation.
@@ -34,6 +35,7 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN
 from torch import nn
 
 from qmedimg.quantum.circuits import CircuitSpec
+from qmedimg.quantum.adjoint import default_gradient
 from qmedimg.quantum.gradients import BatchedParamShiftGradient, column
 
 
@@ -49,10 +51,12 @@ def parameter_rows(input_data: np.ndarray | None, weights: np.ndarray | None) ->
 
 
 class FastEstimatorQNN(EstimatorQNN):
-    """``EstimatorQNN`` with a one-PUB forward and a one-PUB batched parameter-shift backward.
+    """``EstimatorQNN`` with a one-PUB forward and a one-call backward.
 
     Same constructor as ``EstimatorQNN``; the gradient defaults to
-    :class:`BatchedParamShiftGradient` on the same estimator. Give ``default_precision=0.0`` for
+    :func:`~qmedimg.quantum.adjoint.default_gradient` on the same estimator: adjoint differentiation
+    (or batched parameter shift, where faster) for exact values of the ``ExactEstimator``, one PUB
+    of shifted rows (:class:`BatchedParamShiftGradient`) for any other estimator. Give ``default_precision=0.0`` for
     exact estimators (qiskit-ML's default 0.015625 makes Aer add Gaussian noise to every value).
     It overrides ``EstimatorQNN``'s ``_forward``/``_backward`` hooks and reads its ``_circuit`` (the
     circuit with inputs, then weights, as parameters; no public accessor): hence the
@@ -61,9 +65,7 @@ class FastEstimatorQNN(EstimatorQNN):
 
     def __init__(self, **kwargs):
         if kwargs.get("gradient") is None:
-            kwargs["gradient"] = BatchedParamShiftGradient(
-                kwargs["estimator"], precision=kwargs.get("default_precision", 0.015625)
-            )
+            kwargs["gradient"] = default_gradient(kwargs["estimator"], kwargs.get("default_precision", 0.015625))
         super().__init__(**kwargs)
         self._observable_column = column(self.observables)
 
@@ -164,11 +166,13 @@ def _passes_loss_gradient(qnn) -> bool:
 
 
 class QuantumTorchConnector(TorchConnector):
-    """qiskit-ML's ``TorchConnector``, except with a ``SummedGradientEstimator`` (noisy Aer)
-    when autograd is on: then the forward pass also simulates the input-shifted rows, and the backward
-    hands the loss gradient down, so the weights' gradient is summed over the batch before simulation
-    (:meth:`BatchedParamShiftGradient.forward_and_vjp`): 1,824 Aer rows per batch of 32 become 288
-    plus 48 of five chained passes. Otherwise TorchConnector's forward and backward, unchanged."""
+    """qiskit-ML's ``TorchConnector``, except where the gradient can take the loss gradient
+    (:meth:`BatchedParamShiftGradient.forward_and_vjp`) when autograd is on: then the backward hands
+    the loss gradient down. With a ``SummedGradientEstimator`` (noisy Aer) the forward pass also
+    simulates the input-shifted rows and the weights' gradient is summed over the batch before
+    simulation: 1,824 Aer rows per batch of 32 become 288 plus 48 of five chained passes. With the
+    adjoint gradient (exact, wide circuits) one backward sweep per sample gives the whole product.
+    Otherwise TorchConnector's forward and backward, unchanged."""
 
     def forward(self, input_data=None):
         input_ = torch.zeros(0) if input_data is None else input_data

@@ -1,5 +1,7 @@
 """The comparison report: per-model means ± standard deviations over seeds (comparison.md/.csv),
-every run (runs.csv), learning curves and summed confusion matrices.
+every run (runs.csv), learning curves and summed confusion matrices. Next to ACC/AUC: is the head
+used? — the effective dimension of its outputs on the test split and the circuit weights that get
+no gradient ("—" for networks without such a head).
 
 Example::
 
@@ -9,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -27,15 +30,67 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _usage_on_test_split(record: dict) -> dict | None:
+    """A run's head usage on the test split (``model.head_usage``): the record's own ``head_usage``
+    when it has one, else what its metrics.json recorded; None for networks without a bounded head."""
+    if "head_usage" in record:
+        return record["head_usage"]
+    return (record["metrics"].get("head_usage") or {}).get("test")
+
+
+def _run_usage(usage: dict | None) -> tuple:
+    """runs.csv's head-usage fields of one run: effective dimension, outputs, zero-gradient and all
+    circuit weights (blank where the run has no such head or no circuit)."""
+    if not usage:
+        return "", "", "", ""
+    if "weights" not in usage:  # a classical head: no circuit weights
+        return usage["effective_dimension"], usage["outputs"], "", ""
+    return usage["effective_dimension"], usage["outputs"], len(usage["zero_gradient_weights"]), usage["weights"]
+
+
+def _usage_columns(usages: list[dict | None]) -> dict:
+    """comparison.csv's head-usage fields over one model's seeds (blank when its runs have no head)."""
+    found = [u for u in usages if u]
+    if not found:
+        return dict.fromkeys(("effective_dimension", "effective_dimension_std", "head_outputs",
+                              "zero_gradient_weights_min", "zero_gradient_weights_max", "circuit_weights"), "")
+    mean, std = _mean_std([u["effective_dimension"] for u in found])
+    quantum = [u for u in found if "zero_gradient_weights" in u]
+    zeros = [len(u["zero_gradient_weights"]) for u in quantum]
+    return {"effective_dimension": mean, "effective_dimension_std": std, "head_outputs": found[0]["outputs"],
+            "zero_gradient_weights_min": min(zeros) if zeros else "", "zero_gradient_weights_max": max(zeros) if zeros else "",
+            "circuit_weights": quantum[0]["weights"] if quantum else ""}
+
+
+def _usage_cells(row: dict) -> list[str]:
+    """comparison.md's two head-usage cells: '1.10 ± 0.05 of 4' and '4 of 24' (a range if seeds differ)."""
+    if row["effective_dimension"] == "":
+        return ["—", "—"]
+    dimension = f"{row['effective_dimension']:.2f} ± {row['effective_dimension_std']:.2f} of {row['head_outputs']}"
+    if row["zero_gradient_weights_min"] == "":
+        return [dimension, "—"]
+    low, high = row["zero_gradient_weights_min"], row["zero_gradient_weights_max"]
+    return [dimension, f"{low if low == high else f'{low}–{high}'} of {row['circuit_weights']}"]
+
+
+def _cell(mean: float, std: float) -> str:
+    """'0.8125 ± 0.0100', or '—' when undefined (multi-class AUC with a class absent from the test split)."""
+    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) and math.isfinite(std) else "—"
+
+
 def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict) -> None:
     """Write the comparison of ``records`` (model, seed, run, metrics, history per trained run);
     ``data`` is the data options every model was trained on (it decides which anchor applies)."""
     with reporting_os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
+    usages = [_usage_on_test_split(r) for r in records]
     write_csv(out / "runs.csv", [
-        [r["model"], r["seed"], *(r["metrics"]["test"][k] for k in METRICS), r["metrics"]["parameters"]["total"],
-         r["metrics"]["train_seconds"], r["metrics"]["train_samples_per_s"], r["run"]] for r in records],
-        header=["model", "seed", *METRICS, "parameters", "train_seconds", "train_samples_per_s", "run"])
+        [r["model"], r["seed"], *(r["metrics"]["test"][k] for k in METRICS),
+         *_run_usage(u),
+         r["metrics"]["parameters"]["total"], r["metrics"]["train_seconds"], r["metrics"]["train_samples_per_s"],
+         r["run"]] for r, u in zip(records, usages)],
+        header=["model", "seed", *METRICS, "effective_dimension", "head_outputs", "zero_gradient_weights",
+                "circuit_weights", "parameters", "train_seconds", "train_samples_per_s", "run"])
     labels = list(dict.fromkeys(r["model"] for r in records))
     rows = []
     for label in labels:
@@ -43,6 +98,7 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
         row = {"model": label, "seeds": len(mine)}
         for key in METRICS:
             row[key], row[f"{key}_std"] = _mean_std([m["test"][key] for m in mine])
+        row.update(_usage_columns([u for r, u in zip(records, usages) if r["model"] == label]))
         row["parameters"] = mine[0]["parameters"]["total"]
         row["quantum_parameters"] = mine[0]["parameters"]["quantum"]
         row["train_seconds"], row["train_seconds_std"] = _mean_std([m["train_seconds"] for m in mine])
@@ -56,16 +112,25 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
     write_csv(out / "comparison.csv", [list(row.values()) for row in rows], header=list(rows[0]))
     first = records[0]["metrics"]
     lines = [f"# Comparison on {first['dataset']} (test split; seeds {', '.join(map(str, seeds))})", "",
-             "| model | ACC | AUC | precision | recall | F1 | trainable params | training time (s) | samples/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | ACC | AUC | head effective dimension | zero-gradient circuit weights | precision | recall | "
+             "F1 | trainable params | training time (s) | samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        cells = [f"{row[k]:.4f} ± {row[k + '_std']:.4f}" for k in METRICS]
+        cells = [_cell(row[k], row[k + "_std"]) for k in METRICS]
+        cells[2:2] = _usage_cells(row)
         params = f"{row['parameters']:,}" + (f" ({row['quantum_parameters']} quantum)" if row["quantum_parameters"] else "")
         lines.append(f"| {row['model']} | " + " | ".join(cells) +
                      f" | {params} | {row['train_seconds']:.1f} ± {row['train_seconds_std']:.1f} | "
                      f"{row['train_samples_per_s']:.0f} |")
     lines += ["", "Mean ± standard deviation over seeds; ACC/AUC as MedMNIST computes them; model selection on "
-              "the validation split only; every model trained with the same recipe on the same machine in this run."]
+              "the validation split only; every model trained with the same recipe on the same machine in this run.",
+              "Is the head used? Head effective dimension: the participation ratio of the covariance of the head's "
+              "outputs on the test split (1: they carry one number; the number of outputs: each carries its own); "
+              "zero-gradient circuit weights: weights whose gradient is zero on every test image and output "
+              "(min–max over seeds); — : no such head (a plain linear head, a baseline CNN)."]
+    if any(not math.isfinite(row[k]) for row in rows for k in METRICS):
+        lines.append("— in a metric: undefined for some seed (MedMNIST's multi-class AUC needs every class in the "
+                     "test split; a larger --limit includes them).")
     anchor = ANCHORS.get(str(data.get("dataset", "")).lower())
     if anchor and not data.get("classes") and not data.get("limit") and data.get("size", 28) == 28:
         lines.append("For reference, " + anchor)
@@ -76,9 +141,11 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
         heads = [next(r["metrics"]["parameters"].get("head") for r in records if r["model"] == m)
                  for m in (hybrid["model"], "classical")]  # equal for sel and ring, not for fqa (22 vs 24)
         size = "same number of head parameters" if heads[0] == heads[1] else f"head parameters {heads[0]} vs {heads[1]}"
+        used = (f"; head effective dimension {hybrid['effective_dimension']:.2f} vs {c['effective_dimension']:.2f}"
+                if "" not in (hybrid["effective_dimension"], c["effective_dimension"]) else "")
         lines += ["", f"Ablation: {hybrid['model']} − classical (same backbone, {size}): "
                   f"ACC {hybrid['acc'] - c['acc']:+.4f}, AUC {hybrid['auc'] - c['auc']:+.4f} "
-                  f"(seed-to-seed std {hybrid['acc_std']:.4f} / {c['acc_std']:.4f} ACC)."]
+                  f"(seed-to-seed std {hybrid['acc_std']:.4f} / {c['acc_std']:.4f} ACC){used}."]
     if hybrid and "resnet18" in by:
         lines.append(f"Parameters: {hybrid['model']} has {hybrid['parameters'] / by['resnet18']['parameters']:.2%} of "
                      f"ResNet-18's ({hybrid['parameters']:,} vs {by['resnet18']['parameters']:,}).")

@@ -1,6 +1,7 @@
 """The noise study's report: curves of accuracy and expectation error over noise scale, and
-``summary.md`` — what was run, where accuracy drops, and what each mitigation recovers at what cost,
-all read from the study's rows.
+``summary.md`` — what was run, where accuracy drops, whether the head is still used (the effective
+dimension of its outputs next to accuracy at every scale), and what each mitigation recovers at what
+cost, all read from the study's rows.
 
 Example::
 
@@ -11,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,18 +51,64 @@ def curve_label(key: tuple, many_runs: bool, rows: list[dict]) -> str:
     return ", ".join(parts)
 
 
+def mean_of(rows: list[dict], column: str) -> float | None:
+    """Mean of ``column`` over ``rows``, blank or missing cells left out; None if none has a value
+    (NaN if a value is NaN: MedMNIST's multi-class AUC is undefined when a class is absent)."""
+    values = [float(r[column]) for r in rows if r.get(column, "") != ""]
+    return float(np.mean(values)) if values else None
+
+
+def cell(value: float | None, digits: int = 4) -> str:
+    """A number for a table: "—" when there is none (not recorded, or undefined)."""
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _scale(row: dict) -> float:
+    return float(row["scale"]) if row["scale"] else 1.0
+
+
+def _dimension_table(groups: dict[tuple, list[dict]], many: bool) -> list[str]:
+    """One line per curve and noise scale: accuracy next to the head's effective dimension."""
+    lines = ["## Accuracy and the head's effective dimension per noise scale", "",
+             "| curve | scale | ACC | AUC | effective dimension (ideal) |", "|---|---|---|---|---|"]
+    for key, group in groups.items():
+        label = curve_label(key, many, group)
+        for scale in sorted({_scale(r) for r in group}):
+            at = [r for r in group if _scale(r) == scale]
+            dimension, ideal = mean_of(at, "effective_dimension"), mean_of(at, "ideal_effective_dimension")
+            outputs = at[0].get("head_outputs", "")
+            of = f" of {outputs}" if outputs else ""
+            shown = "—" if dimension is None else f"{cell(dimension, 2)}{of} ({cell(ideal, 2)})"
+            lines.append(f"| {label} | {'—' if not at[0]['scale'] else f'{scale:g}'} | "
+                         f"{cell(mean_of(at, 'acc'))} | {cell(mean_of(at, 'auc'))} | {shown} |")
+    return lines
+
+
 def summary(rows: list[dict]) -> str:
-    """summary.md: ideal accuracy, the scale at which each device loses 1/5/10 points, what each
-    mitigation recovers and at what shot cost."""
+    """summary.md: ideal accuracy, the scale at which each device loses 1/5/10 points, accuracy next
+    to the head's effective dimension at every scale, what each mitigation recovers and at what shot cost."""
     groups = curves_by_key(rows)
     many = len({r["run"] for r in rows}) > 1
     lines = ["# Noise study", ""]
     for run in sorted({r["run"] for r in rows}):
-        first = next(r for r in rows if r["run"] == run)
+        mine = [r for r in rows if r["run"] == run]
+        first = mine[0]
+        ideal_dimension = mean_of(mine, "ideal_effective_dimension")
+        outputs = next((r["head_outputs"] for r in mine if r.get("head_outputs")), "?")
+        used = (f", effective dimension of the head's outputs {ideal_dimension:.2f} of {outputs}"
+                if ideal_dimension is not None else "")
         lines.append(f"- `{run}` (circuit {first['circuit']}, trained on {first['trained_on']}): ideal test "
-                     f"ACC {float(first['ideal_acc']):.4f}, AUC {float(first['ideal_auc']):.4f}")
+                     f"ACC {float(first['ideal_acc']):.4f}, AUC {cell(float(first['ideal_auc']))}{used}")
     lines += ["", f"{len(rows)} grid points. ACC/AUC as MedMNIST computes them on the test split; mean |Δ| is the "
-              "mean absolute difference of the head's expectation values from the ideal ones.", "",
+              "mean absolute difference of the head's expectation values from the ideal ones; the effective "
+              "dimension is the participation ratio of the covariance of the head's outputs on the evaluated "
+              "images (1: they carry one number; the number of outputs: all carry their own)."]
+    if any(r["auc"] == "nan" or r["ideal_auc"] == "nan" for r in rows):
+        lines.append("AUC — : undefined, some classes are absent from the evaluated images (MedMNIST's multi-class "
+                     "AUC averages one-vs-rest over every class); a larger --limit includes them.")
+    if any(r.get("effective_dimension", "") == "" for r in rows):
+        lines.append("Effective dimension — : not recorded (rows from before qmedimg recorded it, or one image).")
+    lines += ["",
               "## Noise scale at which accuracy drops", "",
               "| curve | ACC at lowest scale | −1 point | −5 points | −10 points |", "|---|---|---|---|---|"]
     for key, group in groups.items():
@@ -71,9 +119,10 @@ def summary(rows: list[dict]) -> str:
             hit = [s for s, a in zip(scales, acc) if ideal - a >= drop - 1e-12]
             cells.append(f"{hit[0]:g}" if hit else f"> {scales.max():g}")
         lines.append(f"| {curve_label(key, many, group)} | {acc[0]:.4f} | " + " | ".join(cells) + " |")
+    lines += ["", *_dimension_table(groups, many)]
     lines += ["", "## What mitigation recovers (at noise scale 1)", "",
-              "| run / backend / shots / opt | mitigation | ACC | AUC | mean abs Δ | Δ vs none | shot cost |",
-              "|---|---|---|---|---|---|---|"]
+              "| run / backend / shots / opt | mitigation | ACC | AUC | effective dimension | mean abs Δ | Δ vs none "
+              "| shot cost |", "|---|---|---|---|---|---|---|---|"]
     for key, group in groups.items():
         at_one = [r for r in group if (float(r["scale"]) if r["scale"] else 1.0) == 1.0]
         if not at_one:
@@ -81,7 +130,7 @@ def summary(rows: list[dict]) -> str:
         base_key = (key[0], key[1], "none", key[3], key[4])
         base = [r for r in groups.get(base_key, []) if (float(r["scale"]) if r["scale"] else 1.0) == 1.0]
         acc = np.mean([float(r["acc"]) for r in at_one])
-        auc = np.mean([float(r["auc"]) for r in at_one])
+        auc = mean_of(at_one, "auc")
         err = np.mean([float(r["mean_abs_expectation_error"]) for r in at_one])
         versus = "—"
         if base and key[2] != "none":
@@ -90,7 +139,8 @@ def summary(rows: list[dict]) -> str:
             versus = f"ACC {acc - base_acc:+.4f}, mean abs Δ ×{err / base_err:.2f}" if base_err else "—"
         cost = at_one[0]["shot_cost"]
         where = f"{Path(key[0]).name} / {key[1]} / {key[3] or 'exact'} / opt {key[4]}"
-        lines.append(f"| {where} | {key[2]} | {acc:.4f} | {auc:.4f} | {err:.4f} | {versus} | "
+        lines.append(f"| {where} | {key[2]} | {acc:.4f} | {cell(auc)} | "
+                     f"{cell(mean_of(at_one, 'effective_dimension'), 2)} | {err:.4f} | {versus} | "
                      f"{cost if cost == 'exact' else cost + ' shots/image'} |")
     factor_sets = sorted({row.get("zne_factors", "") for row in rows if "zne" in row["mitigation"]} - {""})
     zne = "; ".join(f"ZNE costs {len(f.split(';'))} circuit executions per value (noise factors "

@@ -17,6 +17,11 @@ continues where it stopped. A run directory is reused (finished) or resumed (int
 its ``config.json`` holds the very config this comparison would train (recipe, data options, seed);
 one made with other settings is refused before anything trains, naming the differing keys — never
 overwritten: choose another ``out`` or move it away.
+
+Next to accuracy the table says whether each model's head is used: the effective dimension of the
+head's outputs on the test split and the circuit weights with zero gradient (``head_usage`` of each
+run's metrics.json; measured on the kept weights for a reused run from before it was recorded,
+without writing into that run). Multi-class data and wide heads (``qubits=8``: 8 outputs) work as is.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from pathlib import Path
 
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json
+from qmedimg.model import head_usage
 from qmedimg.report.comparison import write_comparison
-from qmedimg.rundir import build_model, load_data, make_config, read_record
+from qmedimg.rundir import build_model, load_data, load_run, make_config, read_record
 from qmedimg.workflows.train import resume, train
 
 MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
@@ -71,6 +77,18 @@ def _differences(run: Path, config) -> list[str]:
             for k in keys if recorded.get(k, "(absent)") != wanted.get(k, "(absent)")]
 
 
+def _test_head_usage(run: Path, metrics: dict) -> dict | None:
+    """The head's usage on the test split as the run recorded it; for a run from before qmedimg
+    recorded it, measured now on its kept weights (the run directory is left untouched); None for
+    networks without a bounded head (a plain linear head, a baseline CNN)."""
+    if "head_usage" in metrics:
+        return metrics["head_usage"]["test"]
+    if metrics.get("model", "hybrid") != "hybrid" or metrics.get("head") == "linear":
+        return None
+    loaded = load_run(run)
+    return head_usage(loaded.model, loaded.dataset.test.images)
+
+
 def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[str] = ("sel",),
             out: str | Path, progress: bool = True, **recipe) -> Path:
     """Train every model for every seed (or reuse finished runs, resume interrupted ones, when their
@@ -104,6 +122,7 @@ def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[s
             metrics = train(config, progress=progress)
         with open(run / "history.csv", newline="") as handle:
             history = list(csv.DictReader(handle))
-        records.append({"model": label, "seed": seed, "run": str(run), "metrics": metrics, "history": history})
+        records.append({"model": label, "seed": seed, "run": str(run), "metrics": metrics, "history": history,
+                        "head_usage": _test_head_usage(run, metrics)})
     write_comparison(out, records, seeds, data)
     return out

@@ -18,6 +18,12 @@ only rows of this grid with these inputs go on the plots and in ``summary.md``, 
 how many points were reused and how many recomputed because their inputs changed. Several run
 directories (e.g. trained with different circuits, or trained ideal vs with noise) go on the same
 plots.
+
+Is the head still used under noise? Each row also holds ``effective_dimension``: the participation
+ratio of the covariance of the head's outputs on the evaluated images at that point (next to
+``ideal_effective_dimension``, the same for the exact head, and ``head_outputs``). A ``results.csv``
+written before these columns existed is upgraded in place (rewritten whole, atomically): its rows
+are kept and reused with those cells blank (shown as "—"), never recomputed.
 """
 
 from __future__ import annotations
@@ -38,14 +44,18 @@ from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.files import append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import head_angles, ideal_head_values, probs_from_head
+from qmedimg.model import head_angles, ideal_head_values, participation_ratio, probs_from_head
 from qmedimg.report.noise_study import plot_noise_study, summary
 from qmedimg.rundir import load_run
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
 COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
-           "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "mean_abs_expectation_error",
+           "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "effective_dimension",
+           "ideal_effective_dimension", "head_outputs", "mean_abs_expectation_error",
            "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "wall_s", "inputs"]
+# results.csv files written before the head's effective dimension was recorded: upgraded, rows kept
+ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
+LEGACY_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS]
 KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat")
 
 
@@ -113,17 +123,25 @@ def _csv_line(row: dict) -> str:
     return buffer.getvalue()
 
 
-def _read_rows(path: Path) -> list[dict]:
-    """The rows of results.csv; a last row torn by a crash or a full disk is cut off first."""
+def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
+    """The rows of results.csv; a last row torn by a crash or a full disk is cut off first. A file
+    with the columns of before ``ADDED_COLUMNS`` is read with those cells blank and, with ``upgrade``,
+    rewritten atomically with today's header (so new rows can be appended); any other header is refused."""
     if not path.is_file():
         return []
     repair_tail(path)
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is not None and reader.fieldnames != COLUMNS:
-            raise QmedimgError(f"{path}: written by another version of qmedimg (other columns); move it away "
-                               "to run the study again")
-        return list(reader)
+        rows = list(reader)
+    if reader.fieldnames is None or reader.fieldnames == COLUMNS:
+        return rows
+    if reader.fieldnames != LEGACY_COLUMNS:
+        raise QmedimgError(f"{path}: written by another version of qmedimg (other columns); move it away "
+                           "to run the study again")
+    rows = [{**row, **dict.fromkeys(ADDED_COLUMNS, "")} for row in rows]
+    if upgrade:
+        write_text(path, "".join(_csv_line(row) for row in [dict(zip(COLUMNS, COLUMNS)), *rows]))
+    return rows
 
 
 def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0.25, 0.5, 1, 2, 4),
@@ -155,6 +173,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if not run.config.quantum:
             raise QmedimgError(f"{run.path}: a classical-head run has no quantum head to put under noise")
         runs[str(run.path)] = run
+        for backend in base.values():  # transpiled now (cached): a head wider than a device stops here, nothing written
+            if not backend.spends_qpu_time:
+                backend.prepare(run.model.spec)
     points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
@@ -172,7 +193,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
-    previous = _read_rows(results)
+    previous = _read_rows(results, upgrade=True)
     done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
     seen = {tuple(row[k] for k in KEY) for row in previous}
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +206,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
         "recomputed_inputs_changed": changed})
 
-    cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics)
+    cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics, ideal dimension)
     if not results.is_file() or results.stat().st_size == 0:
         append_line(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
     # each row is appended whole (one write, fsync'd): an interrupted study loses at most the point it was on
@@ -196,8 +217,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             angles = head_angles(run.model, images)
             ideal = ideal_head_values(run.model, angles)
             cache[point.run] = (labels, angles, ideal,
-                                compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task))
-        labels, angles, ideal, ideal_metrics = cache[point.run]
+                                compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task),
+                                _dimension(ideal))
+        labels, angles, ideal, ideal_metrics, ideal_dimension = cache[point.run]
         backend = _backend_for(point, base[point.backend])
         start = time.perf_counter()
         values = backend.run_head(run.head_request(angles)).values
@@ -211,6 +233,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
             "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
             "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
+            "effective_dimension": _dimension(values), "ideal_effective_dimension": ideal_dimension,
+            "head_outputs": values.shape[1],
             "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
             "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
             "estimated_fidelity": report.get("estimated_fidelity", ""),
@@ -223,6 +247,11 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         plot_noise_study(rows, out)
     write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
     return out
+
+
+def _dimension(values: np.ndarray) -> float | str:
+    """The effective dimension of head outputs (images, outputs): blank for a single image (no spread)."""
+    return round(participation_ratio(values), 4) if len(values) > 1 else ""
 
 
 def _provenance(points: int, computed: int, changed: int) -> str:

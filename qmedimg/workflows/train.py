@@ -77,7 +77,8 @@ def train(config: TrainConfig, *, progress: bool = True,
         "dataset": dataset.info(),
         "circuit": None if model.spec is None else {
             "name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
-            "layers": model.spec.layers, "weights": len(model.spec.weights)},
+            "layers": model.spec.layers, "weights": len(model.spec.weights),
+            "outputs": len(model.spec.observables)},
         "parameters": model.parameter_counts(),
         "versions": versions(),
     }
@@ -213,6 +214,7 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "wall_time_s": round(wall, 2),
         "seed": config.seed,
         "model": config.model, "head": config.head, "circuit": config.circuit, "backbone": config.backbone,
+        "angle_map": config.angle_map, "readout": config.readout,
         "backend": config.backend,
         "dataset": dataset.name,
     })

@@ -1,0 +1,293 @@
+"""Width × depth × noise study: at what circuit size does device noise start to cost accuracy?
+Trains (or reuses) one hybrid run per head size, qubits × layers × seeds, runs the noise study of
+each on the fake devices it fits, and writes the grid's results, plots and one verdict per device.
+
+Example::
+
+    from qmedimg.workflows.width_study import width_study
+    out = width_study({"data_file": "breastmnist.npz"}, qubits=[4, 8, 12], layers=[1, 2],
+                      backends=["fake_brisbane", "fake_torino", "fake_fez"], scales=[0, 0.5, 1, 2],
+                      out="runs/width")
+    # out / "results.csv", "accuracy_vs_circuit.png", "accuracy_lost.png", "summary.md"
+
+Layout of ``out``: ``runs/q{n}-l{L}-s{seed}/`` is a normal run directory per head and seed, with
+its own ``noise-study/`` (the per-run study, resumable row by row); ``results.csv`` gathers those rows
+with ``qubits``, ``layers`` and ``seed`` columns and is rewritten after each cell.
+
+Each cell (:class:`Cell`: one head size and seed) is one call of :func:`run_cell` on a plain,
+picklable description, so an executor can run cells anywhere: pass ``map_cells`` (anything with the
+signature of ``map``); the default runs them one after another here. A finished run (``metrics.json``
+there, config equal) is reused, an interrupted one resumed, a finished study row never recomputed:
+the same command after a crash (even ``kill -9``) continues where it stopped. A run directory made
+with other settings is refused before anything trains.
+
+Checked before anything is written: the grid strings, every head against the exact estimator and
+the data, and the memory the grid needs (:func:`memory_needed`: the largest simulated state as the
+backend simulates it, e.g. a density matrix 16·4^n bytes under noise up to 10 active qubits, a
+statevector 16·2^n above or without noise, per parallel Aer experiment)
+against ``max_memory_gb`` (default: the memory available now). A head wider than a device is not an
+error: that (width, device) pair is skipped and ``summary.md`` says so; a device narrower than every
+width is refused. Real QPUs are refused (use ``noise-study --dry-run`` / ``--allow-qpu`` there).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable
+
+from qmedimg.backends import Backend, get_backend
+from qmedimg.errors import QmedimgError
+from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text
+from qmedimg.report.width_study import plot_width_study, summary
+from qmedimg.rundir import TrainConfig, build_model, load_data, make_config, read_record
+from qmedimg.quantum.circuits import load_circuit
+from qmedimg.workflows.noise_study import KEY, MITIGATIONS, noise_study
+from qmedimg.workflows.train import resume, train
+
+STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (README, Known issues)
+GRID_COLUMNS = ["qubits", "layers", "seed"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One head size and seed: train (or reuse) its run, then its noise study on the devices it fits.
+    Plain values only, so an executor can ship it to another process."""
+
+    qubits: int
+    layers: int
+    seed: int
+    config: tuple[tuple[str, object], ...]  # TrainConfig fields, ``out`` included
+    backends: tuple[str, ...]  # the backends this head fits
+    scales: tuple[float, ...]
+    mitigations: tuple[str, ...]
+    shots: tuple[int | None, ...]
+    opt_level: int
+    backends_file: str | None
+    test_limit: int | None
+
+    @property
+    def run(self) -> Path:
+        return Path(dict(self.config)["out"])
+
+
+def run_cell(cell: Cell, progress: bool = False) -> list[dict]:
+    """Train, resume or reuse the cell's run, run its noise study; its current rows, with the grid columns."""
+    run = cell.run
+    if (run / "metrics.json").is_file():
+        pass  # finished: reused as it is (its config was checked equal before anything ran)
+    elif (run / "config.json").is_file():
+        resume(run, progress=progress)
+    else:
+        _clear_torn_temporaries(run)
+        train(make_config(**dict(cell.config)), progress=progress)
+    study = noise_study([run], backends=list(cell.backends), scales=cell.scales, mitigations=cell.mitigations,
+                        shots=cell.shots, optimization_levels=(cell.opt_level,), backends_file=cell.backends_file,
+                        limit=cell.test_limit, out=run / "noise-study", progress=progress)
+    grid = {"qubits": cell.qubits, "layers": cell.layers, "seed": cell.seed}
+    return [{**grid, **row} for row in _current_rows(study / "results.csv", cell)]
+
+
+def _clear_torn_temporaries(run: Path) -> None:
+    """A run killed while writing its first file leaves only ``.NAME.*.tmp`` files: remove them so it
+    can start; anything else in the directory is left for ``train`` to refuse."""
+    if run.is_dir() and not (run / "config.json").exists():
+        entries = list(run.iterdir())
+        if entries and all(p.name.startswith(".") and p.name.endswith(".tmp") for p in entries):
+            for p in entries:
+                p.unlink()
+
+
+def _current_rows(path: Path, cell: Cell) -> list[dict]:
+    """The study rows of this cell's grid: the last row per grid point (a point recomputed because
+    its inputs changed is appended after the old one)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    text = lambda v: "" if v is None else str(v)  # noqa: E731
+    wanted = {"backend": set(cell.backends), "mitigation": set(cell.mitigations),
+              "shots": {text(s) for s in cell.shots}, "opt_level": {str(cell.opt_level), "-1"}}
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        if all(row[k] in v for k, v in wanted.items()) and (row["scale"] == "" or float(row["scale"]) in cell.scales):
+            latest[tuple(row[k] for k in KEY)] = row
+    return list(latest.values())
+
+
+def parse_grid(text: str, name: str) -> list[int]:
+    """'4,8,12' -> [4, 8, 12]: positive, distinct integers, or one line naming the option."""
+    items = []
+    for part in str(text).split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise QmedimgError(f"--{name}: '{part.strip()}' in '{text}' is not an integer; write e.g. "
+                               f"--{name} {'4,8,12' if name == 'qubits' else '1,2'}") from None
+        if value < (0 if name == "seeds" else 1):
+            raise QmedimgError(f"--{name}: {value} must be >= {0 if name == 'seeds' else 1} (in '{text}')")
+        if value in items:
+            raise QmedimgError(f"--{name}: '{text}' repeats {value}")
+        items.append(value)
+    return items
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), else the machine's physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_needed(backend: Backend, simulated_qubits: int, noisy: bool) -> tuple[int, str]:
+    """(peak bytes, how) of simulating one head on ``backend``, as the backend estimates it
+    (:meth:`Backend.simulation_memory`: e.g. a density matrix per core under noise up to 10 active
+    qubits on fake devices, a statevector per core above)."""
+    return backend.simulation_memory(simulated_qubits, noisy)
+
+
+def _gigabytes(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, limit_bytes: int) -> None:
+    """Refuse a grid whose largest simulated state would not fit, before anything is written."""
+    worst = (0, "")
+    for cell in cells:
+        spec = specs[cell.qubits, cell.layers]
+        for name in cell.backends:
+            noisy = bases[name].noise_scalable and max(cell.scales) > 0
+            point = bases[name].study_point(scale=max(cell.scales) if bases[name].noise_scalable else None,
+                                            mitigation="none", shots=cell.shots[0],
+                                            opt_level=cell.opt_level if bases[name].transpiles else None, repeat=0)
+            report = point.transpile_report(spec)  # transpiled once per circuit content: the study reuses it
+            simulated = len(report["physical_qubits"]) if report else spec.num_qubits
+            need, how = memory_needed(point, simulated, noisy)
+            if need > worst[0]:
+                worst = (need, f"{cell.qubits} qubits × {cell.layers} layer{'s' * (cell.layers != 1)} on {name} "
+                               f"({simulated} simulated qubits) needs ~{_gigabytes(need)} ({how})")
+    if worst[0] > limit_bytes:
+        raise QmedimgError(f"the grid does not fit in memory: {worst[1]}, {_gigabytes(limit_bytes)} available "
+                           "(--max-memory); drop the widest --qubits or the noisy devices for them")
+
+
+def _config_differences(run: Path, config: TrainConfig) -> list[str]:
+    """'key: recorded -> now' where ``run``'s recorded config differs from ``config`` (``out`` aside; a
+    key the record lacks counts as its default, so runs from before a new option still match)."""
+    recorded = read_record(run)["config"]
+    wanted = json.loads(json.dumps(config.model_dump()))
+    fields = TrainConfig.model_fields
+    missing = object()
+    out = []
+    for key in sorted((set(recorded) | set(wanted)) - {"out"}):
+        default = fields[key].default if key in fields else missing
+        old = recorded.get(key, json.loads(json.dumps(default)) if default is not missing else "(absent)")
+        new = wanted.get(key, "(absent)")
+        if old != new:
+            out.append(f"{key}: {old!r} -> {new!r}")
+    return out
+
+
+def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[int], backends: list[str],
+               scales, mitigations, shots, opt_level: int, backends_file, test_limit, out: Path, circuit: str,
+               recipe: dict) -> tuple[list[Cell], dict[str, Backend], list[dict], dict]:
+    """Every cell of the grid, the backends, the skipped (width, device) pairs and each head's circuit; all checks that
+    need no training (data, circuits, exact-estimator width, devices, existing runs) happen here."""
+    bases = {name: get_backend(name, backends_file) for name in backends}
+    qpus = [name for name, b in bases.items() if b.spends_qpu_time]
+    if qpus:
+        raise QmedimgError(f"{', '.join(qpus)}: width-study runs on simulators only (it evaluates many heads); "
+                           "evaluate a chosen run on a QPU with `qmedimg noise-study RUN --dry-run` then --allow-qpu")
+    for backend in bases.values():
+        for m in mitigations:
+            backend.mitigation_overrides(m)  # refused here (e.g. zne on a noiseless backend)
+    widths = {name: (b.device.num_qubits if b.device is not None else None) for name, b in bases.items()}
+    for name, width in widths.items():
+        if width is not None and width < min(qubits):
+            raise QmedimgError(f"backend '{name}' ({bases[name].device_name}) has {width} qubits, fewer than every "
+                               f"head in --qubits {','.join(map(str, qubits))}: drop it or add a width <= {width}")
+    skipped = [{"backend": name, "device": bases[name].device_name, "device_qubits": width, "qubits": n}
+               for n in qubits for name, width in widths.items() if width is not None and n > width]
+    configs = {}
+    for n in qubits:
+        for depth in layers:
+            for seed in seeds:
+                fields = {**data, **STUDY_DEFAULTS, **{k: v for k, v in recipe.items() if v is not None},
+                          "circuit": circuit, "qubits": n, "layers": depth, "seed": seed,
+                          "out": str(out / "runs" / f"q{n}-l{depth}-s{seed}")}
+                configs[n, depth, seed] = make_config(**fields)
+    dataset = load_data(next(iter(configs.values())))
+    specs = {}
+    for (n, depth, seed), config in configs.items():
+        if (n, depth) not in specs:
+            specs[n, depth] = load_circuit(circuit, qubits=n, layers=depth)
+            build_model(config, dataset)  # the exact estimator and the data can take this head
+        run = Path(config.out)
+        if (run / "config.json").is_file() and (changed := _config_differences(run, config)):
+            raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); width-study "
+                               "reuses a run only if its config matches: choose another --out or move it away")
+    cells = [Cell(n, depth, seed, tuple(sorted(config.model_dump().items())),
+                  tuple(name for name in backends if widths[name] is None or n <= widths[name]),
+                  tuple(scales), tuple(mitigations), tuple(shots), opt_level,
+                  None if backends_file is None else str(backends_file), test_limit)
+             for (n, depth, seed), config in configs.items()]
+    return cells, bases, skipped, specs
+
+
+def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], backends: list[str],
+                seeds: Iterable[int] = (0,), scales=(0, 0.5, 1, 2), mitigations=("none", "readout+zne"),
+                shots=(None,), optimization_level: int = 1, circuit: str = "sel", out: str | Path,
+                backends_file: str | Path | None = None, test_limit: int | None = None,
+                max_memory_gb: float | None = None, progress: bool = True,
+                map_cells: Callable = map, **recipe) -> Path:
+    """Train or reuse a run per (qubits, layers, seed), run the noise study of each on every backend
+    it fits, and write ``out``: ``results.csv``, ``accuracy_vs_circuit.png``, ``accuracy_lost.png``,
+    ``summary.md`` and ``study.json``. ``data``: TrainConfig data fields (dataset or data_file, …);
+    ``recipe``: training fields (epochs, batch_size, lr, …; defaults :data:`STUDY_DEFAULTS`)."""
+    qubits, layers, seeds, scales = list(qubits), list(layers), list(seeds), [float(s) for s in scales]
+    if not (qubits and layers and seeds and backends and mitigations and shots):
+        raise QmedimgError("width-study needs at least one each of --qubits, --layers, --seeds, --backend, "
+                           "--mitigation and --shots")
+    if any(s < 0 or s != s or s == float("inf") for s in scales) or 1.0 not in scales:
+        raise QmedimgError(f"--scales: finite numbers >= 0 including 1 (the calibrated noise every verdict is "
+                           f"read at); got {','.join(f'{s:g}' for s in scales)}")
+    for m in mitigations:
+        if m not in MITIGATIONS:
+            raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
+    if "none" not in mitigations:
+        raise QmedimgError("--mitigation must include 'none': the accuracy lost is read without mitigation, "
+                           "and what each mitigation recovers against it")
+    out = Path(out)
+    cells, bases, skipped, specs = plan_cells(
+        data, qubits=qubits, layers=layers, seeds=seeds, backends=backends, scales=scales, mitigations=list(mitigations),
+        shots=list(shots), opt_level=optimization_level, backends_file=backends_file, test_limit=test_limit,
+        out=out, circuit=circuit, recipe=recipe)
+    limit_bytes = int(max_memory_gb * 1e9) if max_memory_gb is not None else available_memory()
+    _check_memory(cells, bases, specs, limit_bytes)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "study.json", {
+        "data": data, "circuit": circuit, "qubits": qubits, "layers": layers, "seeds": seeds, "backends": backends,
+        "scales": scales, "mitigations": list(mitigations), "shots": list(shots),
+        "optimization_level": optimization_level, "test_limit": test_limit, "recipe": recipe,
+        "cells": [f"q{c.qubits}-l{c.layers}-s{c.seed}" for c in cells], "skipped": skipped})
+    rows: list[dict] = []
+    for cell_rows in map_cells(partial(run_cell, progress=progress), cells):
+        rows += cell_rows
+        _write_results(out / "results.csv", rows)  # what is finished so far, in one place
+    devices = {name: bases[name].device_name for name in backends}
+    with reporting_os_errors(out):
+        plot_width_study(rows, out, skipped)
+    write_text(out / "summary.md", summary(rows, skipped, devices=devices, data=data, circuit=circuit))
+    return out
+
+
+def _write_results(path: Path, rows: list[dict]) -> None:
+    columns = GRID_COLUMNS + [c for c in dict.fromkeys(k for row in rows for k in row) if c not in GRID_COLUMNS]
+    write_csv(path, [[row.get(c, "") for c in columns] for row in rows], header=columns)
