@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--trajectories", type=int, default=None,
                         help="trajectories per image (default: the estimator's)")
+    parser.add_argument("--images", type=int, default=None, help="only the first N test images (default: all 156)")
     parser.add_argument("--data-file", default=None, help="BreastMNIST npz: angles from its 156 test images")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -108,6 +109,7 @@ def wide(args) -> None:
         angles = head_angles(build_model(config, dataset), dataset.test.images)
     else:
         angles = np.random.default_rng(0).uniform(-np.pi, np.pi, (156, spec.num_qubits))
+    angles = angles[: args.images]
     weights = np.random.default_rng(1).uniform(-np.pi, np.pi, len(spec.weights))
     backend = get_backend("fake_brisbane")
     start = time.perf_counter()

@@ -89,15 +89,15 @@ def test_vector_jacobian_is_the_cotangent_weighted_jacobian_and_returns_the_valu
     np.testing.assert_allclose(outputs, expected, atol=1e-12)
 
 
-def test_auto_uses_parameter_shift_on_narrow_circuits_and_adjoint_on_wide_or_diagonal_ones():
+def test_auto_uses_adjoint_from_five_qubits_on_affine_circuits_and_parameter_shift_otherwise():
     gradient = AdjointGradient(ExactEstimator())
-    assert not gradient.uses_adjoint(load_circuit("sel", qubits=4).circuit)
-    assert gradient.uses_adjoint(load_circuit("sel", qubits=8).circuit)
-    assert gradient.uses_adjoint(load_circuit("fqa", qubits=4).circuit)  # cp(w): the shift kernel is slow there
+    assert all(gradient.uses_adjoint(load_circuit(name, qubits=5).circuit) for name in CIRCUIT_NAMES)
+    assert not gradient.uses_adjoint(load_circuit("sel", qubits=4).circuit)  # older runs' numerics kept
     nonaffine = QuantumCircuit(5)
     theta = Parameter("t")
     nonaffine.ry(theta * theta, 0)
-    assert not gradient.uses_adjoint(nonaffine)  # only parameter shift's plan refuses it clearly
+    assert not gradient.uses_adjoint(nonaffine)  # parameter shift's plan refuses it in one clear line
+    assert not AdjointGradient(ExactEstimator(), method="parameter-shift").uses_adjoint(load_circuit("sel", qubits=8).circuit)
 
 
 def test_qnns_get_the_adjoint_gradient_only_for_exact_values_of_the_exact_estimator():

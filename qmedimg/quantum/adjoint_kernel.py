@@ -21,65 +21,73 @@ import numpy as np
 from qmedimg.quantum.kernel import DIAG, FIXED, PERM, ROT, RY, RZ, spread
 
 
-@numba.njit(nogil=True, cache=True)
-def factor_matrix(f, ftype, fangle, fa, fb, c, s):  # pragma: no cover - compiled
-    """The 2×2 matrix of factor ``f`` of a fused rotation (c, s: cos and sin of the row's half angles)."""
+@numba.njit(nogil=True, cache=True, inline="always")
+def factor(f, ftype, fangle, fa, fb, c, s):  # pragma: no cover - compiled
+    """Factor ``f`` of a fused rotation as its SU(2) pair (a, b) = [[a, -b*], [b, a*]] (c, s: cos
+    and sin of the row's half angles)."""
     t, k = ftype[f], fangle[f]
-    m = np.empty((2, 2), np.complex128)
     if t == FIXED:
-        a, b = fa[f], fb[f]
-    elif t == RZ:
-        a, b = complex(c[k], -s[k]), 0j
-    elif t == RY:
-        a, b = complex(c[k], 0.0), complex(s[k], 0.0)
-    else:  # RX
-        a, b = complex(c[k], 0.0), complex(0.0, -s[k])
-    m[0, 0], m[0, 1], m[1, 0], m[1, 1] = a, -np.conj(b), b, np.conj(a)
-    return m
+        return fa[f], fb[f]
+    if t == RZ:
+        return complex(c[k], -s[k]), 0j
+    if t == RY:
+        return complex(c[k], 0.0), complex(s[k], 0.0)
+    return complex(c[k], 0.0), complex(0.0, -s[k])  # RX
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def compose(ga, gb, a, b):  # pragma: no cover - compiled
+    """The SU(2) pair of G·X for G = (ga, gb), X = (a, b)."""
+    return ga * a - np.conj(gb) * b, gb * a + np.conj(ga) * b
 
 
 @numba.njit(nogil=True, cache=True)
 def rotation(o, code, ftype, fangle, fa, fb, c, s):  # pragma: no cover - compiled
-    """The fused op ``o`` as one 2×2 matrix U = F_m ... F_1."""
-    u = np.eye(2, dtype=np.complex128)
+    """The fused op ``o`` as one SU(2) pair: U = F_m ... F_1."""
+    a, b = 1.0 + 0j, 0j
     for f in range(code[o, 2], code[o, 2] + code[o, 3]):
-        u = factor_matrix(f, ftype, fangle, fa, fb, c, s) @ u
-    return u
+        ga, gb = factor(f, ftype, fangle, fa, fb, c, s)
+        a, b = compose(ga, gb, a, b)
+    return a, b
 
 
 @numba.njit(nogil=True, cache=True)
-def rotation_gradients(o, code, ftype, fangle, fa, fb, c, s, r, grad):  # pragma: no cover - compiled
+def rotation_gradients(o, code, ftype, fangle, fa, fb, c, s, r00, r01, r10, r11, grad, suffix):  # pragma: no cover
     """Add to ``grad`` (per angle) the derivative of every rotation angle of fused op ``o``, given
-    R_ab = Σ ψ_before[a] conj(λ_after[b]): with U = L (dF/dθ) P_f and dF/dθ = -i/2 G F,
-    d = 2 Re Tr(L (-i/2) G F P R) = Im Tr(G · (F P R L))."""
+    R_ab = Σ ψ_before[a] conj(λ_after[b]): with U = L (dF/dθ) P and dF/dθ = -i/2 G F,
+    d = 2 Re Tr(L (-i/2) G F P R) = Im Tr(G · (F P R L)). ``suffix``: scratch of (count, 2)."""
     first, count = code[o, 2], code[o, 3]
-    prefix = np.eye(2, dtype=np.complex128)
-    mats = np.empty((count, 2, 2), np.complex128)
+    suffix[count - 1, 0], suffix[count - 1, 1] = 1.0, 0.0  # L of the last factor: identity
+    for i in range(count - 2, -1, -1):
+        ga, gb = factor(first + i + 1, ftype, fangle, fa, fb, c, s)
+        suffix[i, 0], suffix[i, 1] = compose(suffix[i + 1, 0], suffix[i + 1, 1], ga, gb)
+    pa, pb = 1.0 + 0j, 0j
     for i in range(count):
-        mats[i] = factor_matrix(first + i, ftype, fangle, fa, fb, c, s)
-    for i in range(count):
-        prefix = mats[i] @ prefix  # F_i ... F_1
+        ga, gb = factor(first + i, ftype, fangle, fa, fb, c, s)
+        pa, pb = compose(ga, gb, pa, pb)  # P = F_i ... F_1
         t = ftype[first + i]
         if t == FIXED:
             continue
-        left = np.eye(2, dtype=np.complex128)
-        for j in range(i + 1, count):
-            left = mats[j] @ left
-        m = prefix @ r @ left
+        la, lb = suffix[i, 0], suffix[i, 1]
+        # P R, then (P R) L with P = [[pa, -pb*], [pb, pa*]], L = [[la, -lb*], [lb, la*]]
+        q00, q01 = pa * r00 - np.conj(pb) * r10, pa * r01 - np.conj(pb) * r11
+        q10, q11 = pb * r00 + np.conj(pa) * r10, pb * r01 + np.conj(pa) * r11
+        m00, m01 = q00 * la + q01 * lb, -q00 * np.conj(lb) + q01 * np.conj(la)
+        m10, m11 = q10 * la + q11 * lb, -q10 * np.conj(lb) + q11 * np.conj(la)
         if t == RZ:
-            tr = m[0, 0] - m[1, 1]
+            tr = m00 - m11
         elif t == RY:
-            tr = -1j * m[1, 0] + 1j * m[0, 1]
+            tr = -1j * m10 + 1j * m01
         else:
-            tr = m[1, 0] + m[0, 1]
+            tr = m10 + m01
         grad[fangle[first + i]] += tr.imag
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def apply_2x2(state, q, u, dim):  # pragma: no cover - compiled
-    """state <- U on qubit q."""
+def apply_2x2(state, q, a, b, dim):  # pragma: no cover - compiled
+    """state <- U on qubit q, U = [[a, -b*], [b, a*]]."""
     step = 1 << q
-    u00, u01, u10, u11 = u[0, 0], u[0, 1], u[1, 0], u[1, 1]
+    u00, u01, u10, u11 = a, -np.conj(b), b, np.conj(a)
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
             x0, x1 = state[i0], state[i0 + step]
@@ -88,10 +96,11 @@ def apply_2x2(state, q, u, dim):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def undo_2x2(psi, lam, q, u, dim, r):  # pragma: no cover - compiled
-    """psi, lam <- U† on qubit q, and R_ab += psi_before[a] conj(lam_after[b]) over all pairs."""
+def undo_2x2(psi, lam, q, a, b, dim):  # pragma: no cover - compiled
+    """psi, lam <- U† on qubit q (U = [[a, -b*], [b, a*]]); returns R_ab = Σ psi_before[a]
+    conj(lam_after[b]) over all pairs, as (r00, r01, r10, r11)."""
     step = 1 << q
-    v00, v01, v10, v11 = np.conj(u[0, 0]), np.conj(u[1, 0]), np.conj(u[0, 1]), np.conj(u[1, 1])
+    v00, v01, v10, v11 = np.conj(a), np.conj(b), -b, a
     r00, r01, r10, r11 = 0j, 0j, 0j, 0j
     for hi in range(0, dim, 2 * step):
         for i0 in range(hi, hi + step):
@@ -105,7 +114,7 @@ def undo_2x2(psi, lam, q, u, dim, r):  # pragma: no cover - compiled
             r11 += b1 * c1
             psi[i0], psi[i1] = b0, b1
             lam[i0], lam[i1] = v00 * l0 + v01 * l1, v10 * l0 + v11 * l1
-    r[0, 0], r[0, 1], r[1, 0], r[1, 1] = r00, r01, r10, r11
+    return r00, r01, r10, r11
 
 
 @numba.njit(nogil=True, cache=True)
@@ -134,8 +143,7 @@ def forward(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang
     u0 = np.ones(n, np.complex128)
     u1 = np.zeros(n, np.complex128)
     for o in range(lead):
-        u = rotation(o, code, ftype, fangle, fa, fb, c, s)
-        u0[code[o, 1]], u1[code[o, 1]] = u[0, 0], u[1, 0]
+        u0[code[o, 1]], u1[code[o, 1]] = rotation(o, code, ftype, fangle, fa, fb, c, s)
     psi[0] = 1.0
     size = 1
     for q in range(n):
@@ -146,7 +154,8 @@ def forward(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang
     for o in range(lead, code.shape[0]):
         kind = code[o, 0]
         if kind == ROT:
-            apply_2x2(psi, code[o, 1], rotation(o, code, ftype, fangle, fa, fb, c, s), dim)
+            a, b = rotation(o, code, ftype, fangle, fa, fb, c, s)
+            apply_2x2(psi, code[o, 1], a, b, dim)
         elif kind == PERM:
             off = code[o, 1]
             for i in range(dim):
@@ -162,17 +171,17 @@ def forward(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def backward(n, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, lam, tmp, small, grad):  # pragma: no cover
+def backward(n, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, lam, tmp, small, grad,
+             suffix):  # pragma: no cover
     """The adjoint sweep of one row: undo every op on psi (the final state) and lam (Σ w_t P_t psi),
     adding each gate angle's derivative to ``grad``."""
     dim = 1 << n
-    r = np.empty((2, 2), np.complex128)
     for o in range(code.shape[0] - 1, -1, -1):
         kind = code[o, 0]
         if kind == ROT:
-            u = rotation(o, code, ftype, fangle, fa, fb, c, s)
-            undo_2x2(psi, lam, code[o, 1], u, dim, r)
-            rotation_gradients(o, code, ftype, fangle, fa, fb, c, s, r, grad)
+            a, b = rotation(o, code, ftype, fangle, fa, fb, c, s)
+            r00, r01, r10, r11 = undo_2x2(psi, lam, code[o, 1], a, b, dim)
+            rotation_gradients(o, code, ftype, fangle, fa, fb, c, s, r00, r01, r10, r11, grad, suffix)
         elif kind == PERM:
             off = code[o, 1]
             for i in range(dim):
@@ -207,6 +216,7 @@ def adjoint_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q
     labels = xmasks.shape[0]
     psi, lam = np.empty(dim, np.complex128), np.empty(dim if with_gradient else 1, np.complex128)
     tmp, small = np.empty(dim, np.complex128), np.empty(64, np.complex128)
+    suffix = np.empty((max(1, ftype.shape[0]), 2), np.complex128)
     for row in range(start, stop):
         psi[:] = 0.0
         lam[:] = 0.0
@@ -223,7 +233,8 @@ def adjoint_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q
         if with_gradient:
             g = grad[row]
             g[:] = 0.0
-            backward(n, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, lam, tmp, small, g)
+            backward(n, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, lam, tmp, small, g,
+                     suffix)
 
 
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -328,11 +328,6 @@ class _Program:
         return not self._nonaffine
 
     @property
-    def diagonal_angles(self) -> int:
-        """How many parameterized diagonal gates (rzz, cp, crz) the program holds."""
-        return sum(isinstance(op, _Diagonal) for op in self.ops)
-
-    @property
     def jacobian(self) -> np.ndarray:
         """d(gate angle)/d(parameter), shape (num_angles, num_parameters), for affine programs."""
         return self._coef
