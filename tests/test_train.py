@@ -105,7 +105,8 @@ def test_breastmnist_smoke(tmp_path, breastmnist_file, trainer):
                            epochs=1)
     assert metrics["dataset"] == "breastmnist" and metrics["test"]["n"] == 48
     recorded = json.loads((out / "config.json").read_text())["dataset"]
-    assert recorded["source"] == str(breastmnist_file) and recorded["label_names"] == ["malignant", "normal, benign"]
+    assert recorded["source"] == str(breastmnist_file.resolve())  # where it was read from, symlinks followed
+    assert recorded["label_names"] == ["malignant", "normal, benign"]
 
 
 # ---- the command line: bad input gives one line, exit 2, and writes nothing ----------------------
