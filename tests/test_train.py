@@ -187,3 +187,15 @@ def test_cli_train_then_evaluate_and_circuits(tmp_path, capsys):
     assert all(name in listing for name in ("sel", "ring", "fqa"))
     assert main(["circuits", "show", "ring", "--qubits", "3"]) == 0
     assert "3 qubits" in capsys.readouterr().out
+
+
+def test_best_val_selection_uses_accuracy_when_the_validation_auc_is_undefined(tmp_path, trainer):
+    # 4 classes, 3 validation images: a class is missing there, so the validation AUC is NaN every
+    # epoch; NaN compares False, so before the fix no epoch ever beat the untrained epoch 0
+    from qmedimg.data.datasets import write_synthetic_npz
+
+    path = write_synthetic_npz(tmp_path / "four.npz", num_classes=4, n_train=32, n_val=3, n_test=8)
+    metrics, out = trainer(tmp_path / "run", data_file=str(path), dataset=None, epochs=2, select="best-val")
+    history = (out / "history.csv").read_text()
+    assert "nan" in history.lower()  # the premise: the validation AUC is undefined
+    assert metrics["selected_epoch"] >= 1

@@ -177,7 +177,8 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
                "val_acc": val["acc"], "val_auc": val["auc"], "lr": scheduler.get_last_lr()[0],
                "seconds": round(time.perf_counter() - tick, 3)}
         history.append(row)
-        if config.select == "last" or (val["auc"], val["acc"]) > (best["val_auc"], best["val_acc"]):
+        if config.select == "last" or _selection_key(val["auc"], val["acc"]) > _selection_key(best["val_auc"],
+                                                                                            best["val_acc"]):
             best = {"epoch": epoch, "val_auc": val["auc"], "val_acc": val["acc"]}  # validation only
             best_model = copy.deepcopy(averaged.state_dict())
         save_atomic({
@@ -195,6 +196,13 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
     bar.close()
     return _finish(out, config, dataset, model, best, best_model, history,
                    train_seconds, trained_samples, wall_before + time.perf_counter() - started)
+
+
+def _selection_key(auc: float, acc: float) -> tuple[float, float]:
+    """What ``--select best-val`` maximises: validation AUC, then ACC. An undefined AUC (a class
+    missing from the validation split: NaN, which no comparison prefers) counts as -1, below every
+    defined one and equal to "no epoch yet", so ACC decides among such epochs."""
+    return (auc if not math.isnan(auc) else -1.0), acc
 
 
 def _finish(out, config, dataset, model, best, best_model, history, train_seconds,
