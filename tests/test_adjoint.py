@@ -105,7 +105,13 @@ def test_qnns_get_the_adjoint_gradient_only_for_exact_values_of_the_exact_estima
     assert not isinstance(default_gradient(ExactEstimator(), 0.01), AdjointGradient)
 
 
-def test_torch_layer_gradients_through_adjoint_equal_the_parameter_shift_path():
+@pytest.mark.parametrize("keep_states", [True, False])
+def test_torch_layer_gradients_through_adjoint_equal_the_parameter_shift_path(keep_states, monkeypatch):
+    # the backward sweep starts from the states the forward pass kept, or simulates the rows again
+    import qmedimg.quantum.adjoint as adjoint_module
+
+    if not keep_states:
+        monkeypatch.setattr(adjoint_module, "KEEP_STATES_BYTES", 0)
     spec = load_circuit("sel", qubits=6)
     grads = {}
     for method in ("adjoint", "parameter-shift"):

@@ -51,6 +51,10 @@ from qmedimg.quantum.primitives import pauli_terms
 
 ADJOINT_FROM = 5
 """``method="auto"`` differentiates circuits of at least this many qubits by the adjoint sweep."""
+KEEP_STATES_BYTES = 1 << 28
+"""In training, the forward pass keeps each row's final state for the backward sweep when the
+batch's states fit in this many bytes (256 MiB: 16 qubits × B=256); otherwise the sweep simulates
+the row again."""
 Method = Literal["auto", "adjoint", "parameter-shift"]
 
 
@@ -86,16 +90,22 @@ class AdjointGradient(BatchedParamShiftGradient):
                         cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(<O_o> per row, shape (O, rows); Σ_o cotangent[o, row]·∂<O_o>(row)/∂θ, shape (rows, P)),
         from one forward simulation and one adjoint sweep per row."""
+        program, coeffs, simulation = self._simulation(circuit, observables, values)
+        weights = np.asarray(cotangent, dtype=float).T @ coeffs  # (rows, labels)
+        pauli_values, grad_angles = simulate_rows(*simulation, weights)
+        return coeffs @ pauli_values.T, grad_angles @ program.jacobian
+
+    def _simulation(self, circuit: QuantumCircuit, observables: list[dict], values: np.ndarray):
+        """(compiled circuit, <O> = coeffs @ <P> coefficients, the arguments of :func:`simulate_rows`
+        before the weights) for these rows of parameter values."""
         program = self._estimator.program(circuit)
         values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
-        labels, coeffs = pauli_terms(observables)  # <O> = coeffs @ <P>
+        labels, coeffs = pauli_terms(observables)
         masks, phases = pauli_tables(tuple(labels), program.num_qubits)
         angles = program.angles(values)
         cos, sin = cos_sin_half(angles)
-        weights = np.asarray(cotangent, dtype=float).T @ coeffs  # (rows, labels)
         announce_compile(adjoint_rows)
-        pauli_values, grad_angles = simulate_rows(program.tables, angles, cos, sin, masks, phases, weights)
-        return coeffs @ pauli_values.T, grad_angles @ program.jacobian
+        return program, coeffs, (program.tables, angles, cos, sin, masks, phases)
 
     def gradients(
         self,
@@ -130,16 +140,19 @@ class AdjointGradient(BatchedParamShiftGradient):
         parameter shift: then the connector takes the Jacobian from :meth:`gradients` as before."""
         if not self.uses_adjoint(circuit):
             return None
-        flat = observables.ravel().tolist()
-        values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
-        outputs = np.asarray(self._estimator.run([(circuit, observables, values)]).result()[0].data.evs)
-        outputs = outputs.reshape(len(flat), len(values))
+        program, coeffs, simulation = self._simulation(circuit, observables.ravel().tolist(), values)
+        rows = simulation[1].shape[0]
+        # the final states, kept for the backward sweep so each row is simulated once per step
+        keep = rows * 16 << program.num_qubits <= KEEP_STATES_BYTES
+        states = np.empty((rows, 1 << program.num_qubits), np.complex128) if keep else None
+        pauli_values, _ = simulate_rows(*simulation, None, states)
 
         def vjp(cotangent):
-            _, grad = self.vector_jacobian(circuit, flat, values, cotangent)
+            weights = np.asarray(cotangent, dtype=float).T @ coeffs
+            grad = simulate_rows(*simulation, weights, states)[1] @ program.jacobian
             return grad[:, :num_inputs], grad[:, num_inputs:].sum(axis=0)
 
-        return outputs, vjp
+        return coeffs @ pauli_values.T, vjp
 
 
 def default_gradient(estimator: BaseEstimatorV2, precision: float) -> BatchedParamShiftGradient:

@@ -208,20 +208,28 @@ def backward(n, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, 
 
 @numba.njit(nogil=True, cache=True)
 def adjoint_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, angles, cos, sin,
-                 xmasks, phases, weights, values, grad, with_gradient, start, stop):  # pragma: no cover
+                 xmasks, phases, weights, values, grad, with_gradient, states, start, stop):  # pragma: no cover
     """For rows start..stop of ``angles`` (rows, num_angles; cos/sin of half angles alike):
     values[r, t] = <P_t> and, ``with_gradient``, grad[r, k] = d/dθ_k Σ_t weights[r, t] <P_t>.
-    One state (two with the gradient) of 2**n contiguous amplitudes per row."""
+    One state (two with the gradient) of 2**n contiguous amplitudes per row. ``states`` (rows, 2**n),
+    or empty: without the gradient each row's final state is kept there; with it, the sweep starts
+    from the kept state instead of simulating the row again."""
     dim = 1 << n
     labels = xmasks.shape[0]
     psi, lam = np.empty(dim, np.complex128), np.empty(dim if with_gradient else 1, np.complex128)
     tmp, small = np.empty(dim, np.complex128), np.empty(64, np.complex128)
     suffix = np.empty((max(1, ftype.shape[0]), 2), np.complex128)
+    kept = states.shape[0] > 0
     for row in range(start, stop):
-        psi[:] = 0.0
         lam[:] = 0.0
         ang, c, s = angles[row], cos[row], sin[row]
-        forward(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, tmp, small)
+        if kept and with_gradient:
+            psi[:] = states[row]
+        else:
+            psi[:] = 0.0
+            forward(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, ang, c, s, psi, tmp, small)
+            if kept:
+                states[row] = psi
         for t in range(labels):
             x, w, acc = xmasks[t], weights[row, t] if with_gradient else 0.0, 0.0
             for j in range(dim):
@@ -254,14 +262,17 @@ def split_rows(call, rows: int, chunks: int) -> None:
 
 
 def simulate_rows(tables: tuple, angles: np.ndarray, cos: np.ndarray, sin: np.ndarray, xmasks: np.ndarray,
-                  phases: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+                  phases: np.ndarray, weights: np.ndarray | None,
+                  states: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(<P_t> per row, shape (rows, labels); with ``weights`` (rows, labels), the gradient of
     Σ_t weights[r, t]·<P_t> per gate angle, shape (rows, num_angles), else None), rows split across
-    threads (a thread for every 4,096 amplitudes of work at least)."""
+    threads (a thread for every 4,096 amplitudes of work at least). ``states`` (rows, 2**n complex):
+    filled with the final states by a call without ``weights``, used by the next call with them."""
     rows, n = angles.shape[0], tables[0]
     values = np.empty((rows, xmasks.shape[0]))
     grad = np.empty(angles.shape) if weights is not None else np.empty((0, 0))
     weights = np.ascontiguousarray(weights) if weights is not None else np.empty((0, 0))
-    args = (*tables, angles, cos, sin, xmasks, phases, weights, values, grad, weights.size > 0)
+    states = states if states is not None else np.empty((0, 0), np.complex128)
+    args = (*tables, angles, cos, sin, xmasks, phases, weights, values, grad, weights.size > 0, states)
     split_rows(lambda start, stop: adjoint_rows(*args, start, stop), rows, (rows << n) >> 12)
     return values, (grad if weights.size else None)
