@@ -32,7 +32,7 @@ from qiskit_aer.primitives import EstimatorV2
 from timing import best  # benchmarks/timing.py
 
 from qmedimg.backends import get_backend
-from qmedimg.backends.device_estimator import CORES
+from qmedimg.cores import cores
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.quantum.qnn import QuantumHead
 
@@ -129,7 +129,7 @@ def wide(args) -> None:
           f"depth {report['depth']}; method {simulation['method']}"
           + (f", {simulation['trajectories']} trajectories per image" if simulation["trajectories"] else ""))
     print(f"noisy evaluation of {len(angles)} images: set-up {setup:.1f} s (device, transpile, noise model), "
-          f"{wall:.1f} s wall, {len(angles) / wall:.2f} images/s ({cpu:.1f} s CPU over {CORES} cores; the machine's "
+          f"{wall:.1f} s wall, {len(angles) / wall:.2f} images/s ({cpu:.1f} s CPU over {cores()} cores; the machine's "
           f"load average was {os.getloadavg()[0]:.1f}); "
           f"repeatable with the same seed: {np.array_equal(values[:8], again)}")
 

@@ -67,6 +67,17 @@ def write_atomic(path: Path | str, save: Callable[[IO[bytes]], object]) -> Path:
     return path
 
 
+def clear_torn_temporaries(folder: Path | str) -> None:
+    """A run killed while writing its first file (``write_atomic``) leaves only ``.NAME.*.tmp`` files
+    in its folder: remove them so the run can start there; a folder holding anything else is left."""
+    folder = Path(folder)
+    if folder.is_dir():
+        entries = list(folder.iterdir())
+        if entries and all(p.name.startswith(".") and p.name.endswith(".tmp") for p in entries):
+            for p in entries:
+                p.unlink()
+
+
 def write_bytes(path: Path | str, data: bytes) -> Path:
     """Write ``data`` atomically (see :func:`write_atomic`)."""
     return write_atomic(path, lambda handle: handle.write(data))

@@ -15,11 +15,16 @@ Example::
     net = HybridNet(channels=1, num_classes=2, spec=wide, angle_map="batchnorm",
                     head_on={"estimator": ExactEstimator()})
     probs = predict_probs(net, uint8_images)         # (N, 2), eval mode, batch by batch
+    net.to(torch_device("auto"))                     # cuda if torch sees a GPU, else cpu; batches follow
+
+On a GPU the CNN (and the baselines, the classical heads) run there; a quantum head's angles go to its
+estimator on the CPU and its values come back to the GPU (:mod:`qmedimg.quantum.qnn`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -28,6 +33,7 @@ from qiskit.quantum_info import SparsePauliOp
 from torch import nn
 
 from qmedimg.data.images import to_tensor
+from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec, check_inputs
 from qmedimg.quantum.qnn import QuantumHead
 
@@ -36,6 +42,41 @@ HEADS = ("quantum", "classical", "linear")
 ANGLE_MAPS = ("tanh", "batchnorm", "batchnorm-half")
 READOUTS = ("circuit", "z+zz", "z+zz-all")
 BASELINE_SIZES = {"resnet18": (28, 64, 128, 224), "vgg16": (64, 128, 224)}  # image sizes each can take
+STEMS = ("3x3", "imagenet")  # ResNet-18's first layers (Baseline)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def torch_device(name: str | torch.device = "auto") -> torch.device:
+    """Where the networks run: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` (or
+    ``cuda:N``) without one is refused in one line. Choosing CUDA sets ``CUBLAS_WORKSPACE_CONFIG``
+    (unless set) before CUDA initialises, as ``torch.use_deterministic_algorithms`` needs there.
+
+    >>> torch_device("auto")          # on a machine without a GPU
+    device(type='cpu')
+    """
+    text = str(name).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise QmedimgError(f"--device {name}: unknown device; valid: {', '.join(DEVICES)}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise QmedimgError(f"--device {name}: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                               "use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise QmedimgError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
+                               f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a network's parameters are on (where its input batches go)."""
+    return next(model.parameters()).device
 
 
 def readout_pairs(num_qubits: int, readout: str) -> list[tuple[int, int]]:
@@ -128,7 +169,12 @@ class HybridNet(nn.Module):
 
     ``head_on``: the quantum head's execution — ``estimator`` and optionally the ``circuit``
     (ISA) and ``observables`` (layout-mapped) to send it and the ``precision`` (keyword arguments
-    of :class:`QuantumHead`)."""
+    of :class:`QuantumHead`).
+
+    ``amp`` (a plain attribute, off by default; training on CUDA sets it for ``--amp``): the backbone
+    runs under float16 autocast, everything after it (angles, head, classifier) in float32."""
+
+    amp = False
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
                  head_on: dict | None = None, backbone: str = "hqcnn",
@@ -165,7 +211,7 @@ class HybridNet(nn.Module):
     def angles(self, images: torch.Tensor) -> torch.Tensor:
         """The head's inputs: bounded angles in (-π, π), or (-π/2, π/2) for ``batchnorm-half`` (for
         the linear head: the raw features)."""
-        features = self.to_angles(self.backbone(images))
+        features = self.to_angles(_autocast(self.backbone, images) if self.amp else self.backbone(images))
         if not self.bounded:
             return features
         if self.normalise is not None:
@@ -189,23 +235,39 @@ class HybridNet(nn.Module):
 
 
 
+def _autocast(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``network(images)`` under float16 autocast on the images' (CUDA) device, returned as float32."""
+    with torch.autocast(images.device.type, dtype=torch.float16):
+        return network(images).float()
+
+
 class Baseline(nn.Module):
     """The classical reference networks of the seed papers' tables.
 
-    ``resnet18``: torchvision's ResNet-18 adapted to small images as MedMNIST v2's benchmark does
-    (3×3 stride-1 stem, no max-pool; 11.2 M parameters). ``vgg16``: torchvision's VGG-16 (its five
-    poolings need images of 64×64 or more)."""
+    ``resnet18``: torchvision's ResNet-18 (11.2 M parameters) with, for ``stem="3x3"``, MedMNIST v2's
+    adaptation to 28×28 images (3×3 stride-1 first convolution, no max-pool), or for ``"imagenet"``
+    torchvision's own 7×7 stride-2 convolution and max-pool (what MedMNIST v2 used at 224×224; 10-18×
+    faster to train at 64 and 128 than the 3×3 stem, whose first maps stay full-size: 272 vs 28
+    samples/s at 64, 97 vs 5.3 at 128 on 2 CPU cores, ``benchmarks/size_throughput.py``). ``vgg16``:
+    torchvision's VGG-16 (its five poolings need images of 64×64 or more). ``amp``: as
+    :class:`HybridNet`'s, for the whole network."""
 
     spec = None
+    amp = False
 
-    def __init__(self, name: str, channels: int, num_classes: int):
+    def __init__(self, name: str, channels: int, num_classes: int, stem: str = "3x3"):
         super().__init__()
         import torchvision
 
         if name == "resnet18":
+            if stem not in STEMS:
+                raise ValueError(f"unknown stem '{stem}'; valid: {', '.join(STEMS)}")
             self.net = torchvision.models.resnet18(num_classes=num_classes)
-            self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
-            self.net.maxpool = nn.Identity()
+            if stem == "3x3":
+                self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
+                self.net.maxpool = nn.Identity()
+            else:
+                self.net.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
         elif name == "vgg16":
             self.net = torchvision.models.vgg16(num_classes=num_classes)
             self.net.features[0] = nn.Conv2d(channels, 64, 3, padding=1)
@@ -213,7 +275,7 @@ class Baseline(nn.Module):
             raise ValueError(f"unknown baseline '{name}'; valid: {', '.join(BASELINE_SIZES)}")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        return _autocast(self.net, images) if self.amp else self.net(images)
 
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -221,14 +283,15 @@ class Baseline(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------
-# Applying a network to images (evaluation mode, batch by batch)
+# Applying a network to images (evaluation mode, batch by batch, on the network's device; numpy out)
 
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, K) of a model in eval mode, batch by batch."""
     model.eval()
-    out = [torch.softmax(model(to_tensor(images[i : i + batch_size])), dim=1)
+    device = model_device(model)
+    out = [torch.softmax(model(to_tensor(images[i : i + batch_size]).to(device)), dim=1).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).double().numpy()
 
@@ -237,27 +300,28 @@ def predict_probs(model: nn.Module, images: np.ndarray, batch_size: int = 256) -
 def head_angles(model: HybridNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The quantum head's input angles (N, n) for ``images``: the only per-image numbers a backend sees."""
     model.eval()
-    return torch.cat([model.angles(to_tensor(images[i : i + batch_size]))
+    device = model_device(model)
+    return torch.cat([model.angles(to_tensor(images[i : i + batch_size]).to(device)).cpu()
                       for i in range(0, len(images), batch_size)]).double().numpy()
 
 
 @torch.no_grad()
 def ideal_head_values(model: HybridNet, angles: np.ndarray) -> np.ndarray:
-    """The trained head's expectation values (N, O) on the estimator it was built with (exact, as
-    trained): the reference every backend is compared against."""
-    return model.head(torch.from_numpy(angles).float()).double().numpy()
+    """The trained head's outputs (N, O) for ``angles`` (N, n) on the estimator it was built with (exact,
+    as trained; or its classical head): the reference every backend is compared against."""
+    return model.head(torch.from_numpy(angles).float().to(model_device(model))).cpu().double().numpy()
 
 
 @torch.no_grad()
 def probs_from_head(model: HybridNet, head_values: np.ndarray) -> np.ndarray:
     """Class probabilities (N, K) from the head's outputs (N, O) through the run's classifier."""
-    logits = model.classifier(torch.from_numpy(head_values).float())
-    return torch.softmax(logits, dim=1).double().numpy()
+    logits = model.classifier(torch.from_numpy(head_values).float().to(model_device(model)))
+    return torch.softmax(logits, dim=1).cpu().double().numpy()
 
 
 def head_weights(model: HybridNet) -> np.ndarray:
     """The quantum head's trained circuit weights, float64 (what a backend binds besides the angles)."""
-    return model.head.connector.weight.detach().double().numpy()
+    return model.head.connector.weight.detach().cpu().double().numpy()
 
 
 def participation_ratio(values: np.ndarray) -> float:
@@ -278,8 +342,7 @@ def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
     if not isinstance(model, HybridNet) or not model.bounded:
         return None
     angles = head_angles(model, images)
-    with torch.no_grad():
-        outputs = model.head(torch.from_numpy(angles).float()).double().numpy()
+    outputs = ideal_head_values(model, angles)
     usage = {"images": int(len(images)), "outputs": int(outputs.shape[1]),
              "effective_dimension": round(participation_ratio(outputs), 3),
              "output_std": outputs.std(0).round(4).tolist(), "angle_mean": angles.mean(0).round(4).tolist(),

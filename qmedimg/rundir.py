@@ -6,6 +6,7 @@ Example::
     config = make_config(dataset="breastmnist", out="runs/breast")       # validated, one-line errors
     run = load_run("runs/breast")                                        # config, data, model, metrics
     run.model.spec.name, run.metrics["test"]["acc"]
+    run = load_run("runs/breast", device="cuda")                         # the network on a GPU
 
 A run directory holds ``config.json`` (the resolved config, dataset, circuit and versions),
 ``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
@@ -30,14 +31,17 @@ from qmedimg.backends import Backend, HeadRequest, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
 from qmedimg.data import Dataset, load_dataset
+from qmedimg.data.datasets import SIZES
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json, write_atomic
-from qmedimg.model import HybridNet, head_weights, with_readout
+from qmedimg.model import HybridNet, head_weights, torch_device, with_readout
 from qmedimg.quantum.circuits import load_circuit
 
 
-# What a field absent from an older run's config.json means: the behaviour from before it existed.
-BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit"}
+# What a field absent from an older run's config.json means: the behaviour from before it existed
+# (for every model, then for one model: ResNet-18 had the 3×3 stem at every size before ``stem``).
+BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit", "amp": False, "stem": None}
+BEFORE_FIELD_OF_MODEL = {"resnet18": {"stem": "3x3"}}
 
 
 class TrainConfig(BaseModel):
@@ -64,6 +68,10 @@ class TrainConfig(BaseModel):
     readout: Literal["circuit", "z+zz", "z+zz-all"] = Field(
         "circuit", description="head outputs: the circuit file's observables, or Z on every qubit plus ZZ on "
         "ring neighbours / on every pair")
+    stem: Literal["3x3", "imagenet"] | None = Field(
+        None, description="resnet18's first layers: 3x3 stride 1 without max-pool (MedMNIST v2's 28×28 "
+        "adaptation) or ImageNet's 7x7 stride 2 and max-pool; default 3x3 at 28, imagenet from 64 (None for "
+        "other models)")
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
     lr: float = Field(1e-3, gt=0)
@@ -76,6 +84,7 @@ class TrainConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = False
     augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
+    amp: bool = Field(False, description="train the CNN under float16 autocast (CUDA only); the head stays float32")
     backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
     noise_scale: float | None = Field(None, ge=0, description="override the backend's noise_scale")
     backends_file: str | None = None
@@ -91,6 +100,10 @@ class TrainConfig(BaseModel):
     def _one_source(self):
         if (self.dataset is None) == (self.data_file is None):
             raise ValueError("give exactly one of dataset (a MedMNIST flag) or data_file (an .npz)")
+        if self.model != "resnet18" and self.stem is not None:
+            raise ValueError(f"stem is for model resnet18 only, not {self.model}")
+        if self.model == "resnet18" and self.stem is None:
+            self.stem = "3x3" if self.size == 28 else "imagenet"
         return self
 
 
@@ -146,10 +159,13 @@ def training_backend(config: TrainConfig) -> Backend | None:
     return get_backend(config.backend, config.backends_file, **overrides)
 
 
-def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None = None) -> torch.nn.Module:
-    """The run's network, weights drawn from ``config.seed``; a quantum head runs on ``backend``
-    (its prepared circuit and estimator), the exact estimator when None. Pass one backend to every
-    copy of a model: the circuit is transpiled and the noise model built once."""
+def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None = None,
+                device: str | torch.device = "auto") -> torch.nn.Module:
+    """The run's network on ``device`` (:func:`~qmedimg.model.torch_device`), weights drawn from
+    ``config.seed`` on the CPU (the same on every device); a quantum head runs on ``backend`` (its
+    prepared circuit and estimator), the exact estimator when None. Pass one backend to every copy
+    of a model: the circuit is transpiled and the noise model built once."""
+    device = torch_device(device)
     if config.model != "hybrid":
         from qmedimg.model import BASELINE_SIZES, Baseline
 
@@ -157,14 +173,14 @@ def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None =
             raise QmedimgError(f"{config.model} cannot take {config.size}×{config.size} images; it can take sizes "
                                f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
         torch.manual_seed(config.seed)
-        return Baseline(config.model, dataset.channels, dataset.num_classes)
+        return Baseline(config.model, dataset.channels, dataset.num_classes, stem=config.stem or "3x3").to(device)
     spec = with_readout(load_circuit(config.circuit, qubits=config.qubits, layers=config.layers), config.readout)
     head_on = (backend or exact_backend()).training_head(spec) if config.quantum else None
     torch.manual_seed(config.seed)
     return HybridNet(
         channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
         backbone=config.backbone, head=config.head, dropout=config.dropout, angle_map=config.angle_map,
-    )
+    ).to(device)
 
 
 def load_data(config: TrainConfig) -> Dataset:
@@ -173,6 +189,15 @@ def load_data(config: TrainConfig) -> Dataset:
         config.dataset, data_file=config.data_file, data_root=config.data_root, size=config.size,
         classes=config.classes, limit=config.limit, seed=config.seed,
     )
+
+
+def check_size(config: TrainConfig, dataset: Dataset) -> None:
+    """A new run records the size it trains at: a data file of a MedMNIST size other than ``config.size``
+    (given or the default 28) is refused in one line. (Runs made before this check, with a 64×64 file and
+    size 28 recorded, still load: :func:`load_run` does not ask.)"""
+    if dataset.size != config.size and dataset.size in SIZES:
+        raise QmedimgError(f"{dataset.source} holds {dataset.size}×{dataset.size} images but the run's size is "
+                           f"{config.size}; pass --size {dataset.size}")
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -229,7 +254,8 @@ def read_record(path: Path) -> dict:
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
-    record["config"] = {**BEFORE_FIELD, **record["config"]}
+    model = record["config"].get("model", "hybrid")
+    record["config"] = {**BEFORE_FIELD, **BEFORE_FIELD_OF_MODEL.get(model, {}), **record["config"]}
     return record
 
 
@@ -246,19 +272,22 @@ def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """The run's checkpoint (``torch.load(weights_only=True)``), or one line why not."""
+    """The run's checkpoint (``torch.load(weights_only=True)``, every tensor on the CPU whatever device
+    wrote it), or one line why not."""
     try:
-        return torch.load(path / "checkpoint.pt", weights_only=True)
+        return torch.load(path / "checkpoint.pt", weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
         raise QmedimgError(f"{path / 'checkpoint.pt'}: cannot be read ({type(exc).__name__})") from None
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """A finished (or interrupted) run with its kept weights loaded, ready to evaluate; the quantum
-    head runs on the exact estimator whatever backend it was trained on."""
+def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run:
+    """A finished (or interrupted) run with its kept weights loaded, ready to evaluate, its network on
+    ``device`` (``auto``: CUDA if there is a GPU) whatever device trained it; the quantum head runs on
+    the exact estimator whatever backend it was trained on."""
+    device = torch_device(device)
     path = require_run(run_dir)
     config, dataset = config_and_data(path)
-    model = build_model(config, dataset)  # evaluation chooses its backend itself
+    model = build_model(config, dataset, device=device)  # evaluation chooses its backend itself
     model.load_state_dict(load_checkpoint(path)["best_model"])
     model.eval()
     metrics_file = path / "metrics.json"

@@ -105,13 +105,22 @@ def test_aer_kind_agrees_with_exact_on_every_circuit(name):
     np.testing.assert_allclose(on(backend.estimator, spec, values, backend), ideal(spec, values), atol=1e-6)
 
 
+@pytest.fixture
+def cores_set():
+    """use_cores(n) for one test; the process's share of cores is put back afterwards."""
+    from qmedimg.cores import cores, use_cores
+
+    before = cores()
+    yield use_cores
+    use_cores(before)
+
+
 @pytest.mark.parametrize("cores", [1, 3])
-def test_noisy_values_equal_aer_estimator_however_the_rows_are_split(monkeypatch, cores):
+def test_noisy_values_equal_aer_estimator_however_the_rows_are_split(cores_set, cores):
     """The rows run as one Aer experiment per core; values and their order must not depend on it."""
-    import qmedimg.backends.device_estimator as simulators
     from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-    monkeypatch.setattr(simulators, "CORES", cores)
+    cores_set(cores)
     spec = load_circuit("sel")
     values = rows(spec, 7)
     estimator = DeviceEstimator(FakeManilaV2())

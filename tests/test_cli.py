@@ -12,6 +12,7 @@ from PIL import Image
 from qmedimg.cli import main
 from qmedimg.cli.parser import build_parser
 from qmedimg.rundir import load_run
+from support import one_line_error, snapshot
 
 # A registry of our own: a fake entry whose shots `--shots none` must override, the same device without
 # shots (the reference for exact values), and one with ZNE settings of its own (not qmedimg's defaults).
@@ -50,17 +51,6 @@ def pngs(run_dir, tmp_path_factory) -> Path:
     for i, image in enumerate(load_run(run_dir).dataset.test.images[:4]):
         Image.fromarray(image[0]).save(folder / f"case{i}.png")
     return folder
-
-
-def snapshot(folder: Path) -> dict[str, int]:
-    """Every file and folder under ``folder`` with its modification time."""
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def written_to(capsys) -> Path:

@@ -100,7 +100,7 @@ def test_compare_refuses_a_run_made_with_another_recipe(tmp_path, capsys):
 
 
 def test_compare_resumes_an_interrupted_run_with_the_same_config(tmp_path, monkeypatch):
-    import qmedimg.workflows.compare as compare_module
+    import qmedimg.workflows.train as compare_module  # where compare's cells train or resume
 
     real_train, real_resume, calls = compare_module.train, compare_module.resume, []
 

@@ -115,7 +115,8 @@ from qiskit.quantum_info import Pauli
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 from qmedimg.backends import device_estimator
-device_estimator.CORES = 2
+from qmedimg.cores import use_cores
+use_cores(2)
 n = 8
 x = ParameterVector("x", 2 * n)
 qc = QuantumCircuit(n)

@@ -9,6 +9,7 @@ import pickle
 import pytest
 
 from qmedimg.cli import main
+from qmedimg.executor import LocalExecutor
 
 TINY = ["--dataset", "synthetic", "--limit", "24", "--batch-size", "12", "--epochs", "1", "--test-limit", "8", "--quiet"]
 GRID = ["--qubits", "4,6", "--layers", "1", "--backend", "fake_manila,aer", "--scales", "0,1", "--mitigation", "none"]
@@ -61,18 +62,21 @@ def test_a_head_wider_than_a_device_is_skipped_for_it_with_a_note(study):
     assert not any(r["backend"] == "fake_manila" and r["qubits"] == "6" for r in rows(study / "results.csv"))
 
 
-def _pickled_map(function, cells):
-    """An executor's view of the cells: each cell and the function travel pickled, as to another process."""
-    for cell in cells:
-        yield pickle.loads(pickle.dumps(function))(pickle.loads(pickle.dumps(cell)))
+class PickledExecutor(LocalExecutor):
+    """Cells and their function travel pickled, as to a Ray worker, then run here."""
+
+    def map(self, function, cells, **options):
+        yield from super().map(pickle.loads(pickle.dumps(function)), [pickle.loads(pickle.dumps(c)) for c in cells],
+                               **options)
 
 
 def test_rerunning_reuses_finished_runs_resumes_interrupted_ones_and_recomputes_only_lost_rows(tmp_path, monkeypatch):
+    from qmedimg.workflows import train as training
     from qmedimg.workflows import width_study as module
 
     out = tmp_path / "study"
     kwargs = dict(qubits=[4], layers=[1], backends=["fake_manila"], scales=[0, 1], mitigations=["none"],
-                  epochs=1, batch_size=12, test_limit=8, out=out, progress=False, map_cells=_pickled_map)
+                  epochs=1, batch_size=12, test_limit=8, out=out, progress=False, executor=PickledExecutor())
     data = {"dataset": "synthetic", "limit": 24}
     module.width_study(data, **kwargs)
     run = out / "runs" / "q4-l1-s0"
@@ -81,7 +85,7 @@ def test_rerunning_reuses_finished_runs_resumes_interrupted_ones_and_recomputes_
     def refuse(*args, **kwargs):
         raise AssertionError("a run was trained from scratch instead of reused or resumed")
 
-    monkeypatch.setattr(module, "train", refuse)
+    monkeypatch.setattr(training, "train", refuse)
     module.width_study(data, **kwargs)  # everything finished: nothing trained, no row recomputed
     assert rows(out / "results.csv") == first  # wall_s included: a recomputed row would differ
     assert digest(run / "metrics.json") == metrics  # not even finished again

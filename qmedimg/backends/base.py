@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,11 +43,11 @@ from pydantic import BaseModel
 
 from qmedimg.backends.noise import trim_idle
 from qmedimg.backends.options import with_keys
+from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec, load_circuit
 from qmedimg.quantum.qnn import QuantumHead
 
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 """Cores this process may use: simulators run one experiment per core."""
 
 @dataclass
@@ -223,7 +222,7 @@ class Backend:
     def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
         """(peak bytes, how) of simulating a head on ``qubits`` active qubits here: one statevector
         (16·2^n bytes) per core. Kinds with other methods say theirs."""
-        return 16 * 2**qubits * CORES, f"statevector, {CORES} parallel experiments"
+        return 16 * 2**qubits * cores(), f"statevector, {cores()} parallel experiments"
 
     def shots(self) -> int | None:
         """Shots per parameter row (None: exact expectation values)."""

@@ -12,10 +12,11 @@ Example::
 
 from __future__ import annotations
 
-from qmedimg.backends.base import CORES, Backend, PreparedCircuit
+from qmedimg.backends.base import Backend, PreparedCircuit
 from qmedimg.backends.device_estimator import DENSITY_MATRIX_MAX_QUBITS
 from qmedimg.backends.devices import two_qubit_gate
 from qmedimg.backends.options import DynamicalDecoupling
+from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
 
@@ -68,7 +69,7 @@ class DeviceBackend(Backend):
         """A density matrix (16·4^n bytes) per core under noise up to ``DENSITY_MATRIX_MAX_QUBITS``
         active qubits, a statevector (16·2^n) per core otherwise (trajectories, or no noise)."""
         if noisy and qubits <= DENSITY_MATRIX_MAX_QUBITS:
-            return 16 * 4**qubits * CORES, f"density matrix, {CORES} parallel experiments"
+            return 16 * 4**qubits * cores(), f"density matrix, {cores()} parallel experiments"
         return super().simulation_memory(qubits, noisy)
 
     def transpile_report(self, spec: CircuitSpec) -> dict:

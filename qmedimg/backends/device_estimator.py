@@ -38,7 +38,6 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,11 +55,11 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.backends.noise import calibration, cut_circuit, extrapolate, noise_model, readout_errors, trim_idle
 from qmedimg.backends.options import ZneOptions
+from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
 from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 DENSITY_MATRIX_MAX_QUBITS = 10
 """Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes),
 from Aer statevector trajectories above (measured: ``benchmarks/noisy_eval.py --qubits``)."""
@@ -398,7 +397,7 @@ def aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarra
     if not params:
         result = simulator.run(circuit).result()
     else:
-        parts = max(1, min(CORES, len(values)))
+        parts = max(1, min(cores(), len(values)))
         padded = np.concatenate([values, np.repeat(values[-1:], -len(values) % parts, axis=0)])
         chunks = np.split(padded, parts)  # equal sizes: Aer 0.18.2 crashes on unequal ones (8 qubits, noise)
         binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]

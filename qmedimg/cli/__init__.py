@@ -14,7 +14,7 @@ from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_e
                                   cmd_noise_study, cmd_predict, cmd_train, cmd_transpile, cmd_width_study,
                                   interrupted)
 from qmedimg.cli.parser import build_parser
-from qmedimg.errors import QmedimgError
+from qmedimg.errors import GridIncomplete, QmedimgError
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
             "noise-study": cmd_noise_study, "compare": cmd_compare, "predict": cmd_predict, "explain": cmd_explain,
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+    except GridIncomplete as exc:  # some cells failed, the others finished
+        print(f"qmedimg: error: {exc}", file=sys.stderr)
+        return 2 if exc.user_error else 1
     except QmedimgError as exc:
         print(f"qmedimg: error: {exc}", file=sys.stderr)
         return 2

@@ -26,12 +26,18 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _executor(args: argparse.Namespace):
+    from qmedimg.executor import get_executor
+
+    return get_executor(args.executor, args.ray_address)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from qmedimg.rundir import make_config
     from qmedimg.workflows.train import resume, train
 
     if args.resume:
-        metrics = resume(args.resume, progress=not args.quiet)
+        metrics = resume(args.resume, progress=not args.quiet, device=args.device)
         out = args.resume
     else:
         if not args.out:
@@ -44,9 +50,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
             "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
-            "noise_scale": args.noise_scale, "backends_file": args.backends,
+            "noise_scale": args.noise_scale, "backends_file": args.backends, "amp": args.amp or None,
         }.items() if v is not None}
-        metrics = train(make_config(**fields), progress=not args.quiet)
+        metrics = train(make_config(**fields), progress=not args.quiet, device=args.device)
         out = args.out
     test, p = metrics["test"], metrics["parameters"]
     print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
@@ -66,7 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from qmedimg.workflows.evaluate import evaluate_run
 
     result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.limit,
-                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, **_overrides(args))
+                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, device=args.device,
+                          **_overrides(args))
     if args.dry_run:
         d, t = result["dry_run"], result["transpile"]
         print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
@@ -141,11 +148,13 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
         shots=parse_list(args.shots, int, "shots"),
         optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
         repeats=args.repeats, backends_file=args.backends, limit=args.limit, out=args.out,
-        allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet)
+        allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet,
+        executor=_executor(args), threads=args.threads, device=args.device)
     if args.dry_run:
         plan = json.loads(out.read_text())
+        print(plan["plan"])
         print(f"dry run: {plan['points']} grid points, estimated QPU time {plan['estimated_qpu_seconds']:.0f} s "
-              f"(real-QPU points only; nothing evaluated); written to {out}")
+              f"(real-QPU points only; nothing submitted); written to {out}")
         return
     print((out / "summary.md").read_text())
     print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
@@ -165,6 +174,7 @@ def cmd_width_study(args: argparse.Namespace) -> None:
         mitigations=parse_list(args.mitigation, str, "mitigation"), shots=parse_list(args.shots, int, "shots"),
         optimization_level=args.optimization_level, backends_file=args.backends, test_limit=args.test_limit,
         max_memory_gb=args.max_memory, out=args.out, progress=not args.quiet,
+        executor=_executor(args), threads=args.threads, device=args.device,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     print((out / "summary.md").read_text())
     print(f"written to {out}/ (results.csv, accuracy_vs_circuit.png, accuracy_lost.png, summary.md; runs/)")
@@ -176,9 +186,22 @@ def cmd_compare(args: argparse.Namespace) -> None:
     data = {k: v for k, v in {"dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
                               "size": args.size, "classes": args.classes, "limit": args.limit}.items()
             if v is not None}
+    if args.datasets:
+        if args.dataset or args.data_file:
+            raise QmedimgError("--datasets replaces --dataset/--data-file: give one of them")
+        data = [{**data, "dataset": flag.strip()} for flag in args.datasets.split(",")]
     out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
                   circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
-                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, qubits=args.qubits, layers=args.layers)
+                  executor=_executor(args), threads=args.threads, device=args.device, dry_run=args.dry_run,
+                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, qubits=args.qubits, layers=args.layers,
+                  amp=args.amp or None)
+    if args.dry_run:
+        print(out)
+        return
+    if args.datasets:
+        print((out / "summary.md").read_text())
+        print(f"written to {out}/ (summary.md, summary.csv; per dataset: <flag>/comparison.md, ...)")
+        return
     print((out / "comparison.md").read_text())
     print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
 
@@ -189,7 +212,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     folder = any(Path(p).is_dir() for p in args.inputs)
     out = args.out or (str(Path(args.run_dir) / "predictions.csv") if folder else None)  # results stay with the run
     result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
-                     progress=not args.quiet, dry_run=args.dry_run)
+                     progress=not args.quiet, dry_run=args.dry_run, device=args.device)
     for line in result["errors"]:
         print(f"skipped: {line}", file=sys.stderr)
     if "dry_run" in result:
@@ -211,7 +234,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     from qmedimg.workflows.predict import explain
 
-    for path in explain(args.run_dir, args.images, args.out or str(Path(args.run_dir) / "explain")):
+    out = args.out or str(Path(args.run_dir) / "explain")
+    for path in explain(args.run_dir, args.images, out, device=args.device):
         print(f"written {path}")
 
 

@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="run directory to create")
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_options(t, amp=True)
 
     e = sub.add_parser("evaluate", help="test metrics of a trained run on any backend (exact, noisy, QPU)",
                        description="Re-compute the test metrics of a trained run on a backend from the "
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dry-run", action="store_true", help="ibm: print what would be sent and a QPU-time estimate")
     e.add_argument("--resume", action="store_true", help="ibm: collect the jobs of an earlier, interrupted call")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_options(e)
 
     b = sub.add_parser("backends", help="list the backend registry, or check one entry",
                        description="List backends.yaml (kind, device, qubits, 2-qubit gate, options) or check "
@@ -179,9 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
     n.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
-    n.add_argument("--dry-run", action="store_true", help="list the grid and estimate QPU time; evaluate nothing")
+    n.add_argument("--dry-run", action="store_true", help="print the grid's points, their resource requests and the "
+                   "estimated wall time on 1..16 workers (a point of each kind timed on 8 images), and the QPU time of "
+                   "real-QPU points (dry-run.json); evaluate nothing")
+    _executor_options(n)
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_options(n)
 
     w = sub.add_parser("width-study", help="at what head size does noise cost accuracy: qubits × layers × devices × scales",
                        description="Train (or reuse) a hybrid run per head size (qubits × layers × seeds), run the noise "
@@ -220,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=_positive_int, help="default 32")
     o.add_argument("--lr", type=_positive_float, help="default 1e-3")
     w.add_argument("--out", required=True, metavar="DIR", help="study folder (runs/, results.csv, plots, summary.md)")
+    _executor_options(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars")
+    _device_options(w)
 
     k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
                        description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
@@ -229,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "learning_curves.png and confusion-<model>.png. Finished runs are reused on a re-run.",
                        epilog="examples:\n  qmedimg compare --dataset breastmnist --seeds 0,1,2 --out runs/compare\n"
                        "  qmedimg compare --dataset pathmnist --classes 3,7 --limit 2000 --circuits sel,ring "
-                       "--models hybrid,classical --out runs/path37-compare")
+                       "--models hybrid,classical --out runs/path37-compare\n"
+                   "  qmedimg compare --datasets breastmnist,pneumoniamnist --seeds 0,1,2 --executor ray --out runs/seeds\n"
+                   "  qmedimg compare --dataset breastmnist --seeds 0,1,2 --executor ray --ray-address auto --dry-run "
+                   "--out runs/compare")
     _data_options(k)
     k.add_argument("--models", default="hybrid,classical,linear,resnet18",
                    help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
@@ -240,8 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--epochs", type=_positive_int, help="default 10")
     k.add_argument("--batch-size", type=_positive_int)
     k.add_argument("--lr", type=_positive_float)
+    k.add_argument("--datasets", metavar="FLAG,FLAG", help="several MedMNIST flags, each with the data options "
+                   "above: OUT/<flag>/comparison.md per dataset and OUT/summary.md across them")
     k.add_argument("--out", required=True, metavar="DIR")
+    k.add_argument("--dry-run", action="store_true", help="print the cells, their resource requests and the "
+                   "estimated wall time on 1..16 workers (from timed steps); train nothing, write nothing")
+    _executor_options(k)
     k.add_argument("--quiet", action="store_true", help="no progress bars")
+    _device_options(k, amp=True)
 
     pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images with a trained run, on any backend",
                         description="Classify image files (or every file in folders) with a trained run: the run's "
@@ -258,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: RUN_DIR/predictions.csv)")
     pr.add_argument("--dry-run", action="store_true", help="ibm: what would be sent, nothing submitted")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_options(pr)
 
     x = sub.add_parser("explain", help="Grad-CAM overlays through the quantum head, and the head's feature space",
                        description="For each image, a Grad-CAM saliency map of the predicted class (captum's "
@@ -268,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir", metavar="RUN_DIR")
     x.add_argument("images", nargs="*", metavar="IMAGE")
     x.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain)")
+    _device_options(x)
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",
@@ -287,6 +306,25 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224], help="image size (default 28)")
     src.add_argument("--classes", type=_classes, metavar="A,B", help="train on these labels only, relabelled 0..k-1")
     src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
+
+
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("where the grid's cells run")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one cell after another here (default); ray: cells as Ray tasks side by side")
+    g.add_argument("--ray-address", metavar="ADDRESS", help="default: start a local Ray on this machine; auto: the "
+                   "Ray cluster running here (`ray start --head`); HOST:PORT or ray://HOST:10001: a remote cluster")
+    g.add_argument("--threads", type=_positive_int, metavar="N", help="CPU cores = torch threads per cell (default: "
+                   "every core with local, 1 with ray). Metrics depend on it: compare runs with equal --threads")
+
+
+def _device_options(parser: argparse.ArgumentParser, amp: bool = False) -> None:
+    g = parser.add_argument_group("device (the CNN's; a quantum head's estimator always runs on the CPU)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the network runs: auto = cuda if torch sees a GPU, else cpu (default auto)")
+    if amp:
+        g.add_argument("--amp", action="store_true",
+                       help="train the CNN under float16 autocast (CUDA only; the head stays float32)")
 
 
 def _backend_options(parser: argparse.ArgumentParser, required: bool = False) -> None:

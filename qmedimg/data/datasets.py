@@ -106,6 +106,9 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
         flag, path = _flag_file(dataset, data_root, size)
         labels = _medmnist_info()[flag]["label"]
         ds = _build(flag, _read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path)
+        if ds.size != size:  # e.g. a 28×28 file saved under MedMNIST+'s name for 64×64
+            raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but its name says size {size} "
+                               f"(MedMNIST names files {flag}.npz for 28, {flag}_{{size}}.npz for 64/128/224)")
     return _select(ds, classes, limit, seed)
 
 

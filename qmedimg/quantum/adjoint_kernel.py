@@ -12,12 +12,12 @@ collects the 2×2 matrix R = Σ_pairs ψ_before ⊗ conj(λ_after), and each ang
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
+from qmedimg.cores import available_cores, cores
 from qmedimg.quantum.kernel import DIAG, FIXED, PERM, ROT, RY, RZ, spread
 
 
@@ -245,15 +245,14 @@ def adjoint_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q
                      suffix)
 
 
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="qmedimg-kernel")
+_pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="qmedimg-kernel")
 
 
 def split_rows(call, rows: int, chunks: int) -> None:
     """Run ``call(start, stop)`` over rows 0..rows in ``chunks`` contiguous parts, side by side on
-    :data:`THREADS` threads (the kernels release the GIL). Python threads, not an OpenMP pool, so
-    torch's own thread pool is not left competing with spinning workers."""
-    chunks = max(1, min(chunks, THREADS, rows))
+    :func:`~qmedimg.cores.cores` threads (the kernels release the GIL). Python threads, not an OpenMP
+    pool, so torch's own thread pool is not left competing with spinning workers."""
+    chunks = max(1, min(chunks, cores(), rows))
     if chunks == 1:
         call(0, rows)
         return

@@ -78,9 +78,10 @@ def _cell(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) and math.isfinite(std) else "—"
 
 
-def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict) -> None:
+def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict) -> list[dict]:
     """Write the comparison of ``records`` (model, seed, run, metrics, history per trained run);
-    ``data`` is the data options every model was trained on (it decides which anchor applies)."""
+    ``data`` is the data options every model was trained on (it decides which anchor applies).
+    Returns comparison.csv's rows (one per model)."""
     with reporting_os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
     usages = [_usage_on_test_split(r) for r in records]
@@ -152,3 +153,30 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
     write_text(out / "comparison.md", "\n".join(lines) + "\n")
     with reporting_os_errors(out / "learning_curves.png"):
         plot_compare_curves(records, out / "learning_curves.png")
+    return rows
+
+
+def write_summary(out: Path, tables: dict[str, list[dict]], seeds: list[int]) -> None:
+    """summary.md/.csv across datasets: test ACC and AUC (mean ± std over seeds) of every model on
+    every dataset, from each dataset's comparison rows (``tables``: dataset -> rows)."""
+    models = list(dict.fromkeys(row["model"] for rows in tables.values() for row in rows))
+    write_csv(out / "summary.csv", [[name, row["model"], row["seeds"], row["acc"], row["acc_std"], row["auc"],
+                                     row["auc_std"]] for name, rows in tables.items() for row in rows],
+              header=["dataset", "model", "seeds", "acc", "acc_std", "auc", "auc_std"])
+    lines = [f"# Comparison across datasets (test split; seeds {', '.join(map(str, seeds))})", "",
+             "ACC / AUC, mean ± standard deviation over seeds; each dataset's own table is in its folder.", "",
+             "| dataset | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for name, rows in tables.items():
+        by = {row["model"]: row for row in rows}
+        cells = [f"{_cell(by[m]['acc'], by[m]['acc_std'])} / {_cell(by[m]['auc'], by[m]['auc_std'])}"
+                 if m in by else "—" for m in models]
+        lines.append(f"| [{name}]({name}/comparison.md) | " + " | ".join(cells) + " |")
+    hybrid = next((m for m in models if m.startswith("hybrid")), None)
+    if hybrid and "classical" in models:
+        wins = [name for name, rows in tables.items()
+                if {r["model"]: r for r in rows}.get(hybrid, {}).get("auc", -1)
+                > {r["model"]: r for r in rows}.get("classical", {}).get("auc", 2)]
+        lines += ["", f"{hybrid} beats the same-size classical head on mean test AUC on {len(wins)} of "
+                  f"{len(tables)} datasets" + (f" ({', '.join(wins)})" if wins else "") +
+                  "; read the spreads before calling any of it a difference."]
+    write_text(out / "summary.md", "\n".join(lines) + "\n")

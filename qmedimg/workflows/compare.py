@@ -7,6 +7,9 @@ Example::
     out = compare({"dataset": "breastmnist", "data_root": "../shared/data"}, seeds=[0, 1, 2],
                   models=["hybrid", "classical", "linear", "resnet18"], out="runs/compare")
     # out / "comparison.md", "comparison.csv", "runs.csv", "learning_curves.png", "confusion-<model>.png"
+    compare([{"dataset": "breastmnist"}, {"dataset": "pneumoniamnist"}], seeds=[0, 1, 2], models=["hybrid"],
+            out="runs/seeds", executor=get_executor("ray"))
+    # out / "breastmnist" / "comparison.md", ..., out / "summary.md" (one table across datasets)
 
 Models: ``hybrid`` (one per ``circuits`` entry), ``classical`` (the same backbone with a classical
 head with the nearest number of trainable parameters: equal for ``sel``/``ring``, 24 vs 22 for
@@ -18,6 +21,12 @@ its ``config.json`` holds the very config this comparison would train (recipe, d
 one made with other settings is refused before anything trains, naming the differing keys — never
 overwritten: choose another ``out`` or move it away.
 
+Every (dataset, model, seed) is one cell of a grid (:mod:`qmedimg.executor`): run one after another
+here, or as Ray tasks side by side, each with the same number of torch threads (``threads``; the same
+seeds and threads give the same metrics wherever a cell ran). A cell that fails is reported by name
+after the others finish (:class:`~qmedimg.errors.GridIncomplete`); the tables of the datasets whose
+cells all finished are written; running the command again reuses the finished runs.
+
 Next to accuracy the table says whether each model's head is used: the effective dimension of the
 head's outputs on the test split and the circuit weights with zero gradient (``head_usage`` of each
 run's metrics.json; measured on the kept weights for a reused run from before it was recorded,
@@ -28,14 +37,18 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from qmedimg.errors import QmedimgError
+from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import read_json
 from qmedimg.model import head_usage
-from qmedimg.report.comparison import write_comparison
-from qmedimg.rundir import build_model, load_data, load_run, make_config, read_record
-from qmedimg.workflows.train import resume, train
+from qmedimg.report.comparison import write_comparison, write_summary
+from qmedimg.rundir import TrainConfig, build_model, load_data, load_run, make_config, read_record
+from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_training
+from qmedimg.workflows.train import train_or_resume
 
 MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
 # short schedules: the moving average's BatchNorm statistics lag its weights (README, Known issues)
@@ -68,6 +81,36 @@ def _plan(models: list[str], circuits: list[str]) -> list[tuple[str, dict]]:
     return plan
 
 
+@dataclass(frozen=True)
+class CompareCell:
+    """One training run of the comparison: picklable, so it runs wherever the executor sends it."""
+
+    dataset: str
+    label: str
+    seed: int
+    config: TrainConfig
+    device: str = "cpu"
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.label}-seed{self.seed}"
+
+
+def run_compare_cell(cell: CompareCell, progress: bool = False) -> dict:
+    """Train, resume or reuse the cell's run; its metrics, history and head usage on the test split."""
+    metrics = train_or_resume(cell.config, progress=progress, device=cell.device)
+    run = Path(cell.config.out)
+    with open(run / "history.csv", newline="") as handle:
+        history = list(csv.DictReader(handle))
+    return {"metrics": metrics, "history": history, "head_usage": _test_head_usage(run, metrics)}
+
+
+def dataset_name(data: dict) -> str:
+    """What a comparison calls a dataset: its ``name`` if given (e.g. two subsets of one flag), else
+    its flag, or its file's name without .npz."""
+    return str(data.get("name") or data.get("dataset") or Path(str(data.get("data_file", "data"))).stem)
+
+
 def _differences(run: Path, config) -> list[str]:
     """'key: recorded -> now' for every config key (but ``out``) in which ``run`` differs from ``config``."""
     recorded = read_record(run)["config"]
@@ -89,40 +132,105 @@ def _test_head_usage(run: Path, metrics: dict) -> dict | None:
     return head_usage(loaded.model, loaded.dataset.test.images)
 
 
-def compare(data: dict, *, seeds: list[int], models: list[str], circuits: list[str] = ("sel",),
-            out: str | Path, progress: bool = True, **recipe) -> Path:
-    """Train every model for every seed (or reuse finished runs, resume interrupted ones, when their
-    config is this one) and write the comparison."""
+def plan_compare(data: dict | list[dict], *, seeds: list[int], models: list[str], circuits=("sel",),
+                 out: str | Path, **recipe) -> list[CompareCell]:
+    """Every cell of the comparison, checked (data, models, run directories already there) before
+    anything is written. Several datasets: each in ``out/<dataset>/``."""
     if not seeds:
         raise QmedimgError("--seeds: give at least one seed, e.g. 0,1,2")
+    datasets = [data] if isinstance(data, dict) else list(data)
+    names = [dataset_name(d) for d in datasets]
+    if not datasets or len(set(names)) != len(names):
+        raise QmedimgError(f"--datasets: give each dataset once, or a distinct 'name' to each (got "
+                           f"{', '.join(names) or 'none'})")
     plan = _plan(list(models), list(circuits))
-    out = Path(out)
-    configs = []
-    for label, fields in plan:
-        for seed in seeds:
-            fields_all = {**data, **COMPARE_DEFAULTS, **{k: v for k, v in recipe.items() if v is not None},
-                          **fields, "seed": seed, "out": str(out / f"{label}-seed{seed}")}
-            configs.append((label, seed, make_config(**fields_all)))
-    dataset = load_data(configs[0][2])
-    for _, _, config in configs[:: len(seeds)]:  # every model can take this data: checked before any training
-        build_model(config, dataset)
-    for _, _, config in configs:  # a directory made with other settings is refused before anything trains
-        run = Path(config.out)
-        if (run / "config.json").is_file() and (changed := _differences(run, config)):
+    cells = []
+    for name, options in zip(names, datasets):
+        folder = Path(out) / name if len(datasets) > 1 else Path(out)
+        mine = []
+        for label, fields in plan:
+            for seed in seeds:
+                config = make_config(**{**{k: v for k, v in options.items() if k != "name"}, **COMPARE_DEFAULTS,
+                                        **{k: v for k, v in recipe.items() if v is not None},
+                                        **fields, "seed": seed, "out": str(folder / f"{label}-seed{seed}")})
+                mine.append(CompareCell(name, label, seed, config))
+        dataset = load_data(mine[0].config)
+        for cell in mine[:: len(seeds)]:  # every model can take this data: checked before any training
+            build_model(cell.config, dataset)
+        cells += mine
+    for cell in cells:  # a directory made with other settings is refused before anything trains
+        run = Path(cell.config.out)
+        if (run / "config.json").is_file() and (changed := _differences(run, cell.config)):
             raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); compare "
                                "reuses a run only if its config matches: choose another --out or move it away")
-    records = []
-    for label, seed, config in configs:
-        run = Path(config.out)
-        if (run / "metrics.json").is_file():
-            metrics = read_json(run / "metrics.json")
-        elif (run / "config.json").is_file():  # interrupted, even before its first epoch ended
-            metrics = resume(run, progress=progress)
+    return cells
+
+
+def compare(data: dict | list[dict], *, seeds: list[int], models: list[str], circuits=("sel",),
+            out: str | Path, progress: bool = True, executor: Executor | None = None, threads: int | None = None,
+            device: str = "auto", dry_run: bool = False, **recipe) -> Path | str:
+    """Train every model for every seed on every dataset (or reuse finished runs, resume interrupted
+    ones, when their config is this one) and write the comparison; with ``dry_run`` nothing runs and
+    the plan (cells, resources, estimated wall time) is returned as text. ``device``: where the networks
+    train (``auto``: a GPU per cell when the executor has GPUs); ``threads``: torch threads per cell."""
+    executor = executor or LocalExecutor()
+    cell_function = partial(run_compare_cell, progress=progress and executor.in_process)
+    executor.start(cell_function)  # Ray joins (or fails) now; its workers import while the grid is checked
+    placed, gpus = executor.place(device)
+    if recipe.get("amp") and not placed.startswith("cuda"):
+        raise QmedimgError(f"--amp needs --device cuda (float16 autocast on a GPU); the cells would run on {placed}")
+    cells = [replace(cell, device=placed)
+             for cell in plan_compare(data, seeds=seeds, models=models, circuits=circuits, out=out, **recipe)]
+    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+    workers = executor.workers(resources)  # joins Ray here: an unreachable cluster fails before anything runs
+    if dry_run:
+        return _dry_run(cells, resources, executor, workers)
+    outcomes = executor.map(cell_function, cells,
+                            names=[c.name for c in cells], resources=resources, progress=progress, desc="compare")
+    results, failed = {}, []
+    for outcome in outcomes:
+        if outcome.ok:
+            results[outcome.index] = outcome.value
         else:
-            metrics = train(config, progress=progress)
-        with open(run / "history.csv", newline="") as handle:
-            history = list(csv.DictReader(handle))
-        records.append({"model": label, "seed": seed, "run": str(run), "metrics": metrics, "history": history,
-                        "head_usage": _test_head_usage(run, metrics)})
-    write_comparison(out, records, seeds, data)
+            failed.append(outcome)
+    out = Path(out)
+    tables = {}
+    for name in dict.fromkeys(c.dataset for c in cells):
+        mine = [(i, c) for i, c in enumerate(cells) if c.dataset == name]
+        if any(i not in results for i, _ in mine):
+            continue
+        records = [{"model": c.label, "seed": c.seed, "run": c.config.out, **results[i]} for i, c in mine]
+        folder = Path(mine[0][1].config.out).parent
+        tables[name] = write_comparison(folder, records, seeds, _data_of(mine[0][1].config))
+    if len({c.dataset for c in cells}) > 1 and tables:
+        write_summary(out, tables, seeds)
+    if failed:
+        raise failure_report(failed, len(cells), "The finished runs are kept: run the same command again to "
+                             "retry the failed cells")
     return out
+
+
+def _data_of(config: TrainConfig) -> dict:
+    return {k: v for k, v in config.model_dump().items()
+            if k in ("dataset", "data_file", "data_root", "size", "classes", "limit")}
+
+
+def _dry_run(cells: list[CompareCell], resources: Resources, executor: Executor, workers: int) -> str:
+    """The plan: each cell's state and time (measured from a finished run of the same dataset and
+    model when there is one, else timed now), and the wall time on 1..16 workers."""
+    times, planned, datasets = {}, [], {}
+    for cell in cells:
+        finished = Path(cell.config.out) / "metrics.json"
+        key = (cell.dataset, cell.label)
+        if key not in times and finished.is_file() and read_json(finished).get("wall_time_s"):
+            times[key] = (read_json(finished)["wall_time_s"], "measured")
+    for cell in cells:
+        run, key = Path(cell.config.out), (cell.dataset, cell.label)
+        state = ("finished" if (run / "metrics.json").is_file() else
+                 "interrupted" if (run / "config.json").is_file() else "new")
+        if key not in times:
+            if cell.dataset not in datasets:
+                datasets[cell.dataset] = load_data(cell.config)
+            times[key] = (time_training(cell.config, datasets[cell.dataset], resources.cpus), "timed")
+        planned.append(PlannedCell(cell.name, state, *times[key]))
+    return plan_text("compare", planned, resources, executor.name, workers)

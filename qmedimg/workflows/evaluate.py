@@ -20,7 +20,7 @@ import numpy as np
 from qmedimg.backends import get_backend
 from qmedimg.files import write_json
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import head_angles, ideal_head_values, predict_probs, probs_from_head
+from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
 from qmedimg.rundir import load_run
 
 
@@ -43,7 +43,7 @@ def _tag(overrides: dict) -> str:
 
 def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_file: str | Path | None = None,
                  limit: int | None = None, dry_run: bool = False, resume: bool = False, progress: bool = False,
-                 **overrides) -> dict:
+                 device: str = "auto", **overrides) -> dict:
     """Test metrics of a trained run on any registry backend; writes ``eval-<backend>[-overrides][-limitN].json``
     (``-limitN`` when ``limit`` leaves out part of the test split, so it never overwrites the full one).
 
@@ -58,11 +58,13 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     The result holds the same metrics as training, the ideal (exact) metrics on the same images,
     the mean |Δ expectation| against ideal, transpile statistics, mitigation, shots and wall time.
     ``dry_run`` and ``resume`` are for backends that submit jobs (ibm); elsewhere they are refused
-    before anything runs or is written.
+    before anything runs or is written. ``device`` is where the CNN runs (``auto``: CUDA if torch sees a
+    GPU); it is recorded as ``torch_device`` (``device`` there is the quantum backend's device).
     """
+    torch_device(device)  # a device this machine lacks is refused before the backend is built
     target = get_backend(backend or "exact", backends_file, **overrides)
     target.check_request(dry_run=dry_run, resume=resume)
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=device)
     run.check_backend(target)
     model, quantum = run.model, run.config.quantum
     test = run.dataset.test
@@ -96,7 +98,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "test": compute_metrics(labels, probs, run.dataset.task),
         "ideal_test": compute_metrics(labels, ideal_probs, run.dataset.task),
         "mean_abs_expectation_error": error,
-        "images": int(len(images)), "limit": limit,
+        "images": int(len(images)), "limit": limit, "torch_device": str(model_device(model)),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
         **extra,
     }

@@ -32,21 +32,20 @@ import csv
 import io
 import math
 import time
-from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-
-import numpy as np
-from tqdm import tqdm
 
 from qmedimg.backends import Backend, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
+from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text
-from qmedimg.metrics import compute_metrics
-from qmedimg.model import head_angles, ideal_head_values, participation_ratio, probs_from_head
+from qmedimg.model import head_angles
 from qmedimg.report.noise_study import plot_noise_study, summary
 from qmedimg.rundir import load_run
+from qmedimg.workflows.grid_plan import PlannedCell, plan_text
+from qmedimg.workflows.study_points import (KEY, Point, forget, make_cells, point_backend, point_name, preload,
+                                            run_study_cell, text)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
 COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
@@ -56,27 +55,6 @@ COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitiga
 # results.csv files written before the head's effective dimension was recorded: upgraded, rows kept
 ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
 LEGACY_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS]
-KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat")
-
-
-@dataclass(frozen=True)
-class Point:
-    """One grid point for one run."""
-
-    run: str
-    backend: str
-    scale: float | None
-    mitigation: str
-    shots: int | None
-    opt_level: int
-    repeat: int
-
-    def key(self) -> tuple[str, ...]:
-        return tuple(_text(getattr(self, k)) for k in KEY)
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
 
 
 def parse_list(text: str, kind, name: str, valid=None) -> list:
@@ -112,11 +90,6 @@ def _grid(runs: list[str], backends: dict[str, Backend], scales, mitigations, sh
     return points
 
 
-def _backend_for(point: Point, base: Backend) -> Backend:
-    return base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
-                            opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
-
-
 def _csv_line(row: dict) -> str:
     buffer = io.StringIO()
     csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n").writerow(row)
@@ -147,7 +120,8 @@ def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
 def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0.25, 0.5, 1, 2, 4),
                 mitigations=("none",), shots=(None,), optimization_levels=(1,), repeats: int = 1,
                 backends_file: str | Path | None = None, limit: int | None = None, out: str | Path | None = None,
-                allow_qpu: bool = False, dry_run: bool = False, progress: bool = True) -> Path:
+                allow_qpu: bool = False, dry_run: bool = False, progress: bool = True,
+                executor: Executor | None = None, threads: int | None = None, device: str = "auto") -> Path:
     """Evaluate every run on every grid point; write ``noise-study/`` (in the first run unless ``out``).
 
     A grid with real-QPU (``ibm``) entries runs only with ``allow_qpu`` after a ``dry_run`` of the
@@ -162,6 +136,10 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     for m in mitigations:
         if m not in MITIGATIONS:
             raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
+    executor = executor or LocalExecutor()
+    executor.start(run_study_cell)  # Ray joins (or fails) now; its workers import while the grid is checked
+    device, gpus = executor.place(device)
+    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
     base = {name: get_backend(name, backends_file) for name in backends}
     qpus = [name for name, b in base.items() if b.spends_qpu_time]
     if qpus and not (allow_qpu or dry_run):
@@ -169,7 +147,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                            "--dry-run first, then again with --allow-qpu")
     runs = {}
     for run_dir in run_dirs:
-        run = load_run(run_dir)
+        run = load_run(run_dir, device=device)
         if not run.config.quantum:
             raise QmedimgError(f"{run.path}: a classical-head run has no quantum head to put under noise")
         runs[str(run.path)] = run
@@ -186,16 +164,17 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             for name, run in runs.items()}
     inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run], backend=defining[p.backend]) for p in points}
     grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries, runs=run_ids)
-    if dry_run:
-        return _dry_run(out, grid_id, points, runs, base, limit)
-    if qpus:
+    if qpus and not dry_run:
         checked = out / "dry-run.json"
         if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
-    previous = _read_rows(results, upgrade=True)
+    previous = _read_rows(results, upgrade=not dry_run)
     done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
     seen = {tuple(row[k] for k in KEY) for row in previous}
+    if dry_run:
+        plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
+        return _dry_run(out, grid_id, points, runs, base, limit, plan)
     out.mkdir(parents=True, exist_ok=True)
     todo = [p for p in points if (*p.key(), inputs[p]) not in done]
     changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
@@ -206,52 +185,32 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
         "recomputed_inputs_changed": changed})
 
-    cache: dict[str, tuple] = {}  # run -> (labels, angles, ideal values, ideal metrics, ideal dimension)
     if not results.is_file() or results.stat().st_size == 0:
         append_line(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
-    # each row is appended whole (one write, fsync'd): an interrupted study loses at most the point it was on
-    for point in tqdm(todo, desc="noise study", unit="point", disable=not progress):
-        run = runs[point.run]
-        if point.run not in cache:
-            images, labels = run.dataset.test.images[:limit], run.dataset.test.labels[:limit]
-            angles = head_angles(run.model, images)
-            ideal = ideal_head_values(run.model, angles)
-            cache[point.run] = (labels, angles, ideal,
-                                compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task),
-                                _dimension(ideal))
-        labels, angles, ideal, ideal_metrics, ideal_dimension = cache[point.run]
-        backend = _backend_for(point, base[point.backend])
-        start = time.perf_counter()
-        values = backend.run_head(run.head_request(angles)).values
-        wall = time.perf_counter() - start
-        metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task)
-        report = backend.transpile_report(run.model.spec) or {}
-        factors = backend.zne_factors() if "zne" in point.mitigation else []
-        append_line(results, _csv_line({
-            "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
-            "backend": point.backend, "device": backend.device_name, "scale": _text(point.scale),
-            "mitigation": point.mitigation, "shots": _text(point.shots), "opt_level": point.opt_level,
-            "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
-            "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
-            "effective_dimension": _dimension(values), "ideal_effective_dimension": ideal_dimension,
-            "head_outputs": values.shape[1],
-            "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
-            "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
-            "estimated_fidelity": report.get("estimated_fidelity", ""),
-            "zne_factors": ";".join(f"{f:g}" for f in factors),
-            "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
-            "wall_s": round(wall, 3), "inputs": inputs[point]}))
+    # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
+    # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
+    preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already
+    cells, local = make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources, device)
+    failed = []
+    for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
+        if not mine:
+            continue
+        for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
+                                  progress=progress, desc="noise study"):
+            if not outcome.ok:
+                failed.append(outcome)
+            for row in outcome.value or []:
+                append_line(results, _csv_line(row))
+    forget()
+    if failed:
+        raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
+                             "the same command again to compute only the rest")
     current = {(*p.key(), inputs[p]) for p in points}
     rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
     with reporting_os_errors(out):
         plot_noise_study(rows, out)
     write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
     return out
-
-
-def _dimension(values: np.ndarray) -> float | str:
-    """The effective dimension of head outputs (images, outputs): blank for a single image (no spread)."""
-    return round(participation_ratio(values), 4) if len(values) > 1 else ""
 
 
 def _provenance(points: int, computed: int, changed: int) -> str:
@@ -263,21 +222,49 @@ def _provenance(points: int, computed: int, changed: int) -> str:
     return line + ".\n"
 
 
-def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit) -> Path:
-    """What the grid would run, with a QPU-time estimate for every point on a real QPU; nothing evaluated."""
+def _plan(points: list[Point], done: set, inputs: dict, previous: list[dict], runs: dict, base: dict[str, Backend],
+          limit, executor: Executor, resources: Resources) -> str:
+    """The dry run's plan: every point, finished or to run, with its time: a row's wall time when
+    results.csv has one for the same run, backend, mitigation, shots and level (``measured``), else a
+    point of that kind timed now on 8 of the images and scaled (``timed``)."""
+    kind = lambda row: tuple(str(row[k]) for k in ("run", "backend", "mitigation", "shots", "opt_level"))  # noqa: E731
+    times = {kind(row): (float(row["wall_s"]), "measured") for row in previous if row.get("wall_s")}
+    planned = []
+    for point in points:
+        key = kind({**{k: text(getattr(point, k)) for k in KEY}, "opt_level": point.opt_level})
+        if key not in times:
+            run, backend = runs[point.run], point_backend(point, base[point.backend])
+            if backend.spends_qpu_time:
+                times[key] = (0.0, "real QPU: see dry-run.json")
+            else:
+                angles = head_angles(run.model, run.dataset.test.images[:limit][:8])
+                backend.run_head(run.head_request(angles[:2]))  # transpiles (cached), first-call costs
+                start = time.perf_counter()
+                backend.run_head(run.head_request(angles))
+                seconds = (time.perf_counter() - start) * len(run.dataset.test.images[:limit]) / len(angles)
+                times[key] = (seconds, "timed")
+        state = "finished" if (*point.key(), inputs[point]) in done else "new"
+        planned.append(PlannedCell(point_name(point), state, *times[key]))
+    return plan_text("noise study", planned, resources, executor.name, executor.workers(resources), unit="points")
+
+
+def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit,
+             plan: str) -> Path:
+    """What the grid would run (``plan``), with a QPU-time estimate for every point on a real QPU; nothing
+    submitted, nothing written but ``dry-run.json``."""
     plans, angles_of = [], {}  # the backbone runs once per run, not once per point
     for point in points:
         if not base[point.backend].spends_qpu_time:
             plans.append({"point": list(point.key()), "qpu_seconds": 0.0})
             continue
         run = runs[point.run]
-        backend = _backend_for(point, base[point.backend])
+        backend = point_backend(point, base[point.backend])
         if point.run not in angles_of:
             angles_of[point.run] = head_angles(run.model, run.dataset.test.images[:limit])
         angles = angles_of[point.run]
-        plan = backend.run_head(run.head_request(angles, dry_run=True)).details["dry_run"]
-        plans.append({"point": list(point.key()), "qpu_seconds": plan["estimated_qpu_seconds"], "plan": plan})
+        qpu = backend.run_head(run.head_request(angles, dry_run=True)).details["dry_run"]
+        plans.append({"point": list(point.key()), "qpu_seconds": qpu["estimated_qpu_seconds"], "plan": qpu})
     out.mkdir(parents=True, exist_ok=True)
     total = sum(p["qpu_seconds"] for p in plans)
     return write_json(out / "dry-run.json", {"grid": grid_id, "points": len(points),
-                                             "estimated_qpu_seconds": total, "plans": plans})
+                                             "estimated_qpu_seconds": total, "plan": plan, "plans": plans})

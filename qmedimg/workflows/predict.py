@@ -7,6 +7,10 @@ Example::
     result = predict("runs/breast", ["scan.dcm", "images/"], out="predictions.csv")
     row = result["rows"][0]; row["class"], row["probabilities"], row["expectations"]
     explain("runs/breast", ["scan.png"], out="explain/")      # scan-gradcam.png + head_space.png
+    predict("runs/breast", ["scan.png"], device="cpu")        # the CNN on the CPU even with a GPU
+
+Images of any size are resized to the size the run was trained at (its data's, e.g. 64 for
+``--size 64``).
 
 Images get exactly the run's preprocessing (:mod:`qmedimg.data.images`). What a QPU backend receives
 is only the head's input angles and the circuit's weights; pixels, file names and DICOM metadata
@@ -25,27 +29,29 @@ from qmedimg.backends import get_backend
 from qmedimg.data import ImageError, list_images, read_image, to_tensor
 from qmedimg.errors import QmedimgError
 from qmedimg.files import reporting_os_errors, write_csv
-from qmedimg.model import head_angles, ideal_head_values, predict_probs, probs_from_head
+from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
 from qmedimg.report.plots import plot_gradcam, plot_head_space
 from qmedimg.rundir import load_run
 
 
 def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | None = None,
             backends_file: str | Path | None = None, out: str | Path | None = None, batch_size: int = 256,
-            progress: bool = False, dry_run: bool = False) -> dict:
+            progress: bool = False, dry_run: bool = False, device: str = "auto") -> dict:
     """Predict every image; returns {"rows": [...], "errors": [...], "path": csv or None}.
 
     Each row: ``file``, ``class`` (the dataset's label name), ``probabilities`` {name: p} and
     ``expectations`` (the quantum head's values; empty for classical heads). ``backend`` runs the
-    head on a registry entry (default exact); ``dry_run`` (ibm only) returns what would be sent."""
+    head on a registry entry (default exact); ``dry_run`` (ibm only) returns what would be sent;
+    ``device``: where the CNN runs (``auto``: CUDA if torch sees a GPU)."""
+    torch_device(device)  # a device this machine lacks is refused before the backend is built
     target = get_backend(backend or "exact", backends_file)
     target.check_request(dry_run=dry_run)
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=device)
     run.check_backend(target)
     files = list_images(inputs)
     if not files:
         raise QmedimgError("no image files found in " + ", ".join(map(str, inputs)))
-    channels, size = run.dataset.channels, run.config.size
+    channels, size = run.dataset.channels, run.dataset.size  # the size it trained at (a data file's own)
     names = list(run.dataset.label_names)
     images, kept, errors = [], [], []
     for path in tqdm(files, desc="reading", unit="image", disable=not progress, leave=False):
@@ -96,15 +102,16 @@ def _unique_name(stem: str, used: set[str]) -> str:
     return name
 
 
-def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> list[Path]:
+def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, device: str = "auto") -> list[Path]:
     """Grad-CAM (captum's ``LayerGradCam`` on the backbone's last convolution, gradients through the
     quantum head) for the predicted class of each image, saved as ``<stem>-gradcam.png`` (original |
     overlay); plus ``head_space.png``, the run's test-set head values pairwise, coloured by class.
     Inputs sharing a stem (``a/scan.png``, ``b/scan.png``) get distinct files, numbered in input
-    order: ``scan-gradcam.png``, ``scan-2-gradcam.png``."""
+    order: ``scan-gradcam.png``, ``scan-2-gradcam.png``. Images are resized to the run's size; the
+    network runs on ``device``."""
     from captum.attr import LayerGradCam, LayerAttribution
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -114,13 +121,13 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path) -> l
     cam = LayerGradCam(model, convs[-1])
     used: set[str] = set()
     for path in list_images(images):
-        array = read_image(path, run.dataset.channels, run.config.size)
-        x = to_tensor(array[None]).requires_grad_(True)
+        array = read_image(path, run.dataset.channels, run.dataset.size)
+        x = to_tensor(array[None]).to(model_device(model)).requires_grad_(True)
         with torch.no_grad():
             probs = torch.softmax(model(x), 1)[0]
         predicted = int(probs.argmax())
         heat = cam.attribute(x, target=predicted, relu_attributions=True)
-        heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode="bilinear")[0, 0].detach().numpy()
+        heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode="bilinear")[0, 0].detach().cpu().numpy()
         target = out / _unique_name(path.stem, used)
         plot_gradcam(array, heat, target, f"{path.name}: {names[predicted]} (p = {float(probs[predicted]):.2f})")
         written.append(target)

@@ -6,6 +6,12 @@ Example::
     from qmedimg.workflows.train import train
     metrics = train(make_config(dataset="breastmnist", out="runs/breast"))
     metrics["test"]["acc"], metrics["test"]["auc"]
+    train(make_config(dataset="breastmnist", size=128, amp=True, out="runs/b128"), device="cuda")
+
+``device`` (``auto``: CUDA when torch sees a GPU, else CPU) is where the CNN trains, recorded as
+``"device"`` in config.json (beside ``versions``: not part of the config, a run resumes on any device)
+and in metrics.json; the quantum head's estimator always runs on the CPU. metrics.json also records
+``torch_threads``: the same seed ends with other float32 rounding on another number of threads.
 
 The run directory's layout and loading it back live in :mod:`qmedimg.rundir`.
 """
@@ -25,12 +31,12 @@ from tqdm import tqdm
 
 from qmedimg.data import Dataset, to_tensor
 from qmedimg.errors import QmedimgError
-from qmedimg.files import reporting_os_errors, write_csv, write_json
+from qmedimg.files import clear_torn_temporaries, read_json, reporting_os_errors, write_csv, write_json
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import head_usage, predict_probs
+from qmedimg.model import head_usage, predict_probs, torch_device
 from qmedimg.report.plots import plot_confusion, plot_learning_curves
-from qmedimg.rundir import (TrainConfig, build_model, config_and_data, load_checkpoint, load_data, require_config,
-                            save_atomic, training_backend, versions)
+from qmedimg.rundir import (TrainConfig, build_model, check_size, config_and_data, load_checkpoint, load_data,
+                            require_config, save_atomic, training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -57,20 +63,35 @@ def _update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: fl
             mine.copy_(theirs)
 
 
-def train(config: TrainConfig, *, progress: bool = True,
-          on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Train a new run into ``config.out``; returns its metrics (also in ``metrics.json``).
+def training_device(config: TrainConfig, device: str | torch.device = "auto", resuming: Path | None = None
+                    ) -> torch.device:
+    """The device ``config`` trains on (:func:`~qmedimg.model.torch_device`), or one line why not: no
+    GPU for ``cuda``, or ``amp`` (float16 autocast, CUDA only) anywhere else. A grid checks its cells
+    with it before any trains."""
+    device = torch_device(device)
+    if config.amp and device.type != "cuda":
+        fix = f"{resuming} was trained with --amp: resume it on a GPU" if resuming else "drop --amp or train on a GPU"
+        raise QmedimgError(f"--amp needs --device cuda (float16 autocast on a GPU); the device here is {device.type}: "
+                           f"{fix}")
+    return device
 
-    Everything is validated (data, circuit) before anything is written. An existing run
+
+def train(config: TrainConfig, *, progress: bool = True,
+          on_epoch: Callable[[int, dict], None] | None = None, device: str | torch.device = "auto") -> dict:
+    """Train a new run into ``config.out`` on ``device``; returns its metrics (also in ``metrics.json``).
+
+    Everything is validated (device, data, circuit) before anything is written. An existing run
     directory is never overwritten: continue it with :func:`resume` instead.
     """
+    device = training_device(config, device)
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
         raise QmedimgError(f"{out}: already exists and is not empty; resume it with "
                            f"`qmedimg train --resume {out}` or choose another --out")
     dataset = load_data(config)
+    check_size(config, dataset)
     backend = training_backend(config)
-    model = build_model(config, dataset, backend)
+    model = build_model(config, dataset, backend, device=device)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "config": config.model_dump(),
@@ -81,26 +102,30 @@ def train(config: TrainConfig, *, progress: bool = True,
             "outputs": len(model.spec.observables)},
         "parameters": model.parameter_counts(),
         "versions": versions(),
+        "device": str(device),
     }
     write_json(out / "config.json", record)
-    return _fit(out, config, dataset, model, backend, None, progress, on_epoch)
+    return _fit(out, config, dataset, model, backend, None, progress, on_epoch, device)
 
 
 def resume(run_dir: str | Path, *, progress: bool = True,
-           on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Continue an interrupted run from its last checkpoint; same result as never stopping. A run
-    interrupted before its first epoch ended (config.json, no checkpoint) starts again at epoch 1."""
+           on_epoch: Callable[[int, dict], None] | None = None, device: str | torch.device = "auto") -> dict:
+    """Continue an interrupted run from its last checkpoint, on ``device`` (any: the checkpoint loads
+    on the CPU first); same result as never stopping on the same device. A run interrupted before its
+    first epoch ended (config.json, no checkpoint) starts again at epoch 1."""
     path = require_config(run_dir)
     config, dataset = config_and_data(path)
+    device = training_device(config, device, resuming=path)
     backend = training_backend(config)
-    model = build_model(config, dataset, backend)
+    model = build_model(config, dataset, backend, device=device)
     state = load_checkpoint(path) if (path / "checkpoint.pt").is_file() else None
-    return _fit(path, config, dataset, model, backend, state, progress, on_epoch)
+    return _fit(path, config, dataset, model, backend, state, progress, on_epoch, device)
 
 
 def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Module, backend, state: dict | None,
-         progress: bool, on_epoch) -> dict:
-    torch.use_deterministic_algorithms(True)
+         progress: bool, on_epoch, device: torch.device) -> dict:
+    # CUDA lacks deterministic kernels for a few ops (e.g. VGG-16's 7×7 adaptive pooling backward): warned, not refused
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     matrices = [p for p in model.parameters() if p.ndim > 1]  # no decay on biases and BatchNorm
     vectors = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": config.weight_decay},
@@ -115,7 +140,9 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(config.seed)
-    averaged = build_model(config, dataset, backend)  # holds the moving average; evaluated and kept
+    averaged = build_model(config, dataset, backend, device=device)  # the moving average; evaluated and kept
+    model.amp = config.amp  # the trained copy only: evaluation runs in float32
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp)
     averaged.load_state_dict(model.state_dict())
     history: list[dict] = []
     best = {"epoch": 0, "val_auc": -1.0, "val_acc": -1.0}
@@ -129,6 +156,10 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:  # dropout draws from the GPU's generator
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         history, best, best_model = state["history"], state["best"], state["best_model"]
         train_seconds, trained_samples = state["train_seconds"], state["trained_samples"]
         wall_before = state["wall_seconds"]
@@ -139,7 +170,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
     if config.class_weights:
         counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
         weight = torch.tensor(len(labels) / (dataset.num_classes * np.maximum(counts, 1)),
-                              dtype=torch.float32)
+                              dtype=torch.float32, device=device)
     started = time.perf_counter()
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"train {out.name}", unit="epoch",
                disable=not progress, initial=start_epoch - 1, total=config.epochs)
@@ -154,17 +185,18 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
                 continue
             x = to_tensor(images[idx.numpy()])
             if config.augment:
-                x = augment(x, generator)
+                x = augment(x, generator)  # on the CPU, from the CPU generator: the same draws on every device
+            x, y = x.to(device), labels[idx].to(device)
             logits = model(x)
-            loss = F.cross_entropy(logits, labels[idx], weight=weight,
-                                   label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=config.label_smoothing)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # without --amp: loss.backward(), optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             _update_average(averaged, model, config.ema_decay)
             losses.append(loss.item() * len(idx))
-            correct += int((logits.argmax(1) == labels[idx]).sum())
+            correct += int((logits.argmax(1) == y).sum())
             trained_samples += len(idx)
         train_seconds += time.perf_counter() - tick
 
@@ -186,6 +218,8 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
             "best_model": best_model, "best": best,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+            **({"scaler": scaler.state_dict()} if config.amp else {}),
             "history": history, "train_seconds": train_seconds, "trained_samples": trained_samples,
             "wall_seconds": wall_before + time.perf_counter() - started,
         }, out / "checkpoint.pt")
@@ -195,7 +229,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
             on_epoch(epoch, row)
     bar.close()
     return _finish(out, config, dataset, model, best, best_model, history,
-                   train_seconds, trained_samples, wall_before + time.perf_counter() - started)
+                   train_seconds, trained_samples, wall_before + time.perf_counter() - started, device)
 
 
 def _selection_key(auc: float, acc: float) -> tuple[float, float]:
@@ -206,8 +240,9 @@ def _selection_key(auc: float, acc: float) -> tuple[float, float]:
 
 
 def _finish(out, config, dataset, model, best, best_model, history, train_seconds,
-            trained_samples, wall) -> dict:
+            trained_samples, wall, device) -> dict:
     model.load_state_dict(best_model)
+    model.amp = False  # the kept weights are evaluated in float32, as load_run does
     selection = {"last": "last epoch", "best-val": "best validation AUC, then ACC"}[config.select]
     if config.ema_decay:
         selection += f" (moving average of the weights, decay {config.ema_decay})"
@@ -225,6 +260,8 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "angle_map": config.angle_map, "readout": config.readout,
         "backend": config.backend,
         "dataset": dataset.name,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),  # float32 rounding depends on it (README, Training)
     })
     usage = {split: head_usage(model, getattr(dataset, split).images) for split in ("val", "test")}
     if usage["test"] is not None:
@@ -237,3 +274,16 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png",
                        f"{dataset.name} test (epoch {best['epoch']})")
     return metrics
+
+
+def train_or_resume(config: TrainConfig, *, progress: bool = True, **options) -> dict:
+    """The finished metrics of the run ``config`` defines: read if it finished, resumed if it was
+    interrupted (even while writing its first file), trained otherwise. The caller has checked that a
+    run directory already there was made with this config. What a grid cell runs: repeatable."""
+    out = Path(config.out)
+    if (out / "metrics.json").is_file():
+        return read_json(out / "metrics.json")
+    if (out / "config.json").is_file():
+        return resume(out, progress=progress, **options)
+    clear_torn_temporaries(out)
+    return train(config, progress=progress, **options)

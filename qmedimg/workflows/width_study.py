@@ -15,8 +15,9 @@ its own ``noise-study/`` (the per-run study, resumable row by row); ``results.cs
 with ``qubits``, ``layers`` and ``seed`` columns and is rewritten after each cell.
 
 Each cell (:class:`Cell`: one head size and seed) is one call of :func:`run_cell` on a plain,
-picklable description, so an executor can run cells anywhere: pass ``map_cells`` (anything with the
-signature of ``map``); the default runs them one after another here. A finished run (``metrics.json``
+picklable description, so an executor runs cells anywhere (:mod:`qmedimg.executor`: one after another
+here by default, or as Ray tasks with ``executor=get_executor("ray")``, each with ``threads`` cores); a
+failed cell is named after the others finish. A finished run (``metrics.json``
 there, config equal) is reused, an interrupted one resumed, a finished study row never recomputed:
 the same command after a crash (even ``kill -9``) continues where it stopped. A run directory made
 with other settings is refused before anything trains.
@@ -35,19 +36,20 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from qmedimg.backends import Backend, get_backend
 from qmedimg.errors import QmedimgError
+from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text
 from qmedimg.report.width_study import plot_width_study, summary
 from qmedimg.rundir import TrainConfig, build_model, load_data, make_config, read_record
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.workflows.noise_study import KEY, MITIGATIONS, noise_study
-from qmedimg.workflows.train import resume, train
+from qmedimg.workflows.train import train_or_resume
 
 STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (README, Known issues)
 GRID_COLUMNS = ["qubits", "layers", "seed"]
@@ -69,6 +71,7 @@ class Cell:
     opt_level: int
     backends_file: str | None
     test_limit: int | None
+    device: str = "cpu"
 
     @property
     def run(self) -> Path:
@@ -78,28 +81,12 @@ class Cell:
 def run_cell(cell: Cell, progress: bool = False) -> list[dict]:
     """Train, resume or reuse the cell's run, run its noise study; its current rows, with the grid columns."""
     run = cell.run
-    if (run / "metrics.json").is_file():
-        pass  # finished: reused as it is (its config was checked equal before anything ran)
-    elif (run / "config.json").is_file():
-        resume(run, progress=progress)
-    else:
-        _clear_torn_temporaries(run)
-        train(make_config(**dict(cell.config)), progress=progress)
+    train_or_resume(make_config(**dict(cell.config)), progress=progress, device=cell.device)  # checked equal before anything ran
     study = noise_study([run], backends=list(cell.backends), scales=cell.scales, mitigations=cell.mitigations,
                         shots=cell.shots, optimization_levels=(cell.opt_level,), backends_file=cell.backends_file,
-                        limit=cell.test_limit, out=run / "noise-study", progress=progress)
+                        limit=cell.test_limit, out=run / "noise-study", progress=progress, device=cell.device)
     grid = {"qubits": cell.qubits, "layers": cell.layers, "seed": cell.seed}
     return [{**grid, **row} for row in _current_rows(study / "results.csv", cell)]
-
-
-def _clear_torn_temporaries(run: Path) -> None:
-    """A run killed while writing its first file leaves only ``.NAME.*.tmp`` files: remove them so it
-    can start; anything else in the directory is left for ``train`` to refuse."""
-    if run.is_dir() and not (run / "config.json").exists():
-        entries = list(run.iterdir())
-        if entries and all(p.name.startswith(".") and p.name.endswith(".tmp") for p in entries):
-            for p in entries:
-                p.unlink()
 
 
 def _current_rows(path: Path, cell: Cell) -> list[dict]:
@@ -245,7 +232,8 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
                 shots=(None,), optimization_level: int = 1, circuit: str = "sel", out: str | Path,
                 backends_file: str | Path | None = None, test_limit: int | None = None,
                 max_memory_gb: float | None = None, progress: bool = True,
-                map_cells: Callable = map, **recipe) -> Path:
+                executor: Executor | None = None, threads: int | None = None, device: str = "auto",
+                **recipe) -> Path:
     """Train or reuse a run per (qubits, layers, seed), run the noise study of each on every backend
     it fits, and write ``out``: ``results.csv``, ``accuracy_vs_circuit.png``, ``accuracy_lost.png``,
     ``summary.md`` and ``study.json``. ``data``: TrainConfig data fields (dataset or data_file, …);
@@ -264,12 +252,18 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
         raise QmedimgError("--mitigation must include 'none': the accuracy lost is read without mitigation, "
                            "and what each mitigation recovers against it")
     out = Path(out)
+    executor = executor or LocalExecutor()
+    cell_function = partial(run_cell, progress=progress and executor.in_process)
+    executor.start(cell_function)  # Ray joins (or fails) now; its workers import while the grid is checked
+    placed, gpus = executor.place(device)
+    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
     cells, bases, skipped, specs = plan_cells(
         data, qubits=qubits, layers=layers, seeds=seeds, backends=backends, scales=scales, mitigations=list(mitigations),
         shots=list(shots), opt_level=optimization_level, backends_file=backends_file, test_limit=test_limit,
         out=out, circuit=circuit, recipe=recipe)
     limit_bytes = int(max_memory_gb * 1e9) if max_memory_gb is not None else available_memory()
     _check_memory(cells, bases, specs, limit_bytes)
+    cells = [replace(cell, device=placed) for cell in cells]
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study.json", {
@@ -277,10 +271,20 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
         "scales": scales, "mitigations": list(mitigations), "shots": list(shots),
         "optimization_level": optimization_level, "test_limit": test_limit, "recipe": recipe,
         "cells": [f"q{c.qubits}-l{c.layers}-s{c.seed}" for c in cells], "skipped": skipped})
-    rows: list[dict] = []
-    for cell_rows in map_cells(partial(run_cell, progress=progress), cells):
-        rows += cell_rows
+    finished: dict[int, list[dict]] = {}
+    failed = []
+    for outcome in executor.map(cell_function, cells, names=[c.run.name for c in cells], resources=resources,
+                                progress=progress, desc="width study"):
+        if not outcome.ok:
+            failed.append(outcome)
+            continue
+        finished[outcome.index] = outcome.value
+        rows = [row for index in sorted(finished) for row in finished[index]]
         _write_results(out / "results.csv", rows)  # what is finished so far, in one place
+    if failed:
+        raise failure_report(failed, len(cells), "The finished cells are kept: run the same command again to "
+                             "retry the failed ones")
+    rows = [row for index in sorted(finished) for row in finished[index]]
     devices = {name: bases[name].device_name for name in backends}
     with reporting_os_errors(out):
         plot_width_study(rows, out, skipped)
