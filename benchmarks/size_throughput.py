@@ -33,22 +33,17 @@ MODELS = {"hybrid": {}, "hybrid-compact": {"backbone": "compact"}, "classical": 
           "resnet18-3x3": {"model": "resnet18", "stem": "3x3"}}  # the 28×28 stem at every size: the stem decision
 
 
-def train_samples_per_s(model_name: str, size: int, steps: int = 5, *, seconds: float = 1.0, batch_size: int = 32,
-                        warmup: int = 3, repeats: int = 1, device: str = "cpu", seed: int = 0) -> float:
-    """Samples per second of training steps of ``model_name`` (a key of ``MODELS``) at ``size``×``size``,
-    batch ``batch_size``, on ``device``, after ``warmup`` steps: the best of ``repeats`` windows of at
-    least ``steps`` steps and ``seconds`` seconds."""
-    config = make_config(dataset="synthetic", size=size, seed=seed, out="-", **MODELS[model_name])
-    dataset = load_dataset("synthetic", size=size, limit=batch_size, seed=seed)
-    device = torch_device(device)
-    model = build_model(config, dataset, device=device)
-    averaged = build_model(config, dataset, device=device)
+def training_step(config, dataset, batch_size: int, device=torch.device("cpu")):
+    """One training step of ``qmedimg.workflows.train`` (forward, label-smoothed cross-entropy, backward,
+    AdamW, moving-average update) of the network ``config`` builds, on ``batch_size`` of ``dataset``'s
+    training images (or volumes), as a function returning the samples it took."""
+    model, averaged = build_model(config, dataset, device=device), build_model(config, dataset, device=device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     x = to_tensor(dataset.train.images[:batch_size]).to(device)
     y = torch.from_numpy(dataset.train.labels[:batch_size]).to(device)
 
-    def step() -> None:
+    def step() -> int:
         loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
@@ -58,16 +53,29 @@ def train_samples_per_s(model_name: str, size: int, steps: int = 5, *, seconds: 
                 if mine.dtype.is_floating_point:
                     mine.lerp_(theirs, 1.0 - config.ema_decay)
         loss.item()  # waits for the device
+        return len(y)
+
+    return step
+
+
+def train_samples_per_s(model_name: str, size: int, steps: int = 5, *, seconds: float = 1.0, batch_size: int = 32,
+                        warmup: int = 3, repeats: int = 1, device: str = "cpu", seed: int = 0) -> float:
+    """Samples per second of training steps of ``model_name`` (a key of ``MODELS``) at ``size``×``size``,
+    batch ``batch_size``, on ``device``, after ``warmup`` steps: the best of ``repeats`` windows of at
+    least ``steps`` steps and ``seconds`` seconds."""
+    config = make_config(dataset="synthetic", size=size, seed=seed, out="-", **MODELS[model_name])
+    dataset = load_dataset("synthetic", size=size, limit=batch_size, seed=seed)
+    step = training_step(config, dataset, batch_size, torch_device(device))
 
     for _ in range(warmup):
         step()
     best = 0.0
     for _ in range(repeats):
-        done, start = 0, time.perf_counter()
+        done, samples, start = 0, 0, time.perf_counter()
         while done < steps or time.perf_counter() - start < seconds:
-            step()
+            samples += step()
             done += 1
-        best = max(best, done * len(y) / (time.perf_counter() - start))
+        best = max(best, samples / (time.perf_counter() - start))
     return best
 
 

@@ -1,5 +1,6 @@
 """The seed papers' experiment list on MedMNIST v2 as one grid: hybrid vs classical baselines on every
-dataset, 3 seeds, one `qmedimg compare` call (its Python function) over all of them.
+2D and 3D dataset (ChestMNIST's multi-label findings included), 3 seeds, one `qmedimg compare` call
+(its Python function) over all of them.
 
     python examples/reproduce_seeds.py breastmnist --data-root ../shared/data          # the one set that is here
     python examples/reproduce_seeds.py --dry-run                                         # cells, time on N workers
@@ -23,6 +24,7 @@ from qmedimg.executor import get_executor
 from qmedimg.workflows.compare import compare
 
 EXPERIMENTS = {
+    # 2D, 28×28 (MedMNIST v2)
     "breastmnist": {"dataset": "breastmnist"},                          # binary, 780 ultrasound images
     "pneumoniamnist": {"dataset": "pneumoniamnist", "limit": 2000},     # binary chest X-ray
     "pathmnist-binary": {"dataset": "pathmnist", "classes": [6, 8], "limit": 2000},  # normal mucosa vs tumour
@@ -30,6 +32,14 @@ EXPERIMENTS = {
     "organamnist": {"dataset": "organamnist", "limit": 4000},           # 11 organs, axial CT
     "dermamnist": {"dataset": "dermamnist", "limit": 4000},             # 7 skin-lesion classes
     "bloodmnist": {"dataset": "bloodmnist", "limit": 4000},             # 8 blood-cell classes
+    "chestmnist": {"dataset": "chestmnist", "limit": 4000},             # 14 findings, multi-label
+    # 3D, 28³ (MedMNIST v2 3D): Conv3d backbones, ResNet-18 3D (torchvision's r3d_18) as the baseline
+    "organmnist3d": {"dataset": "organmnist3d"},                        # 11 organs, 1,742 CT volumes
+    "nodulemnist3d": {"dataset": "nodulemnist3d"},                      # binary lung nodules, 1,633
+    "adrenalmnist3d": {"dataset": "adrenalmnist3d"},                    # binary adrenal masses, 1,584
+    "fracturemnist3d": {"dataset": "fracturemnist3d"},                  # 3 rib-fracture types, 1,370
+    "vesselmnist3d": {"dataset": "vesselmnist3d"},                      # binary aneurysm vessels, 1,908
+    "synapsemnist3d": {"dataset": "synapsemnist3d"},                    # binary synapse types, 1,759
 }
 
 

@@ -15,8 +15,12 @@ Example::
     net = HybridNet(channels=1, num_classes=2, spec=wide, angle_map="batchnorm",
                     head_on={"estimator": ExactEstimator()})
     probs = predict_probs(net, uint8_images)         # (N, 2), eval mode, batch by batch
+    net3d = HybridNet(channels=1, num_classes=11, spec=spec, dims=3,   # volumes: a Conv3d backbone
+                      head_on={"estimator": ExactEstimator()})
+    net3d(torch.rand(2, 1, 28, 28, 28))              # (2, 11)
     net.to(torch_device("auto"))                     # cuda if torch sees a GPU, else cpu; batches follow
 
+The backbones and the baselines' torchvision networks, 2D and 3D, are in :mod:`qmedimg.backbones`.
 On a GPU the CNN (and the baselines, the classical heads) run there; a quantum head's angles go to its
 estimator on the CPU and its values come back to the GPU (:mod:`qmedimg.quantum.qnn`).
 """
@@ -32,17 +36,15 @@ import torch
 from qiskit.quantum_info import SparsePauliOp
 from torch import nn
 
+from qmedimg.backbones import autocast, baseline_network, make_backbone
 from qmedimg.data.images import to_tensor
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec, check_inputs
 from qmedimg.quantum.qnn import QuantumHead
 
-BACKBONES = ("compact", "hqcnn")
 HEADS = ("quantum", "classical", "linear")
 ANGLE_MAPS = ("tanh", "batchnorm", "batchnorm-half")
 READOUTS = ("circuit", "z+zz", "z+zz-all")
-BASELINE_SIZES = {"resnet18": (28, 64, 128, 224), "vgg16": (64, 128, 224)}  # image sizes each can take
-STEMS = ("3x3", "imagenet")  # ResNet-18's first layers (Baseline)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -112,31 +114,6 @@ def with_readout(spec: CircuitSpec, readout: str) -> CircuitSpec:
     return replace(spec, observables=tuple(singles + doubles))
 
 
-def _conv(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
-def make_backbone(name: str, channels: int) -> tuple[nn.Module, int]:
-    """A CNN mapping (B, C, H, W) images to (B, F) features, for any H = W >= 28; returns (net, F).
-
-    ``compact``: 2 conv + pool blocks, the lightweight design of hybrid-QML papers.
-    ``hqcnn``: 5 conv layers in 3 stages, as in the HQCNN paper's feature extractor.
-    """
-    if name == "compact":
-        layers = [*_conv(channels, 16), nn.MaxPool2d(2), *_conv(16, 32), nn.MaxPool2d(2)]
-        width = 32
-    elif name == "hqcnn":
-        layers = [
-            *_conv(channels, 16), *_conv(16, 16), nn.MaxPool2d(2),
-            *_conv(16, 32), *_conv(32, 32), nn.MaxPool2d(2),
-            *_conv(32, 64),
-        ]
-        width = 64
-    else:
-        raise ValueError(f"unknown backbone '{name}'; valid: {', '.join(BACKBONES)}")
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), width
-
-
 class ClassicalHead(nn.Module):
     """The ablation: a bias-free tanh MLP n -> h -> O, bounded to [-1, 1] like expectation values,
     with h chosen so its (n + O)·h weights come nearest the circuit's weight count: equal for
@@ -178,14 +155,16 @@ class HybridNet(nn.Module):
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
                  head_on: dict | None = None, backbone: str = "hqcnn",
-                 head: str = "quantum", dropout: float = 0.0, angle_map: str = "tanh"):
+                 head: str = "quantum", dropout: float = 0.0, angle_map: str = "tanh", multi_label: bool = False,
+                 dims: int = 2):
         super().__init__()
         self.spec = spec
+        self.multi_label = multi_label  # one sigmoid per output (multi-label data), else a softmax over classes
         n = spec.num_qubits  # the model feeds one angle per qubit
         check_inputs(spec, n)
         if angle_map not in ANGLE_MAPS:
             raise ValueError(f"unknown angle map '{angle_map}'; valid: {', '.join(ANGLE_MAPS)}")
-        self.backbone, features = make_backbone(backbone, channels)
+        self.backbone, features = make_backbone(backbone, channels, dims)  # dims 3: volumes (B, C, D, H, W)
         self.to_angles = nn.Linear(features, n)
         self.bounded = head != "linear"
         self.angle_map = angle_map
@@ -211,7 +190,7 @@ class HybridNet(nn.Module):
     def angles(self, images: torch.Tensor) -> torch.Tensor:
         """The head's inputs: bounded angles in (-π, π), or (-π/2, π/2) for ``batchnorm-half`` (for
         the linear head: the raw features)."""
-        features = self.to_angles(_autocast(self.backbone, images) if self.amp else self.backbone(images))
+        features = self.to_angles(autocast(self.backbone, images) if self.amp else self.backbone(images))
         if not self.bounded:
             return features
         if self.normalise is not None:
@@ -235,12 +214,6 @@ class HybridNet(nn.Module):
 
 
 
-def _autocast(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """``network(images)`` under float16 autocast on the images' (CUDA) device, returned as float32."""
-    with torch.autocast(images.device.type, dtype=torch.float16):
-        return network(images).float()
-
-
 class Baseline(nn.Module):
     """The classical reference networks of the seed papers' tables.
 
@@ -249,33 +222,21 @@ class Baseline(nn.Module):
     torchvision's own 7×7 stride-2 convolution and max-pool (what MedMNIST v2 used at 224×224; 10-18×
     faster to train at 64 and 128 than the 3×3 stem, whose first maps stay full-size: 272 vs 28
     samples/s at 64, 97 vs 5.3 at 128 on 2 CPU cores, ``benchmarks/size_throughput.py``). ``vgg16``:
-    torchvision's VGG-16 (its five poolings need images of 64×64 or more). ``amp``: as
-    :class:`HybridNet`'s, for the whole network."""
+    torchvision's VGG-16 (its five poolings need images of 64×64 or more). On volumes (``dims=3``):
+    torchvision's 3D ResNet-18 ``r3d_18`` (33.2 M parameters; :func:`~qmedimg.backbones.baseline_network`);
+    VGG-16 is refused. ``amp``: as :class:`HybridNet`'s, for the whole network."""
 
     spec = None
     amp = False
 
-    def __init__(self, name: str, channels: int, num_classes: int, stem: str = "3x3"):
+    def __init__(self, name: str, channels: int, num_classes: int, stem: str = "3x3", multi_label: bool = False,
+                 dims: int = 2):
         super().__init__()
-        import torchvision
-
-        if name == "resnet18":
-            if stem not in STEMS:
-                raise ValueError(f"unknown stem '{stem}'; valid: {', '.join(STEMS)}")
-            self.net = torchvision.models.resnet18(num_classes=num_classes)
-            if stem == "3x3":
-                self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
-                self.net.maxpool = nn.Identity()
-            else:
-                self.net.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
-        elif name == "vgg16":
-            self.net = torchvision.models.vgg16(num_classes=num_classes)
-            self.net.features[0] = nn.Conv2d(channels, 64, 3, padding=1)
-        else:
-            raise ValueError(f"unknown baseline '{name}'; valid: {', '.join(BASELINE_SIZES)}")
+        self.multi_label = multi_label  # one sigmoid per output (multi-label data), else a softmax over classes
+        self.net = baseline_network(name, channels, num_classes, stem=stem, dims=dims)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return _autocast(self.net, images) if self.amp else self.net(images)
+        return autocast(self.net, images) if self.amp else self.net(images)
 
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -286,12 +247,28 @@ class Baseline(nn.Module):
 # Applying a network to images (evaluation mode, batch by batch, on the network's device; numpy out)
 
 
+VALUES_PER_BATCH = 2**22
+"""Evaluation batches hold at most this many input values (256 images up to 128×128; 191 volumes of
+28³, 16 of 64³), so large images and volumes do not exhaust memory."""
+
+
+def _batch(images: np.ndarray, batch_size: int) -> int:
+    return max(1, min(batch_size, VALUES_PER_BATCH // max(1, images[0].size if len(images) else 1)))
+
+
+def probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The network's logits as probabilities: a softmax over classes, or a sigmoid per label when the
+    network was built for multi-label data."""
+    return torch.sigmoid(logits) if getattr(model, "multi_label", False) else torch.softmax(logits, dim=1)
+
+
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, K) of a model in eval mode, batch by batch."""
+    """Class probabilities (N, K) of a model in eval mode, batch by batch (multi-label: one
+    probability per label, :func:`probabilities`)."""
     model.eval()
-    device = model_device(model)
-    out = [torch.softmax(model(to_tensor(images[i : i + batch_size]).to(device)), dim=1).cpu()
+    device, batch_size = model_device(model), _batch(images, batch_size)
+    out = [probabilities(model, model(to_tensor(images[i : i + batch_size]).to(device))).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).double().numpy()
 
@@ -300,7 +277,7 @@ def predict_probs(model: nn.Module, images: np.ndarray, batch_size: int = 256) -
 def head_angles(model: HybridNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The quantum head's input angles (N, n) for ``images``: the only per-image numbers a backend sees."""
     model.eval()
-    device = model_device(model)
+    device, batch_size = model_device(model), _batch(images, batch_size)
     return torch.cat([model.angles(to_tensor(images[i : i + batch_size]).to(device)).cpu()
                       for i in range(0, len(images), batch_size)]).double().numpy()
 
@@ -316,7 +293,7 @@ def ideal_head_values(model: HybridNet, angles: np.ndarray) -> np.ndarray:
 def probs_from_head(model: HybridNet, head_values: np.ndarray) -> np.ndarray:
     """Class probabilities (N, K) from the head's outputs (N, O) through the run's classifier."""
     logits = model.classifier(torch.from_numpy(head_values).float().to(model_device(model)))
-    return torch.softmax(logits, dim=1).cpu().double().numpy()
+    return probabilities(model, logits).cpu().double().numpy()
 
 
 def head_weights(model: HybridNet) -> np.ndarray:

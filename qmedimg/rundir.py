@@ -12,6 +12,11 @@ A run directory holds ``config.json`` (the resolved config, dataset, circuit and
 ``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
 ``history.csv``, ``metrics.json``, ``learning_curves.png`` and ``confusion.png``; evaluations add
 ``eval-<backend>.json`` and, on a QPU, ``ledger-<backend>.json``.
+
+A binary run decides at its threshold on P(class 1) (``Run.threshold``): ``--threshold`` as given, or
+chosen by a rule on the validation split when training ends. metrics.json records it (``threshold``:
+value, rule), the train/val/test metrics at it, and val/test at 0.5 (``at_threshold_0.5``); evaluate,
+predict and the noise study decide at it. Runs from before it decide at 0.5.
 """
 
 from __future__ import annotations
@@ -25,22 +30,24 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from qmedimg.backends import Backend, HeadRequest, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
 from qmedimg.data import Dataset, load_dataset
-from qmedimg.data.datasets import SIZES
+from qmedimg.data.datasets import MULTI_LABEL, SIZES
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json, write_atomic
-from qmedimg.model import HybridNet, head_weights, torch_device, with_readout
+from qmedimg.metrics import THRESHOLD_RULES, choose_threshold
+from qmedimg.model import HybridNet, head_weights, predict_probs, torch_device, with_readout
 from qmedimg.quantum.circuits import load_circuit
 
 
 # What a field absent from an older run's config.json means: the behaviour from before it existed
 # (for every model, then for one model: ResNet-18 had the 3×3 stem at every size before ``stem``).
-BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit", "amp": False, "stem": None}
+BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit", "amp": False, "stem": None, "threshold": 0.5,
+                "balanced_sampling": False}
 BEFORE_FIELD_OF_MODEL = {"resnet18": {"stem": "3x3"}}
 
 
@@ -83,6 +90,12 @@ class TrainConfig(BaseModel):
         "last", description="checkpoint kept: the last epoch, or the best validation AUC (then ACC)")
     dropout: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = False
+    balanced_sampling: bool = Field(False, description="draw training images with every class equally likely "
+                                    "(seeded, with replacement; the draws resume with the checkpoint)")
+    threshold: float | Literal["val", "youden"] = Field(
+        0.5, description="binary tasks: P(class 1) above which the run says class 1 — a number in (0, 1), or "
+        "chosen on the validation split at the end of training: 'val' (best accuracy) or 'youden' (best "
+        "sensitivity + specificity); multi-label: the same per label")
     augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
     amp: bool = Field(False, description="train the CNN under float16 autocast (CUDA only); the head stays float32")
     backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
@@ -95,6 +108,25 @@ class TrainConfig(BaseModel):
     def quantum(self) -> bool:
         """Whether the network has a quantum head."""
         return self.model == "hybrid" and self.head == "quantum"
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value):
+        if value in THRESHOLD_RULES:
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or not 0 < number < 1:
+            raise ValueError(f"threshold must be a number in (0, 1) or a rule: {', '.join(THRESHOLD_RULES)}")
+        return number
+
+    @model_validator(mode="after")
+    def _one_balancing(self):
+        if self.class_weights and self.balanced_sampling:
+            raise ValueError("class_weights and balanced_sampling both correct the class balance: choose one")
+        return self
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -127,6 +159,23 @@ class Run:
     model: HybridNet
     metrics: dict
     digest: str | None = field(default=None, repr=False)
+    chosen: dict | None = field(default=None, repr=False)
+
+    @property
+    def threshold(self) -> float | list[float] | None:
+        """Where a probability becomes a "yes" in this run's decisions (binary: on P(class 1); multi-label:
+        per label; unused by multi-class, which decides by the most probable class): ``threshold_record``'s
+        value. Pass it to :func:`~qmedimg.metrics.compute_metrics` and :func:`~qmedimg.metrics.decisions`."""
+        return self.threshold_record()["value"]
+
+    def threshold_record(self) -> dict:
+        """{"value", "rule"} as metrics.json records it at the end of training. A run trained before
+        thresholds existed decides at 0.5 (``BEFORE_FIELD``); an interrupted run whose rule has not been
+        applied yet gets it applied now to its kept weights' validation probabilities, once per loaded run."""
+        if self.chosen is None:
+            self.chosen = self.metrics.get("threshold") or decision_threshold(
+                self.config, self.dataset, lambda: predict_probs(self.model, self.dataset.val.images))
+        return self.chosen
 
     def check_backend(self, backend: Backend) -> None:
         """A classical-head run has nothing to put on a backend but the exact one."""
@@ -150,6 +199,31 @@ class Run:
                            run_id=self.run_id(), dry_run=dry_run, resume=resume, progress=progress)
 
 
+def decision_threshold(config: TrainConfig, dataset: Dataset, val_probs) -> dict:
+    """The run's threshold as metrics.json records it: {"value", "rule"}, the rule applied to the
+    validation split only (``val_probs()``: the kept weights' probabilities, asked for only then)."""
+    if dataset.task not in ("binary-class", MULTI_LABEL):
+        return {"value": None, "rule": "most probable class"}
+    if isinstance(config.threshold, float):
+        return {"value": config.threshold, "rule": "fixed"}
+    value = choose_threshold(dataset.val.labels, val_probs(), dataset.task, config.threshold)
+    return {"value": value, "rule": config.threshold, "chosen_on": "validation",
+            "meaning": THRESHOLD_RULES[config.threshold]}
+
+
+def check_for_task(config: TrainConfig, dataset: Dataset) -> None:
+    """Options only some tasks take, refused in one line before anything is written: a decision
+    threshold (binary: on P(class 1); multi-label: per label) on a multi-class task, which decides by
+    the most probable class; balanced sampling on multi-label data, which has no one class per image."""
+    if config.threshold != 0.5 and dataset.task not in ("binary-class", MULTI_LABEL):
+        raise QmedimgError(f"threshold {config.threshold!r}: {dataset.name} is {dataset.task} "
+                           f"({dataset.num_classes} classes, decided by the most probable one); a decision "
+                           "threshold is for binary-class and multi-label tasks: drop --threshold")
+    if config.balanced_sampling and dataset.task == MULTI_LABEL:
+        raise QmedimgError(f"balanced_sampling: {dataset.name} is multi-label (no one class per image to balance); "
+                           "drop --balanced-sampling (--class-weights weights each label's positives)")
+
+
 def training_backend(config: TrainConfig) -> Backend | None:
     """The registry backend a quantum head trains on (``config.backend``, its noise scale overridden),
     or None for a network without a quantum head."""
@@ -166,20 +240,24 @@ def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None =
     prepared circuit and estimator), the exact estimator when None. Pass one backend to every copy
     of a model: the circuit is transpiled and the noise model built once."""
     device = torch_device(device)
+    if config.augment and dataset.dims == 3:  # flips would swap OrganMNIST3D's left/right organ classes
+        raise QmedimgError(f"--augment: {dataset.name} holds volumes; augmentation is for 2D images only "
+                           "(a flip swaps left and right organs, e.g. OrganMNIST3D's kidney-left/kidney-right)")
     if config.model != "hybrid":
-        from qmedimg.model import BASELINE_SIZES, Baseline
+        from qmedimg.backbones import check_baseline
+        from qmedimg.model import Baseline
 
-        if config.size not in BASELINE_SIZES[config.model]:
-            raise QmedimgError(f"{config.model} cannot take {config.size}×{config.size} images; it can take sizes "
-                               f"{', '.join(map(str, BASELINE_SIZES[config.model]))} (--size)")
+        check_baseline(config.model, config.size, dataset.dims)
         torch.manual_seed(config.seed)
-        return Baseline(config.model, dataset.channels, dataset.num_classes, stem=config.stem or "3x3").to(device)
+        return Baseline(config.model, dataset.channels, dataset.num_classes, stem=config.stem or "3x3",
+                        multi_label=dataset.multi_label, dims=dataset.dims).to(device)
     spec = with_readout(load_circuit(config.circuit, qubits=config.qubits, layers=config.layers), config.readout)
     head_on = (backend or exact_backend()).training_head(spec) if config.quantum else None
     torch.manual_seed(config.seed)
     return HybridNet(
         channels=dataset.channels, num_classes=dataset.num_classes, spec=spec, head_on=head_on,
         backbone=config.backbone, head=config.head, dropout=config.dropout, angle_map=config.angle_map,
+        multi_label=dataset.multi_label, dims=dataset.dims,
     ).to(device)
 
 

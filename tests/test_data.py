@@ -193,8 +193,8 @@ def test_parse_classes():
     ((), {}, ["exactly one", "data_file"]),
     (("synthetic",), {"data_file": "x.npz"}, ["exactly one"]),
     (("mnist",), {}, ["'mnist'", "synthetic", "breastmnist", "pathmnist"]),
-    (("organmnist3d",), {}, ["organmnist3d", "3D datasets are not supported"]),
-    (("chestmnist",), {}, ["multi-label ChestMNIST is not yet supported"]),
+    (("organmnist3d",), {"size": 128}, ["size 128", "for 3D datasets", "28, 64"]),
+    (("chestmnist",), {"size": 32}, ["size 32", "28, 64, 128, 224"]),
     (("breastmnist",), {"size": 32}, ["size 32", "28, 64, 128, 224"]),
     (("synthetic",), {"size": 30}, ["size 30", "28, 64, 128, 224"]),
     (("synthetic",), {"classes": [0, 5]}, ["class 5 does not exist", "0=blob, 1=ring"]),
@@ -223,7 +223,10 @@ BAD_FILES = {
     "2D images": (put(test_images=np.zeros((4, 8), np.uint8)), ["test_images", "(4, 8)", "(N, H, W)"]),
     "float pixels": (put(val_images=np.full((4, 8, 8), 0.5)), ["val_images", "float64", "uint8"]),
     "pixels over 255": (put(val_images=np.full((4, 8, 8), 300, np.int16)), ["val_images", "int16", "0..255"]),
-    "multi-label": (put(train_labels=np.zeros((6, 3), np.uint8)), ["train_labels", "multi-label", "not yet supported"]),
+    "multi-label and single-label splits": (put(train_labels=np.zeros((6, 3), np.uint8)), [
+        "splits disagree on the labels", "multi-label"]),
+    "multi-label value 2": (lambda a: a.update({k: np.full((len(a[k]), 3), 2, np.uint8) for k in a
+                                               if k.endswith("labels")}), ["train_labels", "must hold 0 or 1, found 2"]),
     "negative label": (put(test_labels=-np.ones((4, 1), np.int64)), ["test_labels", ">= 0"]),
     "one class": (lambda a: [a[k].fill(0) for k in a if k.endswith("labels")], ["1 class", "at least 2"]),
     "label_names too short": (put(label_names=np.array(["benign"])), ["label 1", "1 label_names"]),

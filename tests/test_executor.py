@@ -68,7 +68,7 @@ def test_a_grid_on_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path, 
     argv = [str(tiny_run_copy) if a == "RUN" else a for a in command]
     assert main([*argv, "--device", "cuda", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--device cuda: this machine (torch.cuda.is_available() is False) has no CUDA GPU" in err
+    assert "--device cuda: " in err and "no CUDA GPU" in err
     assert err.count("\n") == 1 and not out.exists()
 
 

@@ -49,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "model": args.model, "angle_map": args.angle_map, "readout": args.readout,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
+            "balanced_sampling": args.balanced_sampling, "threshold": args.threshold,
             "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
             "noise_scale": args.noise_scale, "backends_file": args.backends, "amp": args.amp or None,
         }.items() if v is not None}
@@ -57,6 +58,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     test, p = metrics["test"], metrics["parameters"]
     print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
           f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
+    chosen = metrics.get("threshold") or {}
+    if chosen.get("rule") not in (None, "fixed", "most probable class"):
+        half, value = metrics["at_threshold_0.5"]["test"], chosen["value"]
+        shown = f"{value:.4f}" if isinstance(value, float) else " ".join(f"{v:.2f}" for v in value)
+        print(f"decision threshold {shown} ({chosen['rule']}: {chosen['meaning']}); at 0.5 the test ACC would be "
+              f"{half['acc']:.4f}, F1 {half['f1']:.4f}")
     print(f"parameters: {p['quantum']} quantum + {p['classical']} classical = {p['total']}; "
           f"{metrics['train_samples_per_s']:.0f} train samples/s; wall {metrics['wall_time_s']:.1f} s")
     if metrics.get("head_usage"):
@@ -88,8 +95,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print("  sent per image: the head's input angles only (no pixels, names or labels)")
         return
     test, ideal = result["test"], result["ideal_test"]
+    chosen = result["threshold"]
+    at = f" (at the run's threshold {chosen['value']:.4f}, {chosen['rule']})" if chosen["rule"] not in (
+        "fixed", "most probable class") and isinstance(chosen["value"], float) else ""
     print(f"{result['backend']} ({result['device']}), {result['images']} test images: "
-          f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}")
+          f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}{at}")
     print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
           f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
     tr = result.get("transpile")
@@ -194,7 +204,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                   circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
                   executor=_executor(args), threads=args.threads, device=args.device, dry_run=args.dry_run,
                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, qubits=args.qubits, layers=args.layers,
-                  amp=args.amp or None)
+                  amp=args.amp or None, threshold=args.threshold, balanced_sampling=args.balanced_sampling or None)
     if args.dry_run:
         print(out)
         return

@@ -38,6 +38,19 @@ def _shots(text: str):
     return "none" if text.strip().lower() == "none" else _positive_int(text)
 
 
+def _threshold(text: str):
+    """A decision threshold: a number in (0, 1), or a rule that picks it on the validation split."""
+    if text in ("val", "youden"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, 1), 'val' or 'youden'")
+    return value
+
+
 def _qubit_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
@@ -110,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--select", choices=["last", "best-val"],
                    help="checkpoint kept: last epoch (default) or best validation AUC")
     o.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    _decision_options(o)
     o.add_argument("--augment", action="store_true", help="random flips, small rotations and shifts")
     o.add_argument("--seed", type=int, default=0, help="seed for data subsets, weights, order (default 0)")
     t.add_argument("--out", metavar="DIR", help="run directory to create")
@@ -249,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
     k.add_argument("--seeds", default="0,1,2", help="default 0,1,2")
     k.add_argument("--epochs", type=_positive_int, help="default 10")
+    _decision_options(k)
     k.add_argument("--batch-size", type=_positive_int)
     k.add_argument("--lr", type=_positive_float)
     k.add_argument("--datasets", metavar="FLAG,FLAG", help="several MedMNIST flags, each with the data options "
@@ -260,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_options(k, amp=True)
 
-    pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images with a trained run, on any backend",
+    pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images (or .npy/.npz/NIfTI volumes) with a "
+                        "trained run, on any backend",
                         description="Classify image files (or every file in folders) with a trained run: the run's "
                         "preprocessing, then per image the class name, probabilities and the quantum head's "
                         "expectation values. A folder gives a CSV. Unreadable files are reported and skipped. "
@@ -306,6 +322,15 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224], help="image size (default 28)")
     src.add_argument("--classes", type=_classes, metavar="A,B", help="train on these labels only, relabelled 0..k-1")
     src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
+
+
+def _decision_options(group) -> None:
+    group.add_argument("--balanced-sampling", action="store_true",
+                       help="draw training images with every class equally likely (seeded; not with --class-weights)")
+    group.add_argument("--threshold", type=_threshold, metavar="P|val|youden",
+                       help="binary tasks: P(class 1) above which the run says class 1, or chosen on the validation "
+                       "split at the end of training: val = best accuracy, youden = best sensitivity + specificity "
+                       "(default 0.5; multi-label: per label)")
 
 
 def _executor_options(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """Datasets: MedMNIST 2D flags, your own MedMNIST-layout npz files, and a synthetic toy set.
 
-Everything comes back as a `Dataset` of three `Split`s holding uint8 images (N, C, H, W)
+Everything comes back as a `Dataset` of three `Split`s holding uint8 images (N, C, H, W) or, for the
+3D sets and npz files of volumes, uint8 volumes (N, 1, D, H, W) (`Dataset.dims` says which),
 and int64 labels (N,). All user mistakes raise `QmedimgError` with a one-line message.
 """
 
@@ -19,25 +20,27 @@ from typing import Sequence
 
 import numpy as np
 
+from qmedimg.data.synthetic import SYNTHETIC_LABELS, VOLUME_LABELS, synthetic_images, synthetic_volumes
 from qmedimg.errors import QmedimgError
 
 SIZES = (28, 64, 128, 224)
+VOLUME_SIZES = (28, 64)  # MedMNIST 3D: 28³ and MedMNIST+'s 64³
 SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
-SYNTHETIC_LABELS = ("blob", "ring", "horizontal bar", "vertical bar")
+MULTI_LABEL = "multi-label, binary-class"  # MedMNIST's task name for ChestMNIST-like data
 DOWNLOAD_TIMEOUT = 20  # seconds of network silence before a download attempt gives up
 
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    images: np.ndarray  # uint8, (N, C, H, W)
-    labels: np.ndarray  # int64, (N,)
+    images: np.ndarray  # uint8, (N, C, H, W); volumes: (N, 1, D, H, W)
+    labels: np.ndarray  # int64, (N,); multi-label: (N, K) of 0/1
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     name: str
-    task: str  # "binary-class" or "multi-class"
+    task: str  # "binary-class", "multi-class" or "multi-label, binary-class"
     label_names: tuple[str, ...]
     train: Split
     val: Split
@@ -47,7 +50,13 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """Classes, or labels of a multi-label dataset: the network's outputs."""
         return len(self.label_names)
+
+    @property
+    def multi_label(self) -> bool:
+        """Labels (N, K) of 0/1, one sigmoid output each (MedMNIST's "multi-label, binary-class")."""
+        return self.task == MULTI_LABEL
 
     @property
     def channels(self) -> int:
@@ -55,17 +64,24 @@ class Dataset:
 
     @property
     def size(self) -> int:
-        return int(self.train.images.shape[2])
+        """The side of its (square) images or (cubic) volumes."""
+        return int(self.train.images.shape[-1])
+
+    @property
+    def dims(self) -> int:
+        """2 for images (N, C, H, W), 3 for volumes (N, 1, D, H, W): what the model and readers ask."""
+        return int(self.train.images.ndim - 2)
 
     def info(self) -> dict:
         """A JSON-able summary (for run records and `qmedimg data info`)."""
         splits = {name: getattr(self, name) for name in SPLITS}
         return {
             "name": self.name, "task": self.task, "label_names": list(self.label_names),
-            "num_classes": self.num_classes, "channels": self.channels, "size": self.size,
+            "num_classes": self.num_classes, "channels": self.channels, "size": self.size, "dims": self.dims,
             "splits": {name: len(s.labels) for name, s in splits.items()},
-            "class_counts": {name: np.bincount(s.labels, minlength=self.num_classes).tolist()
-                             for name, s in splits.items()},
+            "class_counts": {name: (s.labels.sum(axis=0).tolist() if self.multi_label else
+                                    np.bincount(s.labels, minlength=self.num_classes).tolist())
+                             for name, s in splits.items()},  # multi-label: positives per label
             "source": self.source, "sha256": self.sha256,
         }
 
@@ -97,10 +113,11 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
         arrays, names = _read_npz(path)
         ds = _build(path.stem, arrays, names, path)
         if size != 28 and size != ds.size:
-            raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but size={size} was requested")
+            shape = f"{ds.size}³ volumes" if ds.dims == 3 else f"{ds.size}x{ds.size} images"
+            raise QmedimgError(f"{path} holds {shape} but size={size} was requested")
     elif dataset.strip().lower() == "synthetic":
         _check_size(size)
-        arrays = _synthetic_arrays((256, 64, 64), size, 1, 2, seed)
+        arrays = synthetic_images((256, 64, 64), size, 1, 2, seed)
         ds = _build("synthetic", arrays, SYNTHETIC_LABELS[:2], None)
     else:
         flag, path = _flag_file(dataset, data_root, size)
@@ -113,13 +130,22 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
 
 
 def write_synthetic_npz(path: str | Path, *, n_train: int = 96, n_val: int = 32, n_test: int = 32,
-                        size: int = 28, channels: int = 1, num_classes: int = 2, seed: int = 0) -> Path:
-    """Write a learnable synthetic dataset as a MedMNIST-layout npz (with `label_names`); return its path."""
+                        size: int = 28, channels: int = 1, num_classes: int = 2, seed: int = 0,
+                        volumes: bool = False) -> Path:
+    """Write a learnable synthetic dataset as a MedMNIST-layout npz (with `label_names`); return its path.
+    ``volumes=True``: gray volumes (N, size, size, size) as MedMNIST's 3D sets, class 0 a blob, 1 a shell,
+    2/3 a bar along the first/second axis (:func:`qmedimg.data.synthetic.synthetic_volumes`)."""
     path = Path(path).expanduser()
-    arrays = _synthetic_arrays((n_train, n_val, n_test), size, channels, num_classes, seed)
+    if volumes:
+        if channels != 1:
+            raise QmedimgError(f"synthetic volumes have 1 channel, not {channels}")
+        arrays, names = synthetic_volumes((n_train, n_val, n_test), size, num_classes, seed), VOLUME_LABELS
+    else:
+        arrays = synthetic_images((n_train, n_val, n_test), size, channels, num_classes, seed)
+        names = SYNTHETIC_LABELS
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:  # an open file keeps numpy from appending ".npz" to the name
-        np.savez_compressed(f, **arrays, label_names=np.array(SYNTHETIC_LABELS[:num_classes]))
+        np.savez_compressed(f, **arrays, label_names=np.array(names[:num_classes]))
     return path
 
 
@@ -131,9 +157,10 @@ def parse_classes(text: str) -> list[int]:
         raise QmedimgError(f"bad classes value {text!r}: expected comma-separated integer labels like '3,7'") from None
 
 
-def _check_size(size) -> None:
-    if size not in SIZES or isinstance(size, bool):
-        raise QmedimgError(f"size {size!r} is not available; choose one of {', '.join(map(str, SIZES))}")
+def _check_size(size, sizes: tuple[int, ...] = SIZES) -> None:
+    if size not in sizes or isinstance(size, bool):
+        what = " for 3D datasets" if sizes == VOLUME_SIZES else ""
+        raise QmedimgError(f"size {size!r} is not available{what}; choose one of {', '.join(map(str, sizes))}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,14 +181,9 @@ def _flag_file(dataset: str, data_root, size: int) -> tuple[str, Path]:
     """Validate a MedMNIST flag and return (flag, path of its npz), downloading it if missing."""
     info = _medmnist_info()
     flag = dataset.strip().lower()
-    flags_2d = [f for f in info if not f.endswith("3d") and f != "chestmnist"]
     if flag not in info:
-        raise QmedimgError(f"unknown dataset {dataset!r}; choose synthetic or one of: {', '.join(flags_2d)}")
-    if flag.endswith("3d"):
-        raise QmedimgError(f"{flag}: 3D datasets are not supported; choose one of: {', '.join(flags_2d)}")
-    if flag == "chestmnist":
-        raise QmedimgError("multi-label ChestMNIST is not yet supported; choose another 2D MedMNIST dataset")
-    _check_size(size)
+        raise QmedimgError(f"unknown dataset {dataset!r}; choose synthetic or one of: {', '.join(info)}")
+    _check_size(size, VOLUME_SIZES if flag.endswith("3d") else SIZES)
     root = Path(data_root).expanduser() if data_root is not None else Path.home() / ".medmnist"
     suffix = "" if size == 28 else f"_{size}"
     path = root / f"{flag}{suffix}.npz"
@@ -219,16 +241,26 @@ def _images(a: np.ndarray, where: str) -> np.ndarray:
         a = a[:, None]
     elif a.ndim == 4 and a.shape[-1] in (1, 3):
         a = a.transpose(0, 3, 1, 2)
+    elif a.ndim == 4 and a.shape[1] not in (1, 3):  # volumes (N, D, H, W), as MedMNIST's 3D sets
+        a = a[:, None]
+    elif a.ndim == 5 and a.shape[1] == 1:  # volumes (N, 1, D, H, W)
+        pass
     elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
-        raise QmedimgError(f"{where} has shape {a.shape}; expected (N, H, W) gray or (N, H, W, 3) RGB images")
+        raise QmedimgError(f"{where} has shape {a.shape}; expected (N, H, W) gray or (N, H, W, 3) RGB images, "
+                           "or (N, D, H, W) volumes")
     if a.dtype != np.uint8 and not _whole_numbers(a, 255):
         raise QmedimgError(f"{where} has dtype {a.dtype} and values outside whole numbers 0..255; expected uint8")
     return np.ascontiguousarray(a, dtype=np.uint8)
 
 
 def _labels(a: np.ndarray, where: str) -> np.ndarray:
+    """Class labels (N,) from (N,) or (N, 1); or, for multi-label data (N, K) with K > 1, 0/1 per label."""
     if a.ndim == 2 and a.shape[1] > 1:
-        raise QmedimgError(f"{where} has shape {a.shape}: multi-label data is not yet supported (one label per image)")
+        if not _whole_numbers(a, 1):
+            bad = a[(a != 0) & (a != 1)].reshape(-1)[:1]
+            raise QmedimgError(f"{where} has shape {a.shape}: multi-label data (one column per label) must hold 0 or 1, "
+                               f"found {bad[0] if bad.size else a.dtype}")
+        return a.astype(np.int64)
     a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
     if a.ndim != 1 or not _whole_numbers(a, np.inf):
         raise QmedimgError(f"{where} has shape {a.shape} dtype {a.dtype}; expected integer labels >= 0 of shape (N, 1)")
@@ -255,9 +287,17 @@ def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: P
     shapes = {s: sp.images.shape[1:] for s, sp in splits.items()}
     if len(set(shapes.values())) > 1:
         raise QmedimgError(f"{where}: splits have different image shapes (C, H, W): {shapes}")
-    height, width = shapes["train"][1:]
-    if height != width:
-        raise QmedimgError(f"{where}: images are {height}x{width}; expected square images")
+    sides = shapes["train"][1:]
+    if len(set(sides)) != 1:
+        kind = "volumes" if len(sides) == 3 else "images"
+        raise QmedimgError(f"{where}: {kind} are {'x'.join(map(str, sides))}; expected {kind} of equal sides "
+                           f"({'cubic' if len(sides) == 3 else 'square'})")
+    widths = {sp.labels.shape[1] if sp.labels.ndim == 2 else 0 for sp in splits.values()}
+    if len(widths) > 1:
+        raise QmedimgError(f"{where}: splits disagree on the labels: one label per image in some, one column per "
+                           "label (multi-label) in others")
+    if widths != {0}:
+        return _multi_label(name, splits, label_names, path, where)
     top = max((int(sp.labels.max()) for sp in splits.values() if sp.labels.size), default=-1)
     if label_names is None:
         label_names = tuple(str(i) for i in range(top + 1))
@@ -269,6 +309,18 @@ def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: P
     task = "binary-class" if len(label_names) == 2 else "multi-class"
     sha256 = _sha256(path) if path is not None else ""
     return Dataset(name, task, tuple(label_names), **splits, source=source, sha256=sha256)
+
+
+def _multi_label(name: str, splits: dict, label_names, path: Path | None, where: str) -> Dataset:
+    """A multi-label dataset (MedMNIST's task "multi-label, binary-class", e.g. ChestMNIST's 14 findings)."""
+    count = splits["train"].labels.shape[1]
+    if label_names is None:
+        label_names = tuple(str(i) for i in range(count))
+    elif len(label_names) != count:
+        raise QmedimgError(f"{where}: labels have {count} columns but there are {len(label_names)} label_names")
+    source = str(path.resolve()) if path is not None else "synthetic"
+    return Dataset(name, MULTI_LABEL, tuple(label_names), **splits, source=source,
+                   sha256=_sha256(path) if path is not None else "")
 
 
 def _sha256(path: Path) -> str:
@@ -283,6 +335,14 @@ def _select(ds: Dataset, classes: Sequence[int] | None, limit: int | None, seed:
     """Apply the `classes` filter/relabelling, then the per-split `limit`."""
     splits = {s: getattr(ds, s) for s in SPLITS}
     names, task = ds.label_names, ds.task
+    if classes is not None and task == MULTI_LABEL:  # keep those labels' columns, every image
+        valid = f"valid labels for {ds.name}: " + ", ".join(f"{i}={n}" for i, n in enumerate(ds.label_names))
+        wanted = list(classes)
+        if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < ds.num_classes
+               for c in wanted) or len(set(wanted)) != len(wanted) or len(wanted) < 2:
+            raise QmedimgError(f"classes {wanted} must name at least 2 different labels; {valid}")
+        splits = {s: Split(sp.images, sp.labels[:, wanted]) for s, sp in splits.items()}
+        names, classes = tuple(ds.label_names[c] for c in wanted), None
     if classes is not None:
         valid = f"valid labels for {ds.name}: " + ", ".join(f"{i}={n}" for i, n in enumerate(ds.label_names))
         wanted = list(classes)
@@ -307,35 +367,3 @@ def _select(ds: Dataset, classes: Sequence[int] | None, limit: int | None, seed:
                 keep = np.sort(rng.choice(len(sp.labels), size=limit, replace=False))
                 splits[s] = Split(sp.images[keep], sp.labels[keep])
     return dataclasses.replace(ds, label_names=names, task=task, **splits)
-
-
-def _synthetic_arrays(counts: Sequence[int], size: int, channels: int, num_classes: int,
-                      seed: int) -> dict[str, np.ndarray]:
-    """MedMNIST-layout arrays: class 0 blob, 1 ring, 2 horizontal bar, 3 vertical bar; random places, noise."""
-    if not 2 <= num_classes <= len(SYNTHETIC_LABELS):
-        raise QmedimgError(f"synthetic num_classes={num_classes}; choose 2..{len(SYNTHETIC_LABELS)}")
-    if channels not in (1, 3) or size < 8 or min(counts) < 0:
-        raise QmedimgError(f"synthetic data needs channels 1 or 3, size >= 8 and split sizes >= 0; "
-                           f"got channels={channels} size={size} splits={tuple(counts)}")
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
-    tint = np.array([1.0, 0.8, 0.6])  # RGB images are tinted, not gray copies
-    arrays = {}
-    for split, n in zip(SPLITS, counts):
-        labels = rng.permutation(np.arange(n) % num_classes)
-        images = np.empty((n, size, size, channels) if channels == 3 else (n, size, size), dtype=np.uint8)
-        for i, label in enumerate(labels):
-            cy, cx, r = *rng.uniform(0.3, 0.7, 2), rng.uniform(0.15, 0.25)
-            dy, dx = yy - cy, xx - cx
-            dist = np.hypot(dy, dx)
-            if label == 0:
-                shape = np.exp(-((dist / (0.6 * r)) ** 2))
-            elif label == 1:
-                shape = np.exp(-(((dist - r) / 0.05) ** 2))
-            else:  # a bar through the centre, horizontal (2) or vertical (3)
-                across, along = (dy, dx) if label == 2 else (dx, dy)
-                shape = np.exp(-((across / 0.05) ** 2)) * (np.abs(along) < r)
-            img = 20 + 200 * shape + rng.normal(0, 20, shape.shape)
-            images[i] = np.clip(img[..., None] * tint if channels == 3 else img, 0, 255)
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)[:, None]
-    return arrays

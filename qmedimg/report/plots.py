@@ -47,8 +47,12 @@ def plot_learning_curves(history: list[dict], path: Path, best_epoch: int | None
 
 
 def plot_confusion(confusion: list[list[int]], label_names: list[str], path: Path, title: str) -> None:
-    """A confusion matrix with counts and row-normalised shading."""
+    """A confusion matrix with counts and row-normalised shading; for multi-label data (one 2×2 matrix
+    per label) a row per label: true/false positives and negatives, shaded by rate within the truth."""
     cm = np.asarray(confusion)
+    if cm.ndim == 3:
+        _plot_label_confusions(cm, label_names, path, title)
+        return
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     k = len(label_names)
     fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
@@ -61,6 +65,36 @@ def plot_confusion(confusion: list[list[int]], label_names: list[str], path: Pat
     ax.set_xticks(range(k), short, rotation=30, ha="right")
     ax.set_yticks(range(k), short)
     ax.set(xlabel="predicted", ylabel="true", title=title)
+    save_figure(fig, path)
+
+
+def _plot_label_confusions(cm: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
+    table = cm.reshape(len(cm), 4)  # TN, FP, FN, TP per label
+    negatives, positives = table[:, :2].sum(1, keepdims=True), table[:, 2:].sum(1, keepdims=True)
+    rates = np.hstack([table[:, :2] / np.maximum(negatives, 1), table[:, 2:] / np.maximum(positives, 1)])
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(cm) + 1.5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(cm)):
+        for j in range(4):
+            ax.text(j, i, str(table[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(4), ["true neg.", "false pos.", "false neg.", "true pos."])
+    ax.set_yticks(range(len(cm)), [n if len(n) <= 18 else n[:16] + "…" for n in label_names])
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_per_label(per_label: list[dict], label_names: list[str], path: Path, title: str) -> None:
+    """Multi-label data: test AUC per label (bars; a label without positives has none), positives noted."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(per_label) + 1.5))
+    aucs = [row["auc"] for row in per_label]
+    ax.barh(range(len(aucs)), [0 if a != a else a for a in aucs], color="tab:blue")
+    ax.axvline(0.5, color="gray", linestyle=":")
+    for i, row in enumerate(per_label):
+        text = f"{row['auc']:.3f}" if row["auc"] == row["auc"] else "no positives"
+        ax.text(0.01, i, f"{text}  ({row['positives']} positive)", va="center", color="white" if aucs[i] > 0.3 else "black")
+    ax.set_yticks(range(len(aucs)), [n if len(n) <= 18 else n[:16] + "…" for n in label_names])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="AUC", title=title)
     save_figure(fig, path)
 
 
@@ -95,6 +129,26 @@ def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str) ->
     right.imshow(scaled, cmap="jet", alpha=0.45, vmin=0, vmax=1)
     right.set_title("Grad-CAM (predicted class)", fontsize=9)
     for ax in (left, right):
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_gradcam_volume(volume: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
+    """A volume (1, D, H, W) and its 3D Grad-CAM map (D, H, W): the middle axial (D), coronal (H) and
+    sagittal (W) slices, each alone (top) and overlaid (bottom), one colour scale for all three."""
+    d, h, w = (n // 2 for n in heat.shape)
+    slices = {"axial": (volume[0, d], heat[d]), "coronal": (volume[0, :, h], heat[:, h]),
+              "sagittal": (volume[0, :, :, w], heat[:, :, w])}
+    top = heat.max()
+    fig, axes = plt.subplots(2, 3, figsize=(8.5, 6))
+    for j, (name, (image, cam)) in enumerate(slices.items()):
+        axes[0, j].imshow(image, cmap="gray", vmin=0, vmax=255)
+        axes[0, j].set_title(f"{name} (middle slice)", fontsize=9)
+        axes[1, j].imshow(image, cmap="gray", vmin=0, vmax=255)
+        axes[1, j].imshow(cam / top if top > 0 else cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        axes[1, j].set_title(f"Grad-CAM, {name}", fontsize=9)
+    for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

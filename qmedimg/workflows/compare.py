@@ -46,7 +46,7 @@ from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import read_json
 from qmedimg.model import head_usage
 from qmedimg.report.comparison import write_comparison, write_summary
-from qmedimg.rundir import TrainConfig, build_model, load_data, load_run, make_config, read_record
+from qmedimg.rundir import TrainConfig, build_model, check_for_task, load_data, load_run, make_config, read_record
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_training
 from qmedimg.workflows.train import train_or_resume
 
@@ -155,6 +155,7 @@ def plan_compare(data: dict | list[dict], *, seeds: list[int], models: list[str]
                                         **fields, "seed": seed, "out": str(folder / f"{label}-seed{seed}")})
                 mine.append(CompareCell(name, label, seed, config))
         dataset = load_data(mine[0].config)
+        check_for_task(mine[0].config, dataset)  # e.g. a threshold rule on a multi-class set: before any training
         for cell in mine[:: len(seeds)]:  # every model can take this data: checked before any training
             build_model(cell.config, dataset)
         cells += mine
@@ -174,25 +175,28 @@ def compare(data: dict | list[dict], *, seeds: list[int], models: list[str], cir
     the plan (cells, resources, estimated wall time) is returned as text. ``device``: where the networks
     train (``auto``: a GPU per cell when the executor has GPUs); ``threads``: torch threads per cell."""
     executor = executor or LocalExecutor()
-    cell_function = partial(run_compare_cell, progress=progress and executor.in_process)
-    executor.start(cell_function)  # Ray joins (or fails) now; its workers import while the grid is checked
-    placed, gpus = executor.place(device)
-    if recipe.get("amp") and not placed.startswith("cuda"):
-        raise QmedimgError(f"--amp needs --device cuda (float16 autocast on a GPU); the cells would run on {placed}")
-    cells = [replace(cell, device=placed)
-             for cell in plan_compare(data, seeds=seeds, models=models, circuits=circuits, out=out, **recipe)]
-    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
-    workers = executor.workers(resources)  # joins Ray here: an unreachable cluster fails before anything runs
-    if dry_run:
-        return _dry_run(cells, resources, executor, workers)
-    outcomes = executor.map(cell_function, cells,
-                            names=[c.name for c in cells], resources=resources, progress=progress, desc="compare")
+    cells = plan_compare(data, seeds=seeds, models=models, circuits=circuits, out=out, **recipe)
+    todo = [i for i, cell in enumerate(cells) if not (Path(cell.config.out) / "metrics.json").is_file()]
     results, failed = {}, []
-    for outcome in outcomes:
-        if outcome.ok:
-            results[outcome.index] = outcome.value
-        else:
-            failed.append(outcome)
+    if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything trains
+        placed, gpus = executor.place(device)
+        if recipe.get("amp") and not placed.startswith("cuda"):
+            raise QmedimgError(f"--amp needs --device cuda (float16 autocast on a GPU); the cells would run on {placed}")
+        resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+        if dry_run:
+            return _dry_run(cells, resources, executor, executor.workers(resources))
+        cell_function = partial(run_compare_cell, progress=progress and executor.in_process)
+        executor.start(cell_function)
+        running = [replace(cells[i], device=placed) for i in todo]
+        for outcome in executor.map(cell_function, running, names=[c.name for c in running], resources=resources,
+                                    progress=progress, desc="compare"):
+            if outcome.ok:
+                results[todo[outcome.index]] = outcome.value
+            else:
+                failed.append(outcome)
+    for i, cell in enumerate(cells):  # finished before: read here, no executor needed
+        if i not in todo:
+            results[i] = run_compare_cell(cell)
     out = Path(out)
     tables = {}
     for name in dict.fromkeys(c.dataset for c in cells):

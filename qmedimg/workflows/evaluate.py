@@ -95,8 +95,9 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     wall = angle_time + time.perf_counter() - start
     outcome = {
         **target.record(model.spec if quantum else None),
-        "test": compute_metrics(labels, probs, run.dataset.task),
-        "ideal_test": compute_metrics(labels, ideal_probs, run.dataset.task),
+        "threshold": run.threshold_record(),  # the run's decision: chosen on validation at the end of training
+        "test": compute_metrics(labels, probs, run.dataset.task, run.threshold),
+        "ideal_test": compute_metrics(labels, ideal_probs, run.dataset.task, run.threshold),
         "mean_abs_expectation_error": error,
         "images": int(len(images)), "limit": limit, "torch_device": str(model_device(model)),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),

@@ -137,9 +137,6 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if m not in MITIGATIONS:
             raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
     executor = executor or LocalExecutor()
-    executor.start(run_study_cell)  # Ray joins (or fails) now; its workers import while the grid is checked
-    device, gpus = executor.place(device)
-    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
     base = {name: get_backend(name, backends_file) for name in backends}
     qpus = [name for name, b in base.items() if b.spends_qpu_time]
     if qpus and not (allow_qpu or dry_run):
@@ -172,11 +169,15 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     previous = _read_rows(results, upgrade=not dry_run)
     done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
     seen = {tuple(row[k] for k in KEY) for row in previous}
+    todo = [p for p in points if (*p.key(), inputs[p]) not in done]
+    if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything is written
+        cell_device, gpus = executor.place(device)
+        resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+        executor.start(run_study_cell)
     if dry_run:
         plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
         return _dry_run(out, grid_id, points, runs, base, limit, plan)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in points if (*p.key(), inputs[p]) not in done]
     changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
     write_json(out / "study.json", {
         "runs": list(runs), "backends": entries,
@@ -190,7 +191,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
     # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
     preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already
-    cells, local = make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources, device)
+    cells, local = ([], []) if not todo else make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources,
+                                                         cell_device)
     failed = []
     for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
         if not mine:

@@ -1,5 +1,5 @@
-"""Use a trained model on real images: PNG/JPEG/DICOM in, class, probabilities and the quantum head's
-expectation values out; Grad-CAM explanations and the head's feature space.
+"""Use a trained model on real images: PNG/JPEG/DICOM in (volumes: .npy/.npz/NIfTI), class, probabilities
+and the quantum head's expectation values out; Grad-CAM explanations and the head's feature space.
 
 Example::
 
@@ -11,6 +11,10 @@ Example::
 
 Images of any size are resized to the size the run was trained at (its data's, e.g. 64 for
 ``--size 64``).
+
+A run trained on volumes (the 3D sets) reads ``.npy``/``.npz`` volumes and NIfTI ``.nii``/``.nii.gz``
+files, resized trilinearly to its size³ (:mod:`qmedimg.data.volumes`); a 2D image given to it, a volume
+given to a 2D run, or an array of another dimensionality is reported and skipped like an unreadable file.
 
 Images get exactly the run's preprocessing (:mod:`qmedimg.data.images`). What a QPU backend receives
 is only the head's input angles and the circuit's weights; pixels, file names and DICOM metadata
@@ -26,11 +30,13 @@ import torch
 from tqdm import tqdm
 
 from qmedimg.backends import get_backend
-from qmedimg.data import ImageError, list_images, read_image, to_tensor
+from qmedimg.data import Dataset, ImageError, list_images, read_image, to_tensor
+from qmedimg.data.volumes import is_volume_file, load_volume_array, read_volume
 from qmedimg.errors import QmedimgError
 from qmedimg.files import reporting_os_errors, write_csv
+from qmedimg.metrics import decisions
 from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
-from qmedimg.report.plots import plot_gradcam, plot_head_space
+from qmedimg.report.plots import plot_gradcam, plot_gradcam_volume, plot_head_space
 from qmedimg.rundir import load_run
 
 
@@ -39,7 +45,8 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
             progress: bool = False, dry_run: bool = False, device: str = "auto") -> dict:
     """Predict every image; returns {"rows": [...], "errors": [...], "path": csv or None}.
 
-    Each row: ``file``, ``class`` (the dataset's label name), ``probabilities`` {name: p} and
+    Each row: ``file``, ``class`` (the dataset's label name, decided at the run's threshold on binary
+    tasks: ``Run.threshold``, chosen on validation when trained with a rule), ``probabilities`` {name: p} and
     ``expectations`` (the quantum head's values; empty for classical heads). ``backend`` runs the
     head on a registry entry (default exact); ``dry_run`` (ibm only) returns what would be sent;
     ``device``: where the CNN runs (``auto``: CUDA if torch sees a GPU)."""
@@ -51,12 +58,11 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
     files = list_images(inputs)
     if not files:
         raise QmedimgError("no image files found in " + ", ".join(map(str, inputs)))
-    channels, size = run.dataset.channels, run.dataset.size  # the size it trained at (a data file's own)
     names = list(run.dataset.label_names)
     images, kept, errors = [], [], []
     for path in tqdm(files, desc="reading", unit="image", disable=not progress, leave=False):
         try:
-            images.append(read_image(path, channels, size))
+            images.append(read_input(path, run.dataset))  # at the size it trained at (a data file's own)
             kept.append(path)
         except ImageError as exc:
             errors.append(str(exc))
@@ -74,13 +80,22 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
             return result
         values = head.values
         probs = probs_from_head(run.model, values)
-    for path, p, v in zip(kept, probs, values):
-        result["rows"].append({"file": str(path), "class": names[int(p.argmax())],
+    decided = decisions(probs, run.dataset.task, run.threshold)  # the run's threshold, chosen on validation
+    for path, p, v, d in zip(kept, probs, values, decided):
+        result["rows"].append({"file": str(path), "class": _decision_text(d, names),
                                "probabilities": {n: float(x) for n, x in zip(names, p)},
                                "expectations": [float(x) for x in v]})
     if out is not None:
         result["path"] = str(_write_csv(Path(out), result["rows"], names))
     return result
+
+
+def _decision_text(decision: np.ndarray, names: list[str]) -> str:
+    """A decision as a row says it: the class's name; multi-label, the labels decided "yes" ('; '-joined;
+    'none' if none)."""
+    if np.ndim(decision) == 0:
+        return names[int(decision)]
+    return "; ".join(n for n, yes in zip(names, decision) if yes) or "none"
 
 
 def _write_csv(path: Path, rows: list[dict], names: list[str]) -> Path:
@@ -90,6 +105,25 @@ def _write_csv(path: Path, rows: list[dict], names: list[str]) -> Path:
     header = ["file", "class", *(f"p_{n}" for n in names), *(f"ev_{i}" for i in range(width))]
     return write_csv(path, [[r["file"], r["class"], *(f"{r['probabilities'][n]:.6f}" for n in names),
                              *(f"{x:.6f}" for x in r["expectations"])] for r in rows], header=header)
+
+
+def read_input(path: Path, dataset: Dataset) -> np.ndarray:
+    """One input file as the run's data: an image (C, size, size) for a 2D run, a volume (1, size, size,
+    size) for a run on volumes; :class:`ImageError` (the file is reported and skipped) for a file of the
+    other kind or one that cannot be read."""
+    if dataset.dims == 3:
+        return read_volume(path, dataset.size)
+    if is_volume_file(path):
+        shape = load_volume_array(path).shape
+        what = f"a volume {tuple(shape)}" if len(shape) == 3 else f"a {len(shape)}-D array {tuple(shape)}"
+        raise ImageError(f"{path}: holds {what}, but the run was trained on 2D images; give PNG/JPEG/TIFF/DICOM "
+                         "images")
+    return read_image(path, dataset.channels, dataset.size)
+
+
+def _stem(path: Path) -> str:
+    """The file name without its suffix (both of ``.nii.gz``)."""
+    return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -113,23 +147,26 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
 
     run = load_run(run_dir, device=device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     names = list(run.dataset.label_names)
     model = run.model
-    convs = [m for m in getattr(model, "backbone", model).modules() if isinstance(m, torch.nn.Conv2d)]
+    conv_type = torch.nn.Conv3d if run.dataset.dims == 3 else torch.nn.Conv2d
+    convs = [m for m in getattr(model, "backbone", model).modules() if isinstance(m, conv_type)]
     cam = LayerGradCam(model, convs[-1])
     used: set[str] = set()
-    for path in list_images(images):
-        array = read_image(path, run.dataset.channels, run.dataset.size)
+    arrays = [(path, read_input(path, run.dataset)) for path in list_images(images)]  # all read before any is drawn
+    out.mkdir(parents=True, exist_ok=True)
+    for path, array in arrays:
         x = to_tensor(array[None]).to(model_device(model)).requires_grad_(True)
         with torch.no_grad():
             probs = torch.softmax(model(x), 1)[0]
         predicted = int(probs.argmax())
         heat = cam.attribute(x, target=predicted, relu_attributions=True)
-        heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode="bilinear")[0, 0].detach().cpu().numpy()
-        target = out / _unique_name(path.stem, used)
-        plot_gradcam(array, heat, target, f"{path.name}: {names[predicted]} (p = {float(probs[predicted]):.2f})")
+        mode = "trilinear" if run.dataset.dims == 3 else "bilinear"
+        heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode=mode)[0, 0].detach().cpu().numpy()
+        target = out / _unique_name(_stem(path), used)
+        title = f"{path.name}: {names[predicted]} (p = {float(probs[predicted]):.2f})"
+        (plot_gradcam_volume if run.dataset.dims == 3 else plot_gradcam)(array, heat, target, title)
         written.append(target)
     if run.config.quantum:
         test = run.dataset.test

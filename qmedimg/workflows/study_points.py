@@ -118,7 +118,8 @@ def _head_inputs(cell: StudyCell) -> tuple:
         angles = head_angles(run.model, images)
         ideal = ideal_head_values(run.model, angles)
         _here[key] = (run, labels, angles, ideal,
-                      compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task), dimension(ideal))
+                      compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task, run.threshold),
+                      dimension(ideal))
     return _here[key]
 
 
@@ -134,7 +135,7 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
         start = time.perf_counter()
         values = backend.run_head(run.head_request(angles)).values
         wall = time.perf_counter() - start
-        metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task)
+        metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task, run.threshold)
         report = backend.transpile_report(run.model.spec) or {}
         factors = backend.zne_factors() if "zne" in point.mitigation else []
         rows.append({

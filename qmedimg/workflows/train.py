@@ -34,9 +34,9 @@ from qmedimg.errors import QmedimgError
 from qmedimg.files import clear_torn_temporaries, read_json, reporting_os_errors, write_csv, write_json
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import head_usage, predict_probs, torch_device
-from qmedimg.report.plots import plot_confusion, plot_learning_curves
-from qmedimg.rundir import (TrainConfig, build_model, check_size, config_and_data, load_checkpoint, load_data,
-                            require_config, save_atomic, training_backend, versions)
+from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
+from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, config_and_data, decision_threshold,
+                            load_checkpoint, load_data, require_config, save_atomic, training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -51,6 +51,15 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
                          torch.stack((sin, cos, shift[:, 1]), 1)), 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+def epoch_order(labels: np.ndarray, generator: torch.Generator, balanced: bool = False) -> torch.Tensor:
+    """One epoch's training images, drawn from ``generator`` (checkpointed: a resumed run draws the same):
+    a permutation, or with ``balanced`` as many draws with replacement, every class equally likely."""
+    if not balanced:
+        return torch.randperm(len(labels), generator=generator)
+    weights = torch.from_numpy(1.0 / np.bincount(labels)[labels])  # an image: 1 / (images of its class)
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
 
 @torch.no_grad()
@@ -90,6 +99,7 @@ def train(config: TrainConfig, *, progress: bool = True,
                            f"`qmedimg train --resume {out}` or choose another --out")
     dataset = load_data(config)
     check_size(config, dataset)
+    check_for_task(config, dataset)
     backend = training_backend(config)
     model = build_model(config, dataset, backend, device=device)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,18 +176,14 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
         start_epoch = state["epoch"] + 1
 
     images, labels = dataset.train.images, torch.from_numpy(dataset.train.labels)
-    weight = None
-    if config.class_weights:
-        counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
-        weight = torch.tensor(len(labels) / (dataset.num_classes * np.maximum(counts, 1)),
-                              dtype=torch.float32, device=device)
+    loss_of = training_loss(dataset, config, device)
     started = time.perf_counter()
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"train {out.name}", unit="epoch",
                disable=not progress, initial=start_epoch - 1, total=config.epochs)
     for epoch in bar:
         model.train()
         tick = time.perf_counter()
-        order = torch.randperm(len(labels), generator=generator)
+        order = epoch_order(dataset.train.labels, generator, config.balanced_sampling)
         losses, correct = [], 0
         for i in range(0, len(order), config.batch_size):
             idx = order[i : i + config.batch_size]
@@ -188,7 +194,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
                 x = augment(x, generator)  # on the CPU, from the CPU generator: the same draws on every device
             x, y = x.to(device), labels[idx].to(device)
             logits = model(x)
-            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=config.label_smoothing)
+            loss = loss_of(logits, y)
             optimizer.zero_grad()
             scaler.scale(loss).backward()  # without --amp: loss.backward(), optimizer.step()
             scaler.step(optimizer)
@@ -196,14 +202,13 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
             scheduler.step()
             _update_average(averaged, model, config.ema_decay)
             losses.append(loss.item() * len(idx))
-            correct += int((logits.argmax(1) == y).sum())
+            correct += _hits(logits, y)
             trained_samples += len(idx)
         train_seconds += time.perf_counter() - tick
 
         val_probs = predict_probs(averaged, dataset.val.images)
         val = compute_metrics(dataset.val.labels, val_probs, dataset.task)
-        val_loss = F.nll_loss(torch.log(torch.from_numpy(val_probs).clamp_min(1e-12)),
-                              torch.from_numpy(dataset.val.labels)).item()
+        val_loss = _validation_loss(val_probs, dataset.val.labels, dataset.multi_label)
         row = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(order)),
                "train_acc": correct / max(1, len(order)), "val_loss": val_loss,
                "val_acc": val["acc"], "val_auc": val["auc"], "lr": scheduler.get_last_lr()[0],
@@ -232,6 +237,49 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
                    train_seconds, trained_samples, wall_before + time.perf_counter() - started, device)
 
 
+def training_loss(dataset: Dataset, config: TrainConfig, device) -> Callable:
+    """``loss(logits, labels)``: cross-entropy over the classes (``class_weights``: each class weighted
+    by N / (classes · its count)); for multi-label data, binary cross-entropy per label, averaged
+    (``class_weights``: each label's positives weighted by its negatives / positives, MedMNIST's
+    ``pos_weight``). Label smoothing ε moves every target towards 1/2 (per label) or uniform (classes)."""
+    train = dataset.train.labels
+    if dataset.multi_label:
+        positives = train.sum(axis=0)
+        pos_weight = (torch.tensor((len(train) - positives) / np.maximum(positives, 1), dtype=torch.float32,
+                                   device=device) if config.class_weights else None)
+        smoothing = config.label_smoothing
+
+        def multi_label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            target = labels.float() * (1 - smoothing) + 0.5 * smoothing
+            return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+        return multi_label_loss
+    weight = None
+    if config.class_weights:
+        counts = np.bincount(train, minlength=dataset.num_classes)
+        weight = torch.tensor(len(train) / (dataset.num_classes * np.maximum(counts, 1)), dtype=torch.float32,
+                              device=device)
+    return lambda logits, labels: F.cross_entropy(logits, labels, weight=weight,
+                                                  label_smoothing=config.label_smoothing)
+
+
+def _hits(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Correct decisions in a batch: images whose argmax class is right, or, multi-label (labels 2-D),
+    the mean over labels of images whose 0/1 per label is right."""
+    if labels.ndim == 2:
+        return float(((logits > 0).long() == labels).float().mean(dim=1).sum())
+    return int((logits.argmax(1) == labels).sum())
+
+
+def _validation_loss(probs: np.ndarray, labels: np.ndarray, multi_label: bool) -> float:
+    """The validation loss of the kept (averaged) weights: negative log-likelihood of the true class,
+    or binary cross-entropy per label for multi-label data."""
+    p = torch.from_numpy(probs)
+    if multi_label:
+        return F.binary_cross_entropy(p.clamp(1e-12, 1 - 1e-12), torch.from_numpy(labels).double()).item()
+    return F.nll_loss(torch.log(p.clamp_min(1e-12)), torch.from_numpy(labels)).item()
+
+
 def _selection_key(auc: float, acc: float) -> tuple[float, float]:
     """What ``--select best-val`` maximises: validation AUC, then ACC. An undefined AUC (a class
     missing from the validation split: NaN, which no comparison prefers) counts as -1, below every
@@ -246,10 +294,14 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
     selection = {"last": "last epoch", "best-val": "best validation AUC, then ACC"}[config.select]
     if config.ema_decay:
         selection += f" (moving average of the weights, decay {config.ema_decay})"
-    metrics = {"selected_epoch": best["epoch"], "selection": selection}
-    for split in ("train", "val", "test"):
-        part = getattr(dataset, split)
-        metrics[split] = compute_metrics(part.labels, predict_probs(model, part.images), dataset.task)
+    probs = {split: predict_probs(model, getattr(dataset, split).images) for split in ("train", "val", "test")}
+    threshold = decision_threshold(config, dataset, lambda: probs["val"])  # chosen on the validation split only
+    metrics = {"selected_epoch": best["epoch"], "selection": selection, "threshold": threshold}
+    for split in ("train", "val", "test"):  # the run's own decisions, then the same at 0.5
+        metrics[split] = compute_metrics(getattr(dataset, split).labels, probs[split], dataset.task, threshold["value"])
+    if threshold["value"] is not None:
+        metrics["at_threshold_0.5"] = {split: compute_metrics(getattr(dataset, split).labels, probs[split],
+                                                              dataset.task) for split in ("val", "test")}
     metrics.update({
         "parameters": model.parameter_counts(),
         "train_seconds": round(train_seconds, 2),
@@ -273,6 +325,10 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
     with reporting_os_errors(out / "confusion.png"):
         plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png",
                        f"{dataset.name} test (epoch {best['epoch']})")
+    if dataset.multi_label:
+        with reporting_os_errors(out / "per_label_auc.png"):
+            plot_per_label(metrics["test"]["per_label"], list(dataset.label_names), out / "per_label_auc.png",
+                           f"{dataset.name} test AUC per label (epoch {best['epoch']})")
     return metrics
 
 
