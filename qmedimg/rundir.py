@@ -274,8 +274,9 @@ def check_size(config: TrainConfig, dataset: Dataset) -> None:
     (given or the default 28) is refused in one line. (Runs made before this check, with a 64×64 file and
     size 28 recorded, still load: :func:`load_run` does not ask.)"""
     if dataset.size != config.size and dataset.size in SIZES:
-        raise QmedimgError(f"{dataset.source} holds {dataset.size}×{dataset.size} images but the run's size is "
-                           f"{config.size}; pass --size {dataset.size}")
+        held = (f"{dataset.size}³ volumes" if dataset.dims == 3 else f"{dataset.size}×{dataset.size} images")
+        raise QmedimgError(f"{dataset.source} holds {held} but the run's size is {config.size}; "
+                           f"pass --size {dataset.size}")
 
 
 def save_atomic(obj, path: Path) -> None:

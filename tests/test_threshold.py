@@ -175,3 +175,31 @@ def test_balanced_sampling_resumes_to_the_same_metrics(tmp_path):
         train(make_config(**options, out=str(tmp_path / "cut")), progress=False, on_epoch=stop_after_two)
     resumed = resume(tmp_path / "cut", progress=False)
     assert resumed["test"] == whole["test"] and resumed["val"] == whole["val"]
+
+
+def test_explain_draws_the_class_the_runs_threshold_decides(tiny_run_copy, tmp_path, monkeypatch):
+    """Grad-CAM of what predict says: with the threshold moved past an image's P(class 1), the decided
+    class is the other one than the most probable, and explain must follow the decision."""
+    import json
+
+    from PIL import Image
+
+    from qmedimg.model import predict_probs
+    from qmedimg.rundir import load_run
+    from qmedimg.workflows import predict as module
+
+    run = load_run(tiny_run_copy)
+    images = run.dataset.test.images
+    p1 = predict_probs(run.model, images)[:, 1]
+    i = int(abs(p1 - 0.5).argmin())  # the least certain image: moving the threshold past it flips the decision
+    threshold = p1[i] + 1e-6 if p1[i] > 0.5 else p1[i] - 1e-6
+    metrics = json.loads((tiny_run_copy / "metrics.json").read_text())
+    metrics["threshold"] = {"value": float(threshold), "rule": "fixed"}
+    (tiny_run_copy / "metrics.json").write_text(json.dumps(metrics))
+    decided = run.dataset.label_names[int(p1[i] > threshold)]
+    assert decided != run.dataset.label_names[int(p1[i] > 0.5)]
+    Image.fromarray(images[i, 0]).save(tmp_path / "case.png")
+    titles = []
+    monkeypatch.setattr(module, "plot_gradcam", lambda array, heat, target, title: titles.append(title))
+    module.explain(tiny_run_copy, [tmp_path / "case.png"], tmp_path / "explain")
+    assert titles[0].startswith(f"case.png: {decided} (p = ")

@@ -35,7 +35,8 @@ from qmedimg.data.volumes import is_volume_file, load_volume_array, read_volume
 from qmedimg.errors import QmedimgError
 from qmedimg.files import reporting_os_errors, write_csv
 from qmedimg.metrics import decisions
-from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
+from qmedimg.model import (head_angles, ideal_head_values, model_device, predict_probs, probabilities, probs_from_head,
+                           torch_device)
 from qmedimg.report.plots import plot_gradcam, plot_gradcam_volume, plot_head_space
 from qmedimg.rundir import load_run
 
@@ -159,8 +160,11 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
     for path, array in arrays:
         x = to_tensor(array[None]).to(model_device(model)).requires_grad_(True)
         with torch.no_grad():
-            probs = torch.softmax(model(x), 1)[0]
-        predicted = int(probs.argmax())
+            probs = probabilities(model, model(x)).cpu().double().numpy()
+        # the class predict decides (the run's threshold); multi-label: the most probable finding
+        predicted = int(probs.argmax() if run.dataset.multi_label else decisions(probs, run.dataset.task,
+                                                                                  run.threshold)[0])
+        probs = probs[0]
         heat = cam.attribute(x, target=predicted, relu_attributions=True)
         mode = "trilinear" if run.dataset.dims == 3 else "bilinear"
         heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode=mode)[0, 0].detach().cpu().numpy()
