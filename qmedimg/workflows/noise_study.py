@@ -194,16 +194,18 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     cells, local = ([], []) if not todo else make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources,
                                                          cell_device)
     failed = []
-    for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
-        if not mine:
-            continue
-        for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
-                                  progress=progress, desc="noise study"):
-            if not outcome.ok:
-                failed.append(outcome)
-            for row in outcome.value or []:
-                append_line(results, _csv_line(row))
-    forget()
+    try:
+        for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
+            if not mine:
+                continue
+            for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
+                                      progress=progress, desc="noise study"):
+                if not outcome.ok:
+                    failed.append(outcome)
+                for row in outcome.value or []:
+                    append_line(results, _csv_line(row))
+    finally:  # also on Ctrl-C or a failed write: the loaded runs and backends are not kept in this process
+        forget()
     if failed:
         raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
                              "the same command again to compute only the rest")
