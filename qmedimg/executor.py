@@ -100,6 +100,11 @@ class Executor:
         the cell's share); one per task on Ray."""
         return cores()
 
+    def resources(self, threads: int | None, gpus: float = 0.0) -> Resources:
+        """What each cell asks for: ``threads`` cores (``--threads``; None: :meth:`default_cpus`) and
+        ``gpus`` (from :meth:`place`). Here a cell takes what it asks for, whatever this machine has."""
+        return Resources(cpus=threads or self.default_cpus(), gpus=gpus)
+
     def gpus(self) -> int:
         """CUDA GPUs the cells can be given (here: the ones torch sees)."""
         import torch
@@ -189,6 +194,24 @@ class RayExecutor(Executor):
 
     def gpus(self) -> int:
         return int(self.connect().cluster_resources().get("GPU", 0))
+
+    def resources(self, threads: int | None, gpus: float = 0.0) -> Resources:
+        """What each cell asks for, refused in one line (before anything is written) when it is more
+        CPUs or GPUs than the whole Ray cluster has now: Ray would wait for ever for a node that big.
+        An autoscaling cluster could add one, but qmedimg keeps it simple and refuses there too: ask
+        for what the cluster has, or start it with nodes big enough."""
+        wanted = super().resources(threads, gpus)
+        total = self.connect().cluster_resources()
+        cpus, gpu_count = int(total.get("CPU", 0)), total.get("GPU", 0)
+        if wanted.cpus > cpus:
+            option = f"--threads {wanted.cpus}: each cell" if threads else "each cell (--threads not given)"
+            raise QmedimgError(f"{option} asks for {wanted.cpus} CPU{'s' * (wanted.cpus != 1)} but the Ray cluster "
+                               f"has {cpus}" + (f"; use --threads {cpus} or fewer" if cpus else
+                                                ": give it CPUs (ray start --num-cpus N)"))
+        if wanted.gpus > gpu_count:
+            raise QmedimgError(f"each cell asks for {wanted.gpus:g} GPU but the Ray cluster has {gpu_count:g}; "
+                               "use --device cpu or add a GPU node")
+        return wanted
 
     def workers(self, resources: Resources) -> int:
         ray = self.connect()

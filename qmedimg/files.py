@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -72,10 +73,59 @@ def clear_torn_temporaries(folder: Path | str) -> None:
     in its folder: remove them so the run can start there; a folder holding anything else is left."""
     folder = Path(folder)
     if folder.is_dir():
-        entries = list(folder.iterdir())
+        entries = [p for p in folder.iterdir() if p.name != LOCK]
         if entries and all(p.name.startswith(".") and p.name.endswith(".tmp") for p in entries):
             for p in entries:
                 p.unlink()
+
+
+LOCK = ".qmedimg.lock"
+"""The file in an output folder whose lock a command holds while it writes there."""
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path | str, busy: str) -> Iterator[None]:
+    """Hold ``lock`` (``flock``, non-blocking; the file is created if needed) for the block; while
+    another process holds it: one ``QmedimgError`` line, ``busy``. The lock goes with the process, so a
+    process killed with -9 never leaves a folder locked."""
+    import fcntl
+
+    lock = Path(lock)
+    try:
+        handle = open(lock, "a")
+    except OSError as exc:
+        raise os_error(lock, exc, "cannot lock") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise QmedimgError(busy) from None
+        except OSError as exc:  # a file system without locks: refuse rather than risk two writers
+            raise os_error(lock, exc, "cannot lock") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writing_folder(folder: Path | str) -> Iterator[Path]:
+    """Create ``folder`` if needed and hold its lock (:data:`LOCK`) for the block: one qmedimg command
+    writes there at a time; a second is refused in one line while the first runs."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(folder, exc, "cannot create") from None
+    with exclusive(folder / LOCK, f"{folder}: another qmedimg command is writing there now; wait for it to "
+                                  "finish (or stop it), then run this again"):
+        yield folder
+
+
+def holds_files(folder: Path | str) -> bool:
+    """Whether ``folder`` exists and holds anything but its lock file."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
 
 
 def write_bytes(path: Path | str, data: bytes) -> Path:
@@ -89,8 +139,21 @@ def write_text(path: Path | str, text: str) -> Path:
 
 
 def write_json(path: Path | str, data: dict) -> Path:
-    """Write ``data`` as indented JSON atomically: never half a file, never two writers' temp files mixed."""
-    return write_text(path, json.dumps(data, indent=2))
+    """Write ``data`` as indented JSON atomically: never half a file, never two writers' temp files mixed.
+    A NaN or infinite number (an undefined metric, e.g. the AUC of a split with one class) is written
+    as null: JSON has no NaN, and strict readers refuse a bare one."""
+    return write_text(path, json.dumps(_finite_or_null(data), indent=2, allow_nan=False))
+
+
+def _finite_or_null(value):
+    """``value`` with every NaN or infinite float in it, however deep in dicts and lists, as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def write_csv(path: Path | str, rows: list[list], header: list | None = None) -> Path:

@@ -40,7 +40,9 @@ def decisions(probs: np.ndarray, task: str, threshold: float | np.ndarray = 0.5)
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, task: str, threshold: float | np.ndarray = 0.5) -> dict:
     """ACC/AUC exactly as MedMNIST computes them (its ``getACC``/``getAUC``; ACC at ``threshold``),
     plus precision, recall and F1 as macro averages over classes (or labels: no class is privileged)
-    and the confusion matrix (per label for multi-label tasks, with ``per_label`` ACC/AUC)."""
+    and the confusion matrix (per label for multi-label tasks, with ``per_label`` ACC/AUC). An AUC the
+    labels leave undefined (a class, or a label's positives or negatives, absent) is NaN, with the
+    reason in ``auc_undefined``; NaN is no JSON value: metrics files record it as null."""
     probs = np.asarray(probs, dtype=float)
     if task == MULTI_LABEL:
         return _multi_label(np.asarray(labels).reshape(len(probs), -1), probs, threshold)
@@ -50,15 +52,26 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, task: str, threshold:
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, predicted, average="macro", labels=classes, zero_division=0
     )
+    absent = [c for c in classes if not np.any(labels == c)]
     return {
         "acc": float(getACC(labels, probs, task, threshold) if task == "binary-class" else getACC(labels, probs, task)),
-        "auc": float(getAUC(labels, probs, task)),
+        "auc": math.nan if absent else float(getAUC(labels, probs, task)),
+        **({"auc_undefined": _why_no_auc(absent, classes)} if absent else {}),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
         "confusion": confusion_matrix(labels, predicted, labels=classes).tolist(),
         "n": int(len(labels)),
     }
+
+
+def _why_no_auc(absent: list[int], classes: list[int]) -> str:
+    """Why the AUC of labels lacking the ``absent`` classes is undefined (NaN here, null in JSON)."""
+    if len(classes) == 2:
+        which = f"only class {1 - absent[0]} in these labels" if len(absent) == 1 else "no labels"
+        return f"{which}: an AUC needs images of both classes"
+    return (f"class{'es' * (len(absent) > 1)} {', '.join(map(str, absent))} absent from these labels: MedMNIST's "
+            "multi-class AUC averages one-vs-rest AUCs over every class")
 
 
 def _multi_label(labels: np.ndarray, probs: np.ndarray, threshold) -> dict:
@@ -72,9 +85,13 @@ def _multi_label(labels: np.ndarray, probs: np.ndarray, threshold) -> dict:
         per_label.append({"label": k, "positives": int(labels[:, k].sum()),
                           "acc": float((predicted[:, k] == labels[:, k]).mean()),
                           "auc": float(roc_auc_score(labels[:, k], probs[:, k])) if both else math.nan})
+    one_sided = [row["label"] for row in per_label if row["auc"] != row["auc"]]
     return {
         "acc": float(getACC(labels, probs, MULTI_LABEL, threshold)),
-        "auc": float(getAUC(labels, probs, MULTI_LABEL)),
+        "auc": math.nan if one_sided else float(getAUC(labels, probs, MULTI_LABEL)),
+        **({"auc_undefined": f"label{'s' * (len(one_sided) > 1)} {', '.join(map(str, one_sided))} without both "
+                             "positives and negatives here: MedMNIST's multi-label AUC averages every label's AUC"}
+           if one_sided else {}),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),

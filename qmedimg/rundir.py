@@ -22,6 +22,7 @@ predict and the noise study decide at it. Runs from before it decide at 0.5.
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -41,7 +42,7 @@ from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json, write_atomic
 from qmedimg.metrics import THRESHOLD_RULES, choose_threshold
 from qmedimg.model import HybridNet, head_weights, predict_probs, torch_device, with_readout
-from qmedimg.quantum.circuits import load_circuit
+from qmedimg.quantum.circuits import CircuitSpec, circuit_from_qasm, load_circuit
 
 
 # What a field absent from an older run's config.json means: the behaviour from before it existed
@@ -193,10 +194,11 @@ class Run:
         return self.digest
 
     def head_request(self, angles: np.ndarray, *, dry_run: bool = False, resume: bool = False,
-                     progress: bool = False) -> HeadRequest:
-        """The trained quantum head on ``angles``, as a backend takes it (QPU ledgers go in the run)."""
+                     progress: bool = False, repeat: int = 0) -> HeadRequest:
+        """The trained quantum head on ``angles``, as a backend takes it (QPU ledgers go in the run);
+        ``repeat``: which repetition of the same request (a noise study's repeats)."""
         return HeadRequest(self.model.spec, head_weights(self.model), angles, ledger_dir=self.path,
-                           run_id=self.run_id(), dry_run=dry_run, resume=resume, progress=progress)
+                           run_id=self.run_id(), dry_run=dry_run, resume=resume, progress=progress, repeat=repeat)
 
 
 def decision_threshold(config: TrainConfig, dataset: Dataset, val_probs) -> dict:
@@ -233,12 +235,31 @@ def training_backend(config: TrainConfig) -> Backend | None:
     return get_backend(config.backend, config.backends_file, **overrides)
 
 
+def run_circuit(config: TrainConfig, record: dict | None = None) -> CircuitSpec:
+    """The circuit of a run: the OpenQASM its ``config.json`` pinned when it was trained (``record``),
+    so editing or upgrading the circuit file never changes a trained run; for a new run (no record) or
+    one trained before runs pinned their circuit, the file ``config.circuit`` names, as it is now."""
+    pinned = (record or {}).get("circuit") or {}
+    if pinned.get("qasm"):
+        return circuit_from_qasm(pinned["qasm"], name=pinned.get("name", config.circuit),
+                                 path=pinned.get("path", config.circuit), layers=pinned.get("layers"))
+    return load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
+
+
+def circuit_record(spec: CircuitSpec) -> dict:
+    """What config.json records of a run's circuit, its OpenQASM text pinned (:func:`run_circuit`)."""
+    return {"name": spec.name, "path": str(spec.path), "qubits": spec.num_qubits, "layers": spec.layers,
+            "weights": len(spec.weights), "outputs": len(spec.observables), "qasm": spec.qasm,
+            "sha256": hashlib.sha256(spec.qasm.encode()).hexdigest()}
+
+
 def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None = None,
-                device: str | torch.device = "auto") -> torch.nn.Module:
+                device: str | torch.device = "auto", circuit: CircuitSpec | None = None) -> torch.nn.Module:
     """The run's network on ``device`` (:func:`~qmedimg.model.torch_device`), weights drawn from
     ``config.seed`` on the CPU (the same on every device); a quantum head runs on ``backend`` (its
     prepared circuit and estimator), the exact estimator when None. Pass one backend to every copy
-    of a model: the circuit is transpiled and the noise model built once."""
+    of a model: the circuit is transpiled and the noise model built once. ``circuit``: the run's circuit
+    (:func:`run_circuit`; default: the file ``config.circuit`` names)."""
     device = torch_device(device)
     if config.augment and dataset.dims == 3:  # flips would swap OrganMNIST3D's left/right organ classes
         raise QmedimgError(f"--augment: {dataset.name} holds volumes; augmentation is for 2D images only "
@@ -251,7 +272,7 @@ def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None =
         torch.manual_seed(config.seed)
         return Baseline(config.model, dataset.channels, dataset.num_classes, stem=config.stem or "3x3",
                         multi_label=dataset.multi_label, dims=dataset.dims).to(device)
-    spec = with_readout(load_circuit(config.circuit, qubits=config.qubits, layers=config.layers), config.readout)
+    spec = with_readout(circuit or run_circuit(config), config.readout)
     head_on = (backend or exact_backend()).training_head(spec) if config.quantum else None
     torch.manual_seed(config.seed)
     return HybridNet(
@@ -338,6 +359,27 @@ def read_record(path: Path) -> dict:
     return record
 
 
+def config_differences(run: Path, config: TrainConfig) -> list[str]:
+    """'key: recorded -> now' for every config key (``out`` aside) in which the run directory ``run``
+    differs from ``config`` (a key the record lacks counts as its default, so runs from before a new
+    option still match), and 'circuit file: ...' when the circuit the run pinned is no longer what
+    ``config.circuit`` renders to: a grid never reuses a run of another circuit under the same name."""
+    record = read_record(run)
+    recorded, wanted = record["config"], json.loads(json.dumps(config.model_dump()))
+    fields, missing, out = TrainConfig.model_fields, object(), []
+    for key in sorted((set(recorded) | set(wanted)) - {"out"}):
+        default = fields[key].default if key in fields else missing
+        old = recorded.get(key, json.loads(json.dumps(default)) if default is not missing else "(absent)")
+        new = wanted.get(key, "(absent)")
+        if old != new:
+            out.append(f"{key}: {old!r} -> {new!r}")
+    pinned = (record.get("circuit") or {}).get("qasm")
+    if not out and pinned and config.model == "hybrid" and run_circuit(config).qasm != pinned:
+        out.append(f"circuit file {config.circuit}: edited since the run was trained (the run keeps the circuit "
+                   "it pinned)")
+    return out
+
+
 def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     """A run directory's config and its data, refused if the data file changed since training."""
     record = read_record(path)
@@ -366,7 +408,8 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run
     device = torch_device(device)
     path = require_run(run_dir)
     config, dataset = config_and_data(path)
-    model = build_model(config, dataset, device=device)  # evaluation chooses its backend itself
+    circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
+    model = build_model(config, dataset, device=device, circuit=circuit)  # evaluation chooses its backend itself
     model.load_state_dict(load_checkpoint(path)["best_model"])
     model.eval()
     metrics_file = path / "metrics.json"

@@ -238,3 +238,71 @@ def test_bad_names_paths_and_sizes_of_shipped_circuits(tmp_path):
     for kwargs in ({"qubits": 0}, {"layers": -1}, {"qubits": 2.5}, {"layers": True}):
         with pytest.raises(QmedimgError, match=r"sel\.qasm: (qubits|layers) must be an integer >= 1"):
             load_circuit("sel", **kwargs)
+
+
+@pytest.mark.parametrize("payload", [
+    "{{ cycler.__init__.__globals__.os.system('touch %s') }}",
+    "{{ self.__init__.__globals__.__builtins__.open('%s', 'w').write('x') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ lipsum.__globals__.os.system('touch %s') }}",
+])
+def test_a_template_cannot_run_code_it_is_data(tmp_path, payload, capsys):
+    """Templates render in Jinja's sandbox: reaching Python internals is one line, and nothing runs."""
+    from qmedimg.cli import main
+
+    marker = tmp_path / "pwned"
+    text = "// defaults: qubits=2\n" + HEAD + "input float[64] x0;\nqubit[{{ qubits }}] q;\nry(x0) q[0];\n"
+    path = write(tmp_path, "evil.qasm", text + "// " + payload.replace("%s", str(marker)) + "\n")
+    assert main(["circuits", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.count("\n") == 1 and "evil.qasm" in err and "unsafe" in err
+
+
+def test_a_trained_run_keeps_its_circuit_when_the_file_is_edited(tmp_path, trainer):
+    """config.json pins the circuit's OpenQASM: editing (or upgrading) the file afterwards changes no
+    existing run — evaluate, predict and the noise study run the circuit the weights were trained on."""
+    import json
+    import shutil
+
+    from qmedimg.rundir import load_run
+    from qmedimg.workflows.evaluate import evaluate_run
+    from qmedimg.workflows.noise_study import noise_study
+
+    mine = tmp_path / "mine.qasm"
+    shutil.copy(CIRCUITS_DIR / "sel.qasm", mine)
+    metrics, run = trainer(tmp_path / "run", circuit=str(mine), epochs=1)
+    pinned = json.loads((run / "config.json").read_text())["circuit"]
+    assert pinned["qasm"] == load_circuit(mine).qasm and "ry(w1) q[0];" in pinned["qasm"]
+    study = rows(noise_study([run], backends=["fake_manila"], scales=[1.0], limit=8, out=tmp_path / "s1",
+                             progress=False))
+
+    mine.write_text(mine.read_text().replace("ry(w{{ w + 1 }})", "rx(w{{ w + 1 }})"))  # one rotation changed
+    assert "rx(w1) q[0];" in load_circuit(mine).qasm
+    loaded = load_run(run)
+    assert "ry(w1) q[0];" in loaded.model.spec.qasm and "rx(" not in loaded.model.spec.qasm
+    assert evaluate_run(run)["test"] == metrics["test"]
+    again = rows(noise_study([run], backends=["fake_manila"], scales=[1.0], limit=8, out=tmp_path / "s2",
+                             progress=False))
+    assert [(r["auc"], r["mean_abs_expectation_error"]) for r in again] == \
+        [(r["auc"], r["mean_abs_expectation_error"]) for r in study]
+
+
+def rows(study):
+    import csv
+
+    return list(csv.DictReader((study / "results.csv").open()))
+
+
+def test_a_run_from_before_pinning_still_loads_its_circuit_from_the_file(tiny_run_copy):
+    import json
+
+    from qmedimg.rundir import load_run
+    from qmedimg.workflows.evaluate import evaluate_run
+
+    path = tiny_run_copy / "config.json"
+    record = json.loads(path.read_text())
+    for key in ("qasm", "sha256"):
+        del record["circuit"][key]
+    path.write_text(json.dumps(record))
+    assert load_run(tiny_run_copy).model.spec.qasm == load_circuit("sel").qasm
+    assert evaluate_run(tiny_run_copy)["test"] == json.loads((tiny_run_copy / "metrics.json").read_text())["test"]

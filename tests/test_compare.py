@@ -70,3 +70,49 @@ def test_baseline_runs_evaluate_and_predict(compared, tmp_path):
         Image.fromarray(image[0]).save(tmp_path / f"{model}.png")
         rows = predict(run, [tmp_path / f"{model}.png"])["rows"]
         assert len(rows) == 1 and rows[0]["expectations"] == []
+
+
+def test_a_finished_cell_of_an_edited_circuit_file_is_not_reused(tmp_path, capsys):
+    """The cell's run pinned its circuit: after the file changed, the same --circuits names another
+    circuit, so compare refuses to count the old run as this recipe's (one line, nothing trained)."""
+    import shutil
+
+    from qmedimg.quantum.circuits import CIRCUITS_DIR
+
+    mine = tmp_path / "mine.qasm"
+    shutil.copy(CIRCUITS_DIR / "sel.qasm", mine)
+    argv = ["compare", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--seeds", "0",
+            "--models", "hybrid", "--circuits", str(mine), "--out", str(tmp_path / "c"), "--quiet"]
+    assert main(argv) == 0
+    mine.write_text(mine.read_text().replace("ry(w{{ w + 1 }})", "rx(w{{ w + 1 }})"))
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("metrics.json")}
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mine.qasm: edited since the run was trained" in err
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("metrics.json")} == stamps
+
+
+def test_an_undefined_test_auc_is_a_dash_over_seeds_also_when_read_back_as_null(tmp_path):
+    """A test split of one class leaves the AUC undefined: NaN from training, null in metrics.json once
+    read back; over two seeds statistics.stdev used to crash on the NaN."""
+    import numpy as np
+
+    from qmedimg.data import write_synthetic_npz
+
+    data = write_synthetic_npz(tmp_path / "one.npz", n_train=32, n_val=16, n_test=16)
+    with np.load(data) as npz:
+        arrays = dict(npz)
+    arrays["test_labels"][:] = 0
+    np.savez(data, **arrays)
+    out = tmp_path / "compare"
+    argv = ["compare", "--data-file", str(data), "--epochs", "1", "--batch-size", "16", "--seeds", "0,1",
+            "--models", "linear", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "| linear | " in (out / "comparison.md").read_text()
+    for metrics in out.glob("linear-seed*/metrics.json"):  # as a strict JSON writer records it
+        metrics.write_text(metrics.read_text().replace("NaN", "null"))
+    (out / "comparison.md").unlink()
+    assert main(argv) == 0  # the finished runs are read back
+    row = next(line for line in (out / "comparison.md").read_text().splitlines() if line.startswith("| linear |"))
+    assert row.split(" | ")[2] == "—"  # the AUC cell

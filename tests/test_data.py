@@ -230,6 +230,15 @@ BAD_FILES = {
     "negative label": (put(test_labels=-np.ones((4, 1), np.int64)), ["test_labels", ">= 0"]),
     "one class": (lambda a: [a[k].fill(0) for k in a if k.endswith("labels")], ["1 class", "at least 2"]),
     "label_names too short": (put(label_names=np.array(["benign"])), ["label 1", "1 label_names"]),
+    "a stray train label makes no new class": (lambda a: a["train_labels"].__setitem__(2, 7), [
+        "train_labels holds label 7", "no label 2..6", "0..K-1 without gaps", "valid labels here: 0, 1"]),
+    "labels with a gap make no classes in between": (lambda a: np.place(a["train_labels"], a["train_labels"] == 1, 5), [
+        "train_labels holds label 5", "no label 1..4", "valid labels here: 0"]),
+    "a test label outside the train split's classes": (lambda a: a["test_labels"].__setitem__(3, 2), [
+        "test_labels holds label 2 (index 3)", "outside the train split's labels", "valid labels: 0, 1"]),
+    "a val label outside label_names": (put(label_names=np.array(["blob", "ring"]), val_labels=np.full((4, 1), 4)),
+                                        [
+        "val_labels holds label 4 (index 0, 3 more outside)", "its 2 label_names", "valid labels: 0=blob, 1=ring"]),
     "label_names not strings": (put(label_names=np.array([4, 5])), ["label_names", "strings"]),
     "non-square": (lambda a: a.update({k: a[k][:, :, :6] for k in a if k.endswith("images")}), ["8x6", "square"]),
     "splits differ": (put(val_images=np.zeros((4, 10, 10), np.uint8)), ["different image shapes", "val"]),
@@ -245,6 +254,17 @@ def test_bad_data_files_are_named(tmp_path, case):
     message = error_message(data_file=path)
     assert str(path) in message
     assert all(part in message for part in expected), message
+
+
+def test_a_stray_label_in_a_medmnist_file_is_named_not_a_new_class(generated_breastmnist, tmp_path):
+    """BreastMNIST's classes are MedMNIST's two, in every split: a label 7 is refused, not an 8-class task."""
+    with np.load(generated_breastmnist) as npz:
+        arrays = dict(npz)
+    arrays["val_labels"][5] = 7
+    save(tmp_path / "breastmnist.npz", arrays)
+    message = error_message("breastmnist", data_root=tmp_path)
+    assert message.startswith(f"{tmp_path / 'breastmnist.npz'}: val_labels holds label 7 (index 5)")
+    assert "MedMNIST's classes for breastmnist; valid labels: 0=malignant, 1=normal, benign" in message
 
 
 def test_unreadable_data_files_are_named(tmp_path, tiny_npz):

@@ -113,6 +113,28 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.parametrize("command", [GRID, ["noise-study", "RUN", "--backend", "aer", "--mitigation", "none",
+                                             "--quiet"],
+                                     ["width-study", "--dataset", "synthetic", "--qubits", "4", "--layers", "1",
+                                      "--backend", "fake_manila", "--quiet"]])
+def test_a_cell_asking_for_more_cpus_than_the_cluster_has_is_one_line_not_an_endless_wait(
+        local_ray, tiny_run_copy, tmp_path, capsys, command):
+    """Ray would keep a 64-CPU task pending for ever on a 2-CPU cluster, silently."""
+    import threading
+
+    out, exit_code = tmp_path / "c", []
+    argv = [str(tiny_run_copy) if a == "RUN" else a for a in command]
+    grid = threading.Thread(target=lambda: exit_code.append(main([*argv, "--executor", "ray", "--threads", "64",
+                                                                  "--out", str(out)])), daemon=True)
+    grid.start()
+    grid.join(timeout=60)
+    assert not grid.is_alive(), "still waiting for Ray after 60 s"
+    err = capsys.readouterr().err
+    assert exit_code == [2] and err.count("\n") == 1, err
+    assert "--threads 64: each cell asks for 64 CPUs but the Ray cluster has 2; use --threads 2 or fewer" in err
+    assert not out.exists()
+
+
 def test_ray_cells_give_the_same_metrics_as_local_ones(local_grid, local_ray, tmp_path):
     out = tmp_path / "compare"
     assert main([*GRID, "--executor", "ray", "--out", str(out)]) == 0

@@ -1,10 +1,16 @@
 """Bad input and bad luck as a hostile user or a failing machine deals them: one line, exit 2,
 nothing half written; a study interrupted mid-row continues cleanly."""
 
+import csv
+import json
 import socket
+
+import numpy as np
+import pytest
 
 from qmedimg.backends import runtime
 from qmedimg.cli import main
+from qmedimg.data import write_synthetic_npz
 
 
 def study(run, out, *extra):
@@ -24,6 +30,65 @@ def test_a_results_row_torn_by_a_crash_is_cut_off_and_the_study_continues(tiny_r
     assert len(lines) == 3 and lines[:2] == [header, first]  # the torn row is gone, the point computed again
     assert results.read_text().endswith("\n")
     capsys.readouterr()
+
+
+def test_an_empty_results_csv_left_by_a_full_disk_is_no_rows_and_the_study_completes(tiny_run_copy, tmp_path,
+                                                                                       capsys):
+    """A full disk at the study's first write leaves a 0-byte results.csv (as ``: > results.csv`` does):
+    it, or one holding the header alone, has no rows — the next run computes them all; a file with
+    other columns is one line naming it."""
+    def rows(path):
+        with open(path, newline="") as handle:
+            return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(handle)]
+
+    fresh, out = tmp_path / "fresh", tmp_path / "study"
+    assert study(tiny_run_copy, fresh) == 0
+    expected = rows(fresh / "results.csv")
+    assert len(expected) == 2
+    results = out / "results.csv"
+    out.mkdir()
+    header = (fresh / "results.csv").read_text().splitlines()[0]
+    for left in ("", "\n", header + "\n"):  # empty, blank, header alone
+        results.write_text(left)
+        assert study(tiny_run_copy, out) == 0, repr(left)
+        assert rows(results) == expected and (out / "summary.md").is_file()
+    results.write_text("patient,score\n")
+    capsys.readouterr()
+    assert study(tiny_run_copy, out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(results) in err and "other columns: 'patient', 'score'" in err
+    assert results.read_text() == "patient,score\n"
+
+
+def test_a_stray_label_is_one_line_before_any_run_directory_exists(tmp_path, capsys):
+    """One training label 7 in binary data once made an 8-class task (test AUC NaN, exit 0)."""
+    data = write_synthetic_npz(tmp_path / "breast.npz", n_train=32, n_val=16, n_test=16)
+    with np.load(data) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "label_names"}  # as MedMNIST ships them
+    arrays["train_labels"][3] = 7
+    np.savez(data, **arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--data-file", str(data), "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{data}: train_labels holds label 7" in err and "0, 1" in err
+    assert not out.exists()
+
+
+def test_a_test_split_of_one_class_gives_strict_json_with_the_auc_null_and_why(tmp_path, capsys):
+    """metrics.json once held a bare NaN (no JSON value) for an AUC that one class leaves undefined."""
+    data = write_synthetic_npz(tmp_path / "one.npz", n_train=32, n_val=16, n_test=16)
+    with np.load(data) as npz:
+        arrays = dict(npz)
+    arrays["test_labels"][:] = 0
+    np.savez(data, **arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--data-file", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert metrics["test"]["auc"] is None
+    assert metrics["test"]["auc_undefined"] == "only class 0 in these labels: an AUC needs images of both classes"
+    assert isinstance(metrics["val"]["auc"], float) and "auc_undefined" not in metrics["val"]
 
 
 def test_infinite_or_nan_noise_scales_are_one_line_and_write_nothing(tiny_run_copy, tmp_path, capsys):

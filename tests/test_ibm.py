@@ -40,6 +40,7 @@ class Cloud:
     submitted = 0
     interrupt_next_wait = False
     fail_next = False
+    fail_job = None  # the n-th submitted job (0-based) fails on IBM's side
 
     def __init__(self, channel=None, instance=None, **_):
         import os
@@ -54,8 +55,8 @@ class Cloud:
 
 
 class RemoteJob:
-    def __init__(self, job):
-        self._job = job
+    def __init__(self, job, ordinal=None):
+        self._job, self.ordinal = job, ordinal
 
     def job_id(self):
         return self._job.job_id()
@@ -67,6 +68,8 @@ class RemoteJob:
         if Cloud.fail_next:
             Cloud.fail_next = False
             raise RuntimeError("Job failed: backend went offline")
+        if Cloud.fail_job is not None and Cloud.fail_job == self.ordinal:
+            raise RuntimeError("Job failed: calibration in progress")
         return self._job.result()
 
     def usage(self):
@@ -80,15 +83,15 @@ class RemoteEstimator:
         self._estimator = estimator
 
     def run(self, pubs):
+        job = RemoteJob(self._estimator.run(pubs), Cloud.submitted)
         Cloud.submitted += 1
-        job = RemoteJob(self._estimator.run(pubs))
         Cloud.jobs[job.job_id()] = job
         return job
 
 
 @pytest.fixture
 def cloud(monkeypatch):
-    Cloud.jobs, Cloud.submitted, Cloud.interrupt_next_wait, Cloud.fail_next = {}, 0, False, False
+    Cloud.jobs, Cloud.submitted, Cloud.interrupt_next_wait, Cloud.fail_next, Cloud.fail_job = {}, 0, False, False, None
     monkeypatch.setattr(runtime, "QiskitRuntimeService", Cloud)
     real = runtime.runtime_estimator
     monkeypatch.setattr(runtime, "runtime_estimator", lambda entry, device: RemoteEstimator(real(entry, device)))
@@ -172,7 +175,7 @@ def test_a_ledger_from_another_request_is_refused(trained, tmp_path, cloud, caps
     assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
                  "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "holds jobs of another request (differs in: request)" in err and err.count("\n") == 1
+    assert "holds jobs of another request (differs in: request, jobs)" in err and err.count("\n") == 1
     # without --resume, a finished ledger is kept aside and the new request gets its own
     assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
                  "--quiet"]) == 0
@@ -290,3 +293,71 @@ def test_a_noise_study_on_a_qpu_needs_a_dry_run_of_that_grid_and_allow_qpu(train
     assert cloud.submitted == 0
     assert main(base + ["--allow-qpu"]) == 0
     assert cloud.submitted == 1 and (out / "results.csv").read_text().count("\n") == 2
+
+
+def test_a_resubmitted_job_never_scores_other_images_when_the_job_split_changed(trained, tmp_path, cloud, capsys):
+    """Jobs [0,4) [4,8) [8,10); the third fails; the re-run with another max_rows_per_job must not pair
+    the failed job with another split's rows (it was resubmitted with images 4-5 and scored as 8-9)."""
+    cloud.fail_job = 2
+    args = ["evaluate", str(trained), "--backend", "qpu", "--limit", "10", "--quiet"]
+    assert main(args + ["--backends", str(registry(tmp_path, max_rows_per_job=4))]) == 2
+    assert "1 of 3 jobs failed" in capsys.readouterr().err and cloud.submitted == 3
+    cloud.fail_job = None
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(args + ["--backends", str(registry(other, max_rows_per_job=2))]) == 2
+    err = capsys.readouterr().err
+    assert "holds jobs of another request (differs in: jobs" in err and err.count("\n") == 1
+    assert cloud.submitted == 3 and not list(trained.glob("eval-*.json"))
+    # the split that made the ledger resubmits only its failed job, and scores every image on its own values
+    assert main(args + ["--backends", str(registry(tmp_path, max_rows_per_job=4))]) == 0
+    assert cloud.submitted == 4
+    ledger = json.loads((trained / "ledger-qpu.json").read_text())
+    assert [j["rows"] for j in ledger["jobs"]] == [[0, 4], [4, 8], [8, 10]]
+    exact = evaluate_run(trained, "exact", limit=10)
+    measured = json.loads(next(trained.glob("eval-qpu*.json")).read_text())
+    assert measured["mean_abs_expectation_error"] < 0.2 and exact["images"] == measured["images"] == 10
+
+
+def test_stored_jobs_whose_rows_are_not_the_payloads_are_refused_before_use(tmp_path):
+    """A ledger (say, written by version 1, which did not record the split) whose jobs hold other rows
+    than this request's payloads: one line, nothing submitted, no values paired with the wrong images."""
+    identity = {"run": "r", "backend": "qpu", "request": "abc"}
+    path = tmp_path / "ledger-qpu.json"
+    path.write_text(json.dumps({"version": 1, "identity": identity, "jobs": [
+        {"index": 0, "rows": [0, 4], "job_id": "a", "status": "done", "evs": [[0.5] * 4], "errors": []},
+        {"index": 1, "rows": [4, 8], "job_id": "b", "status": "failed", "evs": None, "errors": []}]}))
+    ledger = jobs.Ledger.open(path, {**identity, "repeat": 0}, resume=False)
+    pubs = [(None, [0], np.zeros((2, 1)), 0), (None, [0], np.zeros((2, 1)), 2), (None, [0], np.zeros((2, 1)), 4)]
+    submitted = []
+    with pytest.raises(QmedimgError, match=r"jobs hold images \[\[0, 4\], \[4, 8\]\] but this request splits them as "
+                                           r"\[\[0, 2\], \[2, 4\], \[4, 6\]\]"):
+        jobs.run_jobs(ledger, lambda: submitted.append(1), lambda: None, pubs, local=True, progress=False)
+    assert not submitted
+
+
+def test_noise_study_repeats_on_a_qpu_are_separate_submissions(trained, tmp_path, cloud):
+    """--repeats 3 on a QPU: three submissions and three measurements, not repeat 0's values three times."""
+    path = registry(tmp_path)
+    out = tmp_path / "study"
+    base = ["noise-study", str(trained), "--backend", "qpu", "--backends", str(path), "--mitigation", "none",
+            "--limit", "4", "--repeats", "3", "--out", str(out), "--quiet"]
+    assert main(base + ["--dry-run"]) == 0
+    assert main(base + ["--allow-qpu"]) == 0
+    assert cloud.submitted == 3
+    import csv
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(r["repeat"] for r in rows) == ["0", "1", "2"]
+    errors = {r["mean_abs_expectation_error"] for r in rows}
+    assert len(errors) == 3  # three measurements with their own shot noise
+    assert main(base + ["--allow-qpu"]) == 0 and cloud.submitted == 3  # finished: nothing submitted again
+
+
+def test_a_request_kept_aside_is_collected_again_not_resubmitted(trained, tmp_path, cloud):
+    path = registry(tmp_path)
+    first = evaluate_run(trained, "qpu", backends_file=path, limit=3)
+    evaluate_run(trained, "qpu", backends_file=path, limit=4)  # another request: the first is kept aside
+    assert cloud.submitted == 2
+    again = evaluate_run(trained, "qpu", backends_file=path, limit=3)
+    assert cloud.submitted == 2 and again["test"] == first["test"]

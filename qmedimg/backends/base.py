@@ -66,6 +66,9 @@ class HeadRequest:
     dry_run: bool = False
     resume: bool = False
     progress: bool = False
+    repeat: int = 0
+    """Which repetition of the same request this is: on a QPU each is a submission of its own (a
+    simulator's repeats differ by their seed, :meth:`Backend.study_overrides`)."""
 
 
 @dataclass

@@ -120,15 +120,20 @@ class IbmBackend(DeviceBackend):
             return HeadResult(None, {"dry_run": jobs.plan(entry, values, len(observables), self.device, circuit)})
         if request.ledger_dir is None:
             raise QmedimgError(f"backend '{self.name}': a QPU run needs a run directory for its job ledger")
+        size = jobs.rows_per_job(entry, circuit)
+        pubs = [(circuit, column(observables), values[i : i + size], i) for i in range(0, len(values), size)]
         identity = {
             "run": request.run_id, "backend": self.name, "device": self.device_name,
             "request": jobs.request_id(values=values, circuit=circuit.num_qubits, options=entry.options,
                                        shots=entry.shots, transpile=entry.transpile.model_dump(),
-                                       observables=[str(o) for o in observables]),
+                                       observables=[str(o) for o in observables],
+                                       **({"repeat": request.repeat} if request.repeat else {})),
+            # how the images are split into jobs (max_rows_per_job, IBM's limits on the ISA circuit), the
+            # circuit sent, and which repetition of the same request this is (repeats are new submissions)
+            "jobs": [[start, start + len(v)] for _, _, v, start in pubs],
+            "isa": jobs.circuit_digest(circuit), "repeat": request.repeat,
         }
         ledger = jobs.Ledger.open(request.ledger_dir / f"ledger-{self.name}.json", identity, resume=request.resume)
-        size = jobs.rows_per_job(entry, circuit)
-        pubs = [(circuit, column(observables), values[i : i + size], i) for i in range(0, len(values), size)]
         evs, done = jobs.run_jobs(ledger, lambda: self.estimator, lambda: runtime.runtime_service(entry), pubs,
                                   local=entry.local is not None, progress=request.progress)
         usage = [j["usage_s"] for j in done if j["usage_s"] is not None]

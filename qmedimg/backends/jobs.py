@@ -18,21 +18,19 @@ trained weights), never pixels, file names or labels.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from qmedimg.errors import QmedimgError
-from qmedimg.files import os_error, write_json
+from qmedimg.files import exclusive, write_json
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2  # 2: the identity holds the job split, the ISA circuit's digest and the repeat
 SENT = ("ISA circuit and numeric parameter arrays only: per image the quantum head's input angles, plus the "
         "circuit's trained weights; no pixels, file names, labels or DICOM metadata")
 
@@ -126,6 +124,14 @@ def _circuit_duration(isa, device) -> float:
 # The ledger
 
 
+def circuit_digest(circuit) -> str:
+    """A digest of an (ISA) circuit's content as OpenQASM 3: equal in every process (unlike QPY, which
+    holds the circuit's generated name)."""
+    from qiskit import qasm3
+
+    return hashlib.sha256(qasm3.dumps(circuit).encode()).hexdigest()[:16]
+
+
 def request_id(**parts) -> str:
     """A digest of everything that defines a request (run, backend, device, circuit, values, options)."""
     digest = hashlib.sha256()
@@ -150,24 +156,25 @@ class Ledger:
     def open(cls, path: Path, identity: dict, *, resume: bool) -> Ledger:
         ledger = cls(path, identity)
         if path.is_file():
-            try:
-                stored = json.loads(path.read_text())
-            except (OSError, ValueError):
-                raise QmedimgError(f"{path}: unreadable ledger; move it away to start over (its job ids are "
-                                   "listed on the IBM Quantum dashboard)") from None
-            finished = stored.get("jobs") and all(j.get("status") == "done" for j in stored["jobs"])
-            if stored.get("identity") != identity and finished and not resume:
-                done = path.with_name(f"{path.stem}.{stored['identity'].get('request', 'old')}.json")
-                os.replace(path, done)  # a finished request is kept, under its own name
+            stored = _read(path)
+            if same_request(stored, identity):
+                ledger.data = stored
                 return ledger
-            if stored.get("identity") != identity:
-                theirs = stored.get("identity", {})
-                diff = [k for k in identity if theirs.get(k) != identity[k]]
+            finished = stored["jobs"] and all(j.get("status") == "done" for j in stored["jobs"])
+            if not finished or resume:
+                theirs = stored["identity"]
+                diff = [k for k in identity if theirs.get(k, LEGACY.get(k)) != identity[k]]
                 raise QmedimgError(
                     f"{path} holds jobs of another request (differs in: {', '.join(diff) or 'format'}); "
                     "re-run with the options that made it, or move the file away to start a new request")
-            ledger.data = stored
-        elif resume:
+            os.replace(path, aside(path, stored))  # a finished request is kept, under its own name
+        mine = {"version": LEDGER_VERSION, "identity": identity}
+        for kept in (aside(path, mine), aside(path, {**mine, "version": 1})):
+            if kept.is_file() and same_request(_read(kept), identity):
+                os.replace(kept, path)  # this request ran before and was kept aside: collect it, never resubmit
+                ledger.data = _read(path)
+                return ledger
+        if resume:
             raise QmedimgError(f"--resume: no ledger at {path}; nothing was submitted for this run and backend")
         return ledger
 
@@ -186,8 +193,46 @@ class Ledger:
                 stored = json.loads(self.path.read_text())
             except (OSError, ValueError):
                 return
-            if stored.get("identity") == self.identity:
+            if isinstance(stored, dict) and same_request(stored, self.identity):
                 self.data = stored
+
+
+# What a key a version-1 ledger did not record meant: repeat 0. (Version 1 did not record how images were
+# split into jobs either, nor the ISA circuit: each stored job's rows are checked against its payload instead.)
+LEGACY = {"repeat": 0}
+
+
+def same_request(stored: dict, identity: dict) -> bool:
+    """Whether a ledger read from disk holds the request ``identity`` describes."""
+    theirs = stored.get("identity")
+    if not isinstance(theirs, dict):
+        return False
+    if stored.get("version", 1) >= LEDGER_VERSION:
+        return theirs == identity
+    return all(theirs[k] == v if k in theirs else LEGACY.get(k, v) == v for k, v in identity.items())
+
+
+def aside(path: Path, stored: dict) -> Path:
+    """Where a finished request's ledger is kept when another request takes ``path``: named by its request
+    and (from version 2) the digest of its whole identity, so two splits of one request never collide."""
+    identity = stored["identity"]
+    name = str(identity.get("request", "old"))
+    if stored.get("version", 1) >= 2:
+        name += "-" + request_id(identity=identity)[:8]
+    return path.with_name(f"{path.stem}.{name}.json")
+
+
+def _read(path: Path) -> dict:
+    """A ledger file, or one line naming it: unreadable, or not a ledger of this format."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("identity"), dict) \
+            or not isinstance(stored.get("jobs"), list) or not all(isinstance(j, dict) for j in stored["jobs"]):
+        raise QmedimgError(f"{path}: unreadable ledger; move it away to start over (its job ids are "
+                           "listed on the IBM Quantum dashboard)")
+    return stored
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
@@ -207,28 +252,10 @@ def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tupl
         return _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress)
 
 
-@contextlib.contextmanager
-def ledger_lock(path: Path) -> Iterator[None]:
+def ledger_lock(path: Path):
     """Hold ``<ledger>.lock`` (``flock``, non-blocking) for the block; a second process gets one line."""
-    import fcntl
-
-    lock = Path(f"{path}.lock")
-    try:
-        handle = open(lock, "a")
-    except OSError as exc:
-        raise os_error(lock, exc, "cannot lock") from None
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise QmedimgError(f"another qmedimg process is using {path}; wait for it or stop it (its jobs stay "
-                               "in the ledger), then re-run") from None
-        except OSError as exc:  # a file system without locks: refuse rather than risk two submitters
-            raise os_error(lock, exc, "cannot lock") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return exclusive(f"{path}.lock", f"another qmedimg process is using {path}; wait for it or stop it (its jobs "
+                                     "stay in the ledger), then re-run")
 
 
 def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress):
@@ -239,6 +266,7 @@ def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progres
                                 "usage_s": None, "evs": None, "errors": []}
                                for i, (_, _, v, start) in enumerate(pubs)]
         ledger.save()
+    check_rows(ledger, pubs)
     live: dict[int, object] = {}
     services: list = []  # created at most once, only when IBM's cloud must be asked
 
@@ -295,13 +323,37 @@ def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progres
         job.update(status="done", evs=evs.reshape(evs.shape[0], -1).tolist(), usage_s=_usage(handle))
         ledger.save()
     _report(ledger)
-    return np.concatenate([np.asarray(j["evs"]) for j in ledger.jobs], axis=1), ledger.jobs
+    return np.concatenate([_values(ledger, job, pub) for job, pub in zip(ledger.jobs, pubs)], axis=1), ledger.jobs
+
+
+def check_rows(ledger: Ledger, pubs: list[tuple]) -> None:
+    """Refuse, before anything is submitted or used, a ledger whose jobs are not these payloads' rows:
+    values are only ever paired with the images they were computed for."""
+    wanted = [[start, start + len(values)] for _, _, values, start in pubs]
+    held = [job.get("rows") for job in ledger.jobs]
+    if held != wanted:
+        raise QmedimgError(f"{ledger.path}: its jobs hold images {held} but this request splits them as {wanted} "
+                           "(max_rows_per_job or the transpiled circuit changed?); re-run with the settings that "
+                           "made it, or move the file away to start a new request")
+
+
+def _values(ledger: Ledger, job: dict, pub: tuple) -> np.ndarray:
+    """A finished job's (observables, rows) values, checked against the shape its payload asks for."""
+    _, observables, values, _ = pub
+    evs = np.asarray(job["evs"], dtype=float) if isinstance(job["evs"], list) else np.empty(0)
+    shape = (observables.shape[0] if hasattr(observables, "shape") else len(observables), len(values))
+    if evs.shape != shape:
+        raise QmedimgError(f"{ledger.path}: job {job['index']} holds values of shape {evs.shape}, not the {shape} "
+                           "its images need (the file was edited or damaged); move it away to start over")
+    return evs
 
 
 def job_tag(ledger: Ledger, job: dict) -> str:
-    """The tag a job is submitted with: the request, the job's index and its attempt (a resubmission of
-    a failed job gets a new tag, so looking up its intent never finds the failed one)."""
-    return f"qmedimg-{ledger.identity.get('request', 'request')}-{job['index']}-{job.get('attempt', 0)}"
+    """The tag a job is submitted with: the request (with the whole identity's digest: another split of
+    the same images is another request), the job's index and its attempt (a resubmission of a failed job
+    gets a new tag, so looking up its intent never finds the failed one)."""
+    whole = request_id(identity=ledger.identity)[:8]  # the split and the circuit too: no other request's tag
+    return f"qmedimg-{ledger.identity.get('request', 'request')}-{whole}-{job['index']}-{job.get('attempt', 0)}"
 
 
 def _tag(estimator, tag: str) -> None:

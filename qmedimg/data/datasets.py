@@ -122,7 +122,7 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
     else:
         flag, path = _flag_file(dataset, data_root, size)
         labels = _medmnist_info()[flag]["label"]
-        ds = _build(flag, _read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path)
+        ds = _build(flag, _read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path, medmnist=True)
         if ds.size != size:  # e.g. a 28×28 file saved under MedMNIST+'s name for 64×64
             raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but its name says size {size} "
                                f"(MedMNIST names files {flag}.npz for 28, {flag}_{{size}}.npz for 64/128/224)")
@@ -274,8 +274,10 @@ def _whole_numbers(a: np.ndarray, high: float) -> bool:
     return a.size == 0 or bool(np.all(a == np.floor(a)) and a.min() >= 0 and a.max() <= high)
 
 
-def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: Path | None) -> Dataset:
-    """Validate MedMNIST-layout arrays and make a Dataset (source/sha256 from `path`)."""
+def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: Path | None,
+           medmnist: bool = False) -> Dataset:
+    """Validate MedMNIST-layout arrays and make a Dataset (source/sha256 from `path`; ``medmnist``:
+    `label_names` are the flag `name`'s classes in MedMNIST's INFO)."""
     where = str(path) if path is not None else name
     splits = {}
     for s in SPLITS:
@@ -298,17 +300,46 @@ def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: P
                            "label (multi-label) in others")
     if widths != {0}:
         return _multi_label(name, splits, label_names, path, where)
-    top = max((int(sp.labels.max()) for sp in splits.values() if sp.labels.size), default=-1)
-    if label_names is None:
-        label_names = tuple(str(i) for i in range(top + 1))
-    elif top >= len(label_names):
-        raise QmedimgError(f"{where}: label {top} found but there are only {len(label_names)} label_names")
+    label_names = _check_labels(splits, label_names, where, name if medmnist else None)
     if len(label_names) < 2:
         raise QmedimgError(f"{where}: found {len(label_names)} class(es); a classification dataset needs at least 2")
     source = str(path.resolve()) if path is not None else "synthetic"
     task = "binary-class" if len(label_names) == 2 else "multi-class"
     sha256 = _sha256(path) if path is not None else ""
     return Dataset(name, task, tuple(label_names), **splits, source=source, sha256=sha256)
+
+
+def _check_labels(splits: dict, label_names: tuple[str, ...] | None, where: str, flag: str | None) -> tuple[str, ...]:
+    """The class names, after checking every split's labels against them, so that one stray label
+    never silently makes a larger task. ``label_names`` (a MedMNIST flag's INFO, an npz's
+    ``label_names``) declare the classes 0..K-1; without them the train split's labels are the
+    classes and must be 0..K-1 without gaps. A label outside is one line naming the split, the
+    value and the valid labels."""
+    if label_names is None:
+        present = [int(v) for v in np.unique(splits["train"].labels)]
+        count = next((i for i, v in enumerate(present) if v != i), len(present))  # 0..count-1 all occur
+        if count < len(present):
+            missing = f"{count}" if present[count] == count + 1 else f"{count}..{present[count] - 1}"
+            raise QmedimgError(f"{where}: train_labels holds label {present[count]} but no label {missing}: without a "
+                               "label_names array the classes are the train split's labels, numbered 0..K-1 without "
+                               f"gaps (valid labels here: {', '.join(map(str, range(count))) or 'none'}); fix the "
+                               "labels or add a label_names array naming every class")
+        label_names, declared = tuple(str(i) for i in range(count)), "the train split's labels"
+        if count < 2:
+            return label_names  # refused by the caller: too few classes to classify
+        valid = ", ".join(label_names)
+    else:
+        declared = f"MedMNIST's classes for {flag}" if flag else f"its {len(label_names)} label_names"
+        valid = ", ".join(f"{i}={n}" for i, n in enumerate(label_names))
+    for s in SPLITS:
+        labels = splits[s].labels
+        outside = np.flatnonzero(labels >= len(label_names))
+        if outside.size:
+            first = int(outside[0])
+            more = f", {outside.size - 1} more outside" if outside.size > 1 else ""
+            raise QmedimgError(f"{where}: {s}_labels holds label {labels[first]} (index {first}{more}), outside "
+                               f"{declared}; valid labels: {valid}")
+    return tuple(label_names)
 
 
 def _multi_label(name: str, splits: dict, label_names, path: Path | None, where: str) -> Dataset:

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 from qiskit import QuantumCircuit, qasm3
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
@@ -46,6 +47,9 @@ class CircuitSpec:
     observables: tuple[SparsePauliOp, ...]
     qubits: int
     layers: int | None
+    qasm: str = ""
+    """The OpenQASM 3 text the circuit was built from (a template rendered at its qubits and layers, with
+    its header): a run pins it, so later edits of the file never change a trained run."""
 
     @property
     def num_qubits(self) -> int:
@@ -160,8 +164,11 @@ def _render(path: Path, qubits: int | None, layers: int | None) -> tuple[str, st
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         _fail(path, f"cannot read circuit file ({type(e).__name__}: {e})")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(path.parent)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    # sandboxed: a template is data; it may loop and compute, never reach Python's internals (no
+    # ``__globals__``, ``__class__``, ...) nor change anything (immutable sandbox)
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(path.parent)), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     try:
         used = jinja2.meta.find_undeclared_variables(env.parse(source))
         template = env.get_template(path.name)
@@ -185,11 +192,30 @@ def _render(path: Path, qubits: int | None, layers: int | None) -> tuple[str, st
 @lru_cache(maxsize=64)
 def _load(path: Path, mtime: int, qubits: int | None, layers: int | None) -> CircuitSpec:
     source, rendered, values = _render(path, qubits, layers)
+    return _build(path, rendered, values, qubits, plain=rendered.splitlines() == source.splitlines())
+
+
+@lru_cache(maxsize=16)
+def _pinned(qasm: str, name: str, path: str, layers: int | None) -> CircuitSpec:
+    return replace(_build(Path(path), qasm, {} if layers is None else {"layers": layers}, None, plain=True),
+                   name=name)
+
+
+def circuit_from_qasm(qasm: str, *, name: str, path: str | Path, layers: int | None = None) -> CircuitSpec:
+    """A circuit from the OpenQASM text a run pinned (:attr:`CircuitSpec.qasm`): no template, no file
+    read; ``name``, ``path`` and ``layers`` are what the run recorded of it. Errors name ``path``."""
+    spec = _pinned(qasm, name, str(path), layers)
+    return replace(spec, circuit=spec.circuit.copy())
+
+
+def _build(path: Path, rendered: str, values: dict, qubits: int | None, plain: bool) -> CircuitSpec:
+    """The circuit, inputs, weights and observables of a rendered file (``values``: the template
+    variables it was rendered with)."""
     with contextlib.redirect_stderr(io.StringIO()):  # the ANTLR parser prints syntax errors
         try:
             circuit = qasm3.loads(rendered)
         except Exception as e:  # noqa: BLE001
-            _qasm_error(path, e, rendered, rendered.splitlines() == source.splitlines())
+            _qasm_error(path, e, rendered, plain)
     n = circuit.num_qubits
     if n == 0:
         _fail(path, "declares no qubits; add e.g. 'qubit[{{ qubits }}] q;'")
@@ -223,7 +249,7 @@ def _load(path: Path, mtime: int, qubits: int | None, layers: int | None) -> Cir
         observables = tuple(SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n) for i in range(n))
     return CircuitSpec(name=path.stem, path=path, description=header.get("description", (0, ""))[1],
                        circuit=circuit, inputs=tuple(inputs), weights=tuple(weights), observables=observables,
-                       qubits=n, layers=values.get("layers"))
+                       qubits=n, layers=values.get("layers"), qasm=rendered)
 
 
 def circuit_names(directory: Path = CIRCUITS_DIR) -> list[str]:

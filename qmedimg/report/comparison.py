@@ -26,7 +26,11 @@ ANCHORS = {"breastmnist": "MedMNIST v2 (Yang et al., 2023) reports ResNet-18 (28
                           "BreastMNIST, trained 100 epochs."}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Mean and standard deviation over seeds; an undefined value (None as metrics.json records an
+    undefined AUC, NaN in memory) makes both NaN, shown as "—"."""
+    if any(v is None or not math.isfinite(v) for v in values):  # statistics.stdev fails on NaN
+        return math.nan, math.nan
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 

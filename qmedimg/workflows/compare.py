@@ -36,7 +36,6 @@ without writing into that run). Multi-class data and wide heads (``qubits=8``: 8
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -46,7 +45,8 @@ from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import read_json
 from qmedimg.model import head_usage
 from qmedimg.report.comparison import write_comparison, write_summary
-from qmedimg.rundir import TrainConfig, build_model, check_for_task, load_data, load_run, make_config, read_record
+from qmedimg.rundir import (TrainConfig, build_model, check_for_task, config_differences, load_data, load_run,
+                            make_config)
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_training
 from qmedimg.workflows.train import train_or_resume
 
@@ -111,15 +111,6 @@ def dataset_name(data: dict) -> str:
     return str(data.get("name") or data.get("dataset") or Path(str(data.get("data_file", "data"))).stem)
 
 
-def _differences(run: Path, config) -> list[str]:
-    """'key: recorded -> now' for every config key (but ``out``) in which ``run`` differs from ``config``."""
-    recorded = read_record(run)["config"]
-    wanted = json.loads(json.dumps(config.model_dump()))
-    keys = sorted((set(recorded) | set(wanted)) - {"out"})
-    return [f"{k}: {recorded.get(k, '(absent)')!r} -> {wanted.get(k, '(absent)')!r}"
-            for k in keys if recorded.get(k, "(absent)") != wanted.get(k, "(absent)")]
-
-
 def _test_head_usage(run: Path, metrics: dict) -> dict | None:
     """The head's usage on the test split as the run recorded it; for a run from before qmedimg
     recorded it, measured now on its kept weights (the run directory is left untouched); None for
@@ -161,7 +152,7 @@ def plan_compare(data: dict | list[dict], *, seeds: list[int], models: list[str]
         cells += mine
     for cell in cells:  # a directory made with other settings is refused before anything trains
         run = Path(cell.config.out)
-        if (run / "config.json").is_file() and (changed := _differences(run, cell.config)):
+        if (run / "config.json").is_file() and (changed := config_differences(run, cell.config)):
             raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); compare "
                                "reuses a run only if its config matches: choose another --out or move it away")
     return cells
@@ -182,7 +173,7 @@ def compare(data: dict | list[dict], *, seeds: list[int], models: list[str], cir
         placed, gpus = executor.place(device)
         if recipe.get("amp") and not placed.startswith("cuda"):
             raise QmedimgError(f"--amp needs --device cuda (float16 autocast on a GPU); the cells would run on {placed}")
-        resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+        resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
         if dry_run:
             return _dry_run(cells, resources, executor, executor.workers(resources))
         cell_function = partial(run_compare_cell, progress=progress and executor.in_process)

@@ -98,19 +98,28 @@ def _csv_line(row: dict) -> str:
 
 def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     """The rows of results.csv; a last row torn by a crash or a full disk is cut off first. A file
+    without a header (empty or blank: e.g. left by a full disk before its first line) has none. A file
     with the columns of before ``ADDED_COLUMNS`` is read with those cells blank and, with ``upgrade``,
-    rewritten atomically with today's header (so new rows can be appended); any other header is refused."""
+    rewritten atomically with today's header (so new rows can be appended); any other header, or a
+    file that is no CSV text, is refused in one line naming it."""
     if not path.is_file():
         return []
     repair_tail(path)
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-    if reader.fieldnames is None or reader.fieldnames == COLUMNS:
+    try:
+        with reporting_os_errors(path, "cannot read"), open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows, header = list(reader), reader.fieldnames  # while open: DictReader reads the header lazily
+    except (UnicodeDecodeError, csv.Error) as exc:  # e.g. the NUL bytes a crash can leave in a file
+        raise QmedimgError(f"{path}: not a readable CSV file ({' '.join(str(exc).split())}); move it away to run "
+                           "the study again") from None
+    if not header:
+        return []
+    if header == COLUMNS:
         return rows
-    if reader.fieldnames != LEGACY_COLUMNS:
-        raise QmedimgError(f"{path}: written by another version of qmedimg (other columns); move it away "
-                           "to run the study again")
+    if header != LEGACY_COLUMNS:
+        shown = ", ".join(map(repr, header[:3])) + (", …" if len(header) > 3 else "")
+        raise QmedimgError(f"{path}: written by another version of qmedimg or another program (its header has "
+                           f"other columns: {shown}); move it away to run the study again")
     rows = [{**row, **dict.fromkeys(ADDED_COLUMNS, "")} for row in rows]
     if upgrade:
         write_text(path, "".join(_csv_line(row) for row in [dict(zip(COLUMNS, COLUMNS)), *rows]))
@@ -172,7 +181,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     todo = [p for p in points if (*p.key(), inputs[p]) not in done]
     if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything is written
         cell_device, gpus = executor.place(device)
-        resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+        resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
         executor.start(run_study_cell)
     if dry_run:
         plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
@@ -186,8 +195,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
         "recomputed_inputs_changed": changed})
 
-    if not results.is_file() or results.stat().st_size == 0:
-        append_line(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
+    if not results.is_file() or not results.read_bytes().strip():  # none yet, or left empty by a full disk
+        write_text(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
     # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
     # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
     preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already

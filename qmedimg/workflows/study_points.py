@@ -133,7 +133,7 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
     for point, inputs in zip(cell.points, cell.inputs, strict=True):
         backend = point_backend(point, _here[key])
         start = time.perf_counter()
-        values = backend.run_head(run.head_request(angles)).values
+        values = backend.run_head(run.head_request(angles, repeat=point.repeat)).values
         wall = time.perf_counter() - start
         metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task, run.threshold)
         report = backend.transpile_report(run.model.spec) or {}

@@ -31,12 +31,14 @@ from tqdm import tqdm
 
 from qmedimg.data import Dataset, to_tensor
 from qmedimg.errors import QmedimgError
-from qmedimg.files import clear_torn_temporaries, read_json, reporting_os_errors, write_csv, write_json
+from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, reporting_os_errors, write_csv, write_json,
+                           writing_folder)
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import head_usage, predict_probs, torch_device
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
-from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, config_and_data, decision_threshold,
-                            load_checkpoint, load_data, require_config, save_atomic, training_backend, versions)
+from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, circuit_record, config_and_data,
+                            decision_threshold, load_checkpoint, load_data, read_record, require_config, run_circuit,
+                            save_atomic, training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -94,22 +96,29 @@ def train(config: TrainConfig, *, progress: bool = True,
     """
     device = training_device(config, device)
     out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise QmedimgError(f"{out}: already exists and is not empty; resume it with "
-                           f"`qmedimg train --resume {out}` or choose another --out")
+    _refuse_existing(out)
     dataset = load_data(config)
     check_size(config, dataset)
     check_for_task(config, dataset)
     backend = training_backend(config)
     model = build_model(config, dataset, backend, device=device)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing_folder(out):  # one writer: a second train/resume of this folder is refused while this runs
+        _refuse_existing(out)  # another process may have made the run since the check above
+        return _start(out, config, dataset, model, backend, progress, on_epoch, device)
+
+
+def _refuse_existing(out: Path) -> None:
+    if holds_files(out):
+        raise QmedimgError(f"{out}: already exists and is not empty; resume it with "
+                           f"`qmedimg train --resume {out}` or choose another --out")
+
+
+def _start(out: Path, config: TrainConfig, dataset: Dataset, model, backend, progress, on_epoch, device) -> dict:
+    """Record a new run's config.json, then train it."""
     record = {
         "config": config.model_dump(),
         "dataset": dataset.info(),
-        "circuit": None if model.spec is None else {
-            "name": model.spec.name, "path": str(model.spec.path), "qubits": model.spec.num_qubits,
-            "layers": model.spec.layers, "weights": len(model.spec.weights),
-            "outputs": len(model.spec.observables)},
+        "circuit": None if model.spec is None else circuit_record(model.spec),  # its OpenQASM pinned
         "parameters": model.parameter_counts(),
         "versions": versions(),
         "device": str(device),
@@ -124,12 +133,14 @@ def resume(run_dir: str | Path, *, progress: bool = True,
     on the CPU first); same result as never stopping on the same device. A run interrupted before its
     first epoch ended (config.json, no checkpoint) starts again at epoch 1."""
     path = require_config(run_dir)
-    config, dataset = config_and_data(path)
-    device = training_device(config, device, resuming=path)
-    backend = training_backend(config)
-    model = build_model(config, dataset, backend, device=device)
-    state = load_checkpoint(path) if (path / "checkpoint.pt").is_file() else None
-    return _fit(path, config, dataset, model, backend, state, progress, on_epoch, device)
+    with writing_folder(path):  # one writer: a second train/resume of this folder is refused while this runs
+        config, dataset = config_and_data(path)
+        device = training_device(config, device, resuming=path)
+        backend = training_backend(config)
+        circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
+        model = build_model(config, dataset, backend, device=device, circuit=circuit)
+        state = load_checkpoint(path) if (path / "checkpoint.pt").is_file() else None
+        return _fit(path, config, dataset, model, backend, state, progress, on_epoch, device)
 
 
 def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Module, backend, state: dict | None,
@@ -150,7 +161,8 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(config.seed)
-    averaged = build_model(config, dataset, backend, device=device)  # the moving average; evaluated and kept
+    averaged = build_model(config, dataset, backend, device=device,  # the moving average; evaluated and kept
+                           circuit=getattr(model, "spec", None))
     model.amp = config.amp  # the trained copy only: evaluation runs in float32
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp)
     averaged.load_state_dict(model.state_dict())

@@ -34,7 +34,6 @@ width is refused. Real QPUs are refused (use ``noise-study --dry-run`` / ``--all
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, replace
 from functools import partial
@@ -43,10 +42,10 @@ from typing import Iterable
 
 from qmedimg.backends import Backend, get_backend
 from qmedimg.errors import QmedimgError
-from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
+from qmedimg.executor import Executor, LocalExecutor, failure_report
 from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text
 from qmedimg.report.width_study import plot_width_study, summary
-from qmedimg.rundir import TrainConfig, build_model, load_data, make_config, read_record
+from qmedimg.rundir import build_model, config_differences, load_data, make_config
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.workflows.noise_study import KEY, MITIGATIONS, noise_study
 from qmedimg.workflows.train import train_or_resume
@@ -164,23 +163,6 @@ def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, lim
                            "(--max-memory); drop the widest --qubits or the noisy devices for them")
 
 
-def _config_differences(run: Path, config: TrainConfig) -> list[str]:
-    """'key: recorded -> now' where ``run``'s recorded config differs from ``config`` (``out`` aside; a
-    key the record lacks counts as its default, so runs from before a new option still match)."""
-    recorded = read_record(run)["config"]
-    wanted = json.loads(json.dumps(config.model_dump()))
-    fields = TrainConfig.model_fields
-    missing = object()
-    out = []
-    for key in sorted((set(recorded) | set(wanted)) - {"out"}):
-        default = fields[key].default if key in fields else missing
-        old = recorded.get(key, json.loads(json.dumps(default)) if default is not missing else "(absent)")
-        new = wanted.get(key, "(absent)")
-        if old != new:
-            out.append(f"{key}: {old!r} -> {new!r}")
-    return out
-
-
 def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[int], backends: list[str],
                scales, mitigations, shots, opt_level: int, backends_file, test_limit, out: Path, circuit: str,
                recipe: dict) -> tuple[list[Cell], dict[str, Backend], list[dict], dict]:
@@ -216,7 +198,7 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
             specs[n, depth] = load_circuit(circuit, qubits=n, layers=depth)
             build_model(config, dataset)  # the exact estimator and the data can take this head
         run = Path(config.out)
-        if (run / "config.json").is_file() and (changed := _config_differences(run, config)):
+        if (run / "config.json").is_file() and (changed := config_differences(run, config)):
             raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); width-study "
                                "reuses a run only if its config matches: choose another --out or move it away")
     cells = [Cell(n, depth, seed, tuple(sorted(config.model_dump().items())),
@@ -256,7 +238,7 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
     cell_function = partial(run_cell, progress=progress and executor.in_process)
     executor.start(cell_function)  # Ray joins (or fails) now; its workers import while the grid is checked
     placed, gpus = executor.place(device)
-    resources = Resources(cpus=threads or executor.default_cpus(), gpus=gpus)
+    resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
     cells, bases, skipped, specs = plan_cells(
         data, qubits=qubits, layers=layers, seeds=seeds, backends=backends, scales=scales, mitigations=list(mitigations),
         shots=list(shots), opt_level=optimization_level, backends_file=backends_file, test_limit=test_limit,
