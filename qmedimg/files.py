@@ -61,6 +61,10 @@ def write_atomic(path: Path | str, save: Callable[[IO[bytes]], object]) -> Path:
         tmp = None
     except OSError as exc:
         raise os_error(path, exc) from None
+    except RuntimeError as exc:  # torch.save wraps a failed write (full disk) in "[enforce fail at inline_container.cc]"
+        if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+            raise
+        raise QmedimgError(f"{path}: cannot write ({' '.join(str(exc).split())[:160]}; disk full?)") from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

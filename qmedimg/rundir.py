@@ -82,8 +82,8 @@ class TrainConfig(BaseModel):
         "other models)")
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0, description="AdamW decay of weight matrices and kernels")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(1e-2, ge=0, allow_inf_nan=False, description="AdamW decay of weight matrices and kernels")
     warmup_epochs: int = Field(3, ge=0, description="linear warm-up before the per-step cosine decay")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     ema_decay: float = Field(0.99, ge=0, lt=1, description="weights evaluated and kept: an exponential moving average (0 = off)")
@@ -100,7 +100,8 @@ class TrainConfig(BaseModel):
     augment: bool = False  # flips/rotations/shifts: off by default, they hurt on BreastMNIST's validation split
     amp: bool = Field(False, description="train the CNN under float16 autocast (CUDA only); the head stays float32")
     backend: str = Field("exact", description="registry entry the quantum head trains on (noise-aware training)")
-    noise_scale: float | None = Field(None, ge=0, description="override the backend's noise_scale")
+    noise_scale: float | None = Field(None, ge=0, le=1000, allow_inf_nan=False,
+                                      description="override the backend's noise_scale")
     backends_file: str | None = None
     seed: int = 0
     out: str
@@ -221,6 +222,11 @@ def check_for_task(config: TrainConfig, dataset: Dataset) -> None:
         raise QmedimgError(f"threshold {config.threshold!r}: {dataset.name} is {dataset.task} "
                            f"({dataset.num_classes} classes, decided by the most probable one); a decision "
                            "threshold is for binary-class and multi-label tasks: drop --threshold")
+    empty = [split for split in ("train", "val", "test") if len(getattr(dataset, split).labels) == 0]
+    if empty:
+        raise QmedimgError(f"{dataset.source}: the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} "
+                           "empty; a run needs images in train (to learn), val (to select and set thresholds) and "
+                           "test (to report)")
     if config.balanced_sampling and dataset.task == MULTI_LABEL:
         raise QmedimgError(f"balanced_sampling: {dataset.name} is multi-label (no one class per image to balance); "
                            "drop --balanced-sampling (--class-weights weights each label's positives)")
@@ -392,13 +398,38 @@ def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     return config, dataset
 
 
-def load_checkpoint(path: Path) -> dict:
+CHECKPOINT_KEYS = ("epoch", "model", "averaged", "best_model", "best", "optimizer", "scheduler", "generator",
+                   "torch_rng", "history", "train_seconds", "trained_samples", "wall_seconds")
+"""What every checkpoint holds (train.py writes them all, every epoch)."""
+
+
+def load_checkpoint(path: Path, keys: tuple[str, ...] = ("epoch", "best_model")) -> dict:
     """The run's checkpoint (``torch.load(weights_only=True)``, every tensor on the CPU whatever device
-    wrote it), or one line why not."""
+    wrote it), or one line why not: unreadable, or missing one of ``keys`` (loading the kept weights
+    needs the default ones; resuming needs :data:`CHECKPOINT_KEYS`)."""
+    file = path / "checkpoint.pt"
     try:
-        return torch.load(path / "checkpoint.pt", weights_only=True, map_location="cpu")
+        state = torch.load(file, weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
-        raise QmedimgError(f"{path / 'checkpoint.pt'}: cannot be read ({type(exc).__name__})") from None
+        raise QmedimgError(f"{file}: cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise QmedimgError(f"{file}: not a qmedimg checkpoint (holds a {type(state).__name__}, not a dict)")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise QmedimgError(f"{file}: not a complete qmedimg checkpoint (no {', '.join(missing)}); restore it, or "
+                           "train the run again")
+    return state
+
+
+def load_weights(model: torch.nn.Module, weights: dict, file: Path) -> None:
+    """``model.load_state_dict(weights)``, or one line when they belong to another network (another
+    architecture, or a config.json edited since: e.g. ``qubits``)."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise QmedimgError(f"{file}: its weights do not fit the network config.json describes ({detail}); was "
+                           "config.json edited, or the checkpoint copied from another run?") from None
 
 
 def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run:
@@ -410,7 +441,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run
     config, dataset = config_and_data(path)
     circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
     model = build_model(config, dataset, device=device, circuit=circuit)  # evaluation chooses its backend itself
-    model.load_state_dict(load_checkpoint(path)["best_model"])
+    load_weights(model, load_checkpoint(path)["best_model"], path / "checkpoint.pt")
     model.eval()
     metrics_file = path / "metrics.json"
     metrics = read_json(metrics_file) if metrics_file.is_file() else {}

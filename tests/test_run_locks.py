@@ -65,3 +65,19 @@ def test_while_one_command_writes_a_run_a_second_train_or_resume_is_refused(tiny
         assert sorted(p.name for p in folder.iterdir()) == before
     assert main(["train", "--dataset", "synthetic", "--limit", "48", "--epochs", "1", "--out", str(empty),
                  "--quiet"]) == 0  # released: the folder (holding only its lock file) takes the run
+
+
+def test_a_second_noise_study_into_the_same_folder_is_refused_while_the_first_runs(tiny_run_copy, capsys):
+    out = tiny_run_copy / "noise-study"
+    argv = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--mitigation", "none", "--limit", "4",
+            "--quiet"]
+    assert main(argv + ["--scales", "0,1"]) == 0
+    rows = (out / "results.csv").read_text()
+    assert rows.count("\n") == 3  # header + 2 points
+    with exclusive(out / LOCK, "held by the test"):  # the first study is still writing
+        assert main(argv + ["--scales", "0,1,2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another qmedimg command is writing there now" in err
+    assert (out / "results.csv").read_text() == rows
+    assert main(argv + ["--scales", "0,1,2"]) == 0  # released: only the new point is computed
+    assert (out / "results.csv").read_text().count("\n") == 4

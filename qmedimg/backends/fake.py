@@ -28,7 +28,9 @@ class FakeEntry(Strict):
     kind: Literal["fake"]
     description: str = ""
     device: str
-    noise_scale: float = Field(1.0, ge=0, description="0 = ideal, 1 = as calibrated, 2 = twice the error rates")
+    noise_scale: float = Field(1.0, ge=0, le=1000, allow_inf_nan=False,
+                               description="0 = ideal, 1 = as calibrated, 2 = twice the error rates (at most "
+                               "1000: every error rate is saturated long before)")
     shots: PositiveInt | None = None
     seed: int | None = 0
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)

@@ -84,9 +84,11 @@ def load_backends(path: str | Path | None = None) -> dict:
     entry and key."""
     path = registry_path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise QmedimgError(f"{path}: cannot read backends file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise QmedimgError(f"{path}: not a UTF-8 text file (byte {exc.start}); a backends file is YAML text") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

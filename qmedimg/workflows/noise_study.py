@@ -28,6 +28,7 @@ are kept and reused with those cells blank (shown as "—"), never recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -39,7 +40,8 @@ from qmedimg.backends import Backend, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
-from qmedimg.files import append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text
+from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text,
+                           writing_folder)
 from qmedimg.model import head_angles
 from qmedimg.report.noise_study import plot_noise_study, summary
 from qmedimg.rundir import load_run
@@ -137,9 +139,9 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted)."""
     if not run_dirs:
         raise QmedimgError("noise-study needs at least one RUN_DIR")
-    if any(s is None or not math.isfinite(s) or s < 0 for s in scales):
-        raise QmedimgError(f"--scales: noise scales must be finite numbers >= 0 (0 = ideal, 1 = as calibrated); "
-                           f"got {list(scales)}")
+    if any(s is None or not math.isfinite(s) or not 0 <= s <= 1000 for s in scales):
+        raise QmedimgError(f"--scales: noise scales must be numbers from 0 to 1000 (0 = ideal, 1 = as calibrated; "
+                           f"every error rate saturates long before 1000); got {list(scales)}")
     if repeats < 1:
         raise QmedimgError(f"--repeats must be >= 1, got {repeats}")
     for m in mitigations:
@@ -175,55 +177,62 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
-    previous = _read_rows(results, upgrade=not dry_run)
+    with contextlib.ExitStack() as held:
+        previous, done, seen, todo = _progress(results, points, inputs, upgrade=not dry_run)
+        if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything is written
+            cell_device, gpus = executor.place(device)
+            resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
+            executor.start(run_study_cell)
+        if dry_run:
+            plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
+            return _dry_run(out, grid_id, points, runs, base, limit, plan)
+        held.enter_context(writing_folder(out))  # one study writes here at a time: a second is refused in one line
+        previous, done, seen, todo = _progress(results, points, inputs, upgrade=True)  # as it is now, under the lock
+        changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
+        write_json(out / "study.json", {
+            "runs": list(runs), "backends": entries,
+            "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
+            "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
+            "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
+            "recomputed_inputs_changed": changed})
+
+        if not results.is_file() or not results.read_bytes().strip():  # none yet, or left empty by a full disk
+            write_text(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
+        # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
+        # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
+        preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already
+        cells, local = ([], []) if not todo else make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources,
+                                                             cell_device)
+        failed = []
+        try:
+            for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
+                if not mine:
+                    continue
+                for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
+                                          progress=progress, desc="noise study"):
+                    if not outcome.ok:
+                        failed.append(outcome)
+                    for row in outcome.value or []:
+                        append_line(results, _csv_line(row))
+        finally:  # also on Ctrl-C or a failed write: the loaded runs and backends are not kept in this process
+            forget()
+        if failed:
+            raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
+                                 "the same command again to compute only the rest")
+        current = {(*p.key(), inputs[p]) for p in points}
+        rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
+        with reporting_os_errors(out):
+            plot_noise_study(rows, out)
+        write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
+        return out
+
+
+def _progress(results: Path, points: list[Point], inputs: dict, upgrade: bool) -> tuple[list, set, set, list]:
+    """(rows of results.csv, their keys with inputs, their keys, the points still to compute)."""
+    previous = _read_rows(results, upgrade=upgrade)
     done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
     seen = {tuple(row[k] for k in KEY) for row in previous}
-    todo = [p for p in points if (*p.key(), inputs[p]) not in done]
-    if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything is written
-        cell_device, gpus = executor.place(device)
-        resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
-        executor.start(run_study_cell)
-    if dry_run:
-        plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
-        return _dry_run(out, grid_id, points, runs, base, limit, plan)
-    out.mkdir(parents=True, exist_ok=True)
-    changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
-    write_json(out / "study.json", {
-        "runs": list(runs), "backends": entries,
-        "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
-        "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
-        "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
-        "recomputed_inputs_changed": changed})
-
-    if not results.is_file() or not results.read_bytes().strip():  # none yet, or left empty by a full disk
-        write_text(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
-    # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
-    # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
-    preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already
-    cells, local = ([], []) if not todo else make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources,
-                                                         cell_device)
-    failed = []
-    try:
-        for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
-            if not mine:
-                continue
-            for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
-                                      progress=progress, desc="noise study"):
-                if not outcome.ok:
-                    failed.append(outcome)
-                for row in outcome.value or []:
-                    append_line(results, _csv_line(row))
-    finally:  # also on Ctrl-C or a failed write: the loaded runs and backends are not kept in this process
-        forget()
-    if failed:
-        raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
-                             "the same command again to compute only the rest")
-    current = {(*p.key(), inputs[p]) for p in points}
-    rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
-    with reporting_os_errors(out):
-        plot_noise_study(rows, out)
-    write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
-    return out
+    return previous, done, seen, [p for p in points if (*p.key(), inputs[p]) not in done]
 
 
 def _provenance(points: int, computed: int, changed: int) -> str:

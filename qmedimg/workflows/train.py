@@ -36,8 +36,8 @@ from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, repor
 from qmedimg.metrics import compute_metrics
 from qmedimg.model import head_usage, predict_probs, torch_device
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
-from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, circuit_record, config_and_data,
-                            decision_threshold, load_checkpoint, load_data, read_record, require_config, run_circuit,
+from qmedimg.rundir import (CHECKPOINT_KEYS, TrainConfig, build_model, check_for_task, check_size, circuit_record, config_and_data,
+                            decision_threshold, load_checkpoint, load_data, load_weights, read_record, require_config, run_circuit,
                             save_atomic, training_backend, versions)
 
 
@@ -139,7 +139,7 @@ def resume(run_dir: str | Path, *, progress: bool = True,
         backend = training_backend(config)
         circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
         model = build_model(config, dataset, backend, device=device, circuit=circuit)
-        state = load_checkpoint(path) if (path / "checkpoint.pt").is_file() else None
+        state = load_checkpoint(path, CHECKPOINT_KEYS) if (path / "checkpoint.pt").is_file() else None
         return _fit(path, config, dataset, model, backend, state, progress, on_epoch, device)
 
 
@@ -172,8 +172,8 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
     train_seconds, trained_samples, wall_before = 0.0, 0, 0.0
     start_epoch = 1
     if state is not None:
-        model.load_state_dict(state["model"])
-        averaged.load_state_dict(state["averaged"])
+        load_weights(model, state["model"], out / "checkpoint.pt")
+        load_weights(averaged, state["averaged"], out / "checkpoint.pt")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])

@@ -43,7 +43,7 @@ from typing import Iterable
 from qmedimg.backends import Backend, get_backend
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, failure_report
-from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text
+from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text, writing_folder
 from qmedimg.report.width_study import plot_width_study, summary
 from qmedimg.rundir import build_model, config_differences, load_data, make_config
 from qmedimg.quantum.circuits import load_circuit
@@ -247,31 +247,31 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
     _check_memory(cells, bases, specs, limit_bytes)
     cells = [replace(cell, device=placed) for cell in cells]
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study.json", {
-        "data": data, "circuit": circuit, "qubits": qubits, "layers": layers, "seeds": seeds, "backends": backends,
-        "scales": scales, "mitigations": list(mitigations), "shots": list(shots),
-        "optimization_level": optimization_level, "test_limit": test_limit, "recipe": recipe,
-        "cells": [f"q{c.qubits}-l{c.layers}-s{c.seed}" for c in cells], "skipped": skipped})
-    finished: dict[int, list[dict]] = {}
-    failed = []
-    for outcome in executor.map(cell_function, cells, names=[c.run.name for c in cells], resources=resources,
-                                progress=progress, desc="width study"):
-        if not outcome.ok:
-            failed.append(outcome)
-            continue
-        finished[outcome.index] = outcome.value
+    with writing_folder(out):  # one width study writes here at a time: a second is refused in one line
+        write_json(out / "study.json", {
+            "data": data, "circuit": circuit, "qubits": qubits, "layers": layers, "seeds": seeds, "backends": backends,
+            "scales": scales, "mitigations": list(mitigations), "shots": list(shots),
+            "optimization_level": optimization_level, "test_limit": test_limit, "recipe": recipe,
+            "cells": [f"q{c.qubits}-l{c.layers}-s{c.seed}" for c in cells], "skipped": skipped})
+        finished: dict[int, list[dict]] = {}
+        failed = []
+        for outcome in executor.map(cell_function, cells, names=[c.run.name for c in cells], resources=resources,
+                                    progress=progress, desc="width study"):
+            if not outcome.ok:
+                failed.append(outcome)
+                continue
+            finished[outcome.index] = outcome.value
+            rows = [row for index in sorted(finished) for row in finished[index]]
+            _write_results(out / "results.csv", rows)  # what is finished so far, in one place
+        if failed:
+            raise failure_report(failed, len(cells), "The finished cells are kept: run the same command again to "
+                                 "retry the failed ones")
         rows = [row for index in sorted(finished) for row in finished[index]]
-        _write_results(out / "results.csv", rows)  # what is finished so far, in one place
-    if failed:
-        raise failure_report(failed, len(cells), "The finished cells are kept: run the same command again to "
-                             "retry the failed ones")
-    rows = [row for index in sorted(finished) for row in finished[index]]
-    devices = {name: bases[name].device_name for name in backends}
-    with reporting_os_errors(out):
-        plot_width_study(rows, out, skipped)
-    write_text(out / "summary.md", summary(rows, skipped, devices=devices, data=data, circuit=circuit))
-    return out
+        devices = {name: bases[name].device_name for name in backends}
+        with reporting_os_errors(out):
+            plot_width_study(rows, out, skipped)
+        write_text(out / "summary.md", summary(rows, skipped, devices=devices, data=data, circuit=circuit))
+        return out
 
 
 def _write_results(path: Path, rows: list[dict]) -> None:

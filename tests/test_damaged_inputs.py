@@ -1,0 +1,139 @@
+"""Inputs that cannot succeed, and files damaged on disk: one line naming the file or value, exit 2,
+before any output folder is made (so a retry is never blocked by a half-made directory)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qmedimg.cli import main
+from qmedimg.data import write_synthetic_npz
+from qmedimg.errors import QmedimgError
+from qmedimg.files import write_atomic
+
+
+def one_line(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("drop", ["best_model", "model"])
+def test_a_checkpoint_without_weights_is_one_line_in_every_command(tiny_run_copy, capsys, drop):
+    path = tiny_run_copy / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state[drop]
+    torch.save(state, path)
+    commands = [["train", "--resume", str(tiny_run_copy)]]
+    if drop == "best_model":
+        commands += [["evaluate", str(tiny_run_copy)], ["transpile", str(tiny_run_copy), "--backend", "fake_manila"],
+                     ["explain", str(tiny_run_copy), "--out", str(tiny_run_copy / "x")]]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        one_line(capsys, "checkpoint.pt: not a complete qmedimg checkpoint", drop)
+    assert not (tiny_run_copy / "x").exists()
+
+
+def test_weights_of_another_network_are_one_line(tiny_run_copy, capsys):
+    config = tiny_run_copy / "config.json"
+    record = json.loads(config.read_text())
+    record["config"]["qubits"] = 6  # edited by hand: the checkpoint holds a 4-qubit head
+    record["circuit"].pop("qasm")
+    config.write_text(json.dumps(record))
+    assert main(["evaluate", str(tiny_run_copy)]) == 2
+    one_line(capsys, "checkpoint.pt: its weights do not fit the network config.json describes")
+    assert main(["train", "--resume", str(tiny_run_copy), "--quiet"]) == 2
+    one_line(capsys, "its weights do not fit")
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_an_empty_split_is_refused_before_the_run_directory_exists(tmp_path, capsys, split):
+    path = write_synthetic_npz(tmp_path / "d.npz")
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays[f"{split}_images"], arrays[f"{split}_labels"] = arrays[f"{split}_images"][:0], arrays[f"{split}_labels"][:0]
+    np.savez(path, **arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--data-file", str(path), "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    one_line(capsys, f"the {split} split is empty")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--lr", "inf"], "lr"), (["--weight-decay", "inf"], "weight_decay"),
+    (["--backend", "fake_manila", "--noise-scale", "inf"], "noise_scale"),
+    (["--backend", "fake_manila", "--noise-scale", "1e308"], "noise_scale"),
+])
+def test_non_finite_or_absurd_numbers_are_refused_before_training(tmp_path, capsys, argv, needle):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--out", str(out), *argv]) == 2
+    one_line(capsys, needle)
+    assert not out.exists()
+
+
+def test_absurd_noise_scales_are_one_line_in_evaluate_the_registry_and_the_noise_study(tiny_run_copy, tmp_path,
+                                                                                           capsys):
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--noise-scale", "inf"]) == 2
+    one_line(capsys, "noise_scale")
+    registry = tmp_path / "b.yaml"
+    registry.write_text("noisy:\n  kind: fake\n  device: FakeManilaV2\n  noise_scale: .inf\n")
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "noisy", "--backends", str(registry)]) == 2
+    one_line(capsys, "b.yaml: entry 'noisy': key 'noise_scale'")
+    out = tmp_path / "study"
+    assert main(["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--scales", "0,1e308",
+                 "--out", str(out)]) == 2
+    one_line(capsys, "--scales: noise scales must be numbers from 0 to 1000")
+    assert not out.exists() and not list(tiny_run_copy.glob("eval-*.json"))
+
+
+def test_a_backends_file_that_is_not_utf8_is_one_line_also_through_the_environment(tiny_run, tmp_path, capsys,
+                                                                                       monkeypatch):
+    registry = tmp_path / "b.yaml"
+    registry.write_bytes(b"exact:\n  kind: exact\n  description: \xff\xfe latin-1\n")
+    assert main(["backends", "--backends", str(registry)]) == 2
+    one_line(capsys, "b.yaml: not a UTF-8 text file")
+    monkeypatch.setenv("QMEDIMG_BACKENDS", str(registry))
+    assert main(["evaluate", str(tiny_run)]) == 2
+    one_line(capsys, "b.yaml: not a UTF-8 text file")
+
+
+@pytest.mark.parametrize("damage", ["list", "no identity", "jobs a string", "evs of the wrong shape"])
+def test_a_damaged_ledger_is_one_line_and_nothing_is_submitted(tiny_run_copy, capsys, damage):
+    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--limit", "3", "--quiet"]
+    assert main(argv) == 0
+    path = tiny_run_copy / "ledger-ibm_local.json"
+    ledger = json.loads(path.read_text())
+    if damage == "list":
+        ledger = []
+    elif damage == "no identity":
+        del ledger["identity"]
+    elif damage == "jobs a string":
+        ledger["jobs"] = "done"
+    else:
+        ledger["jobs"][0]["evs"] = [[0.1, 0.2]]
+    path.write_text(json.dumps(ledger))
+    (tiny_run_copy / "eval-ibm_local-limit3.json").unlink()
+    assert main(argv) == 2
+    one_line(capsys, "ledger-ibm_local.json")
+    assert not list(tiny_run_copy.glob("eval-*.json"))
+
+
+def test_a_failure_inside_torch_s_own_writer_is_one_line_and_the_old_file_stays(tmp_path):
+    """torch.save's C++ writer reports a full disk as a RuntimeError ("[enforce fail at
+    inline_container.cc] ... PytorchStreamWriter failed writing file"): it must not escape as a traceback."""
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"previous")
+
+    def save(handle):
+        handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    with pytest.raises(QmedimgError, match=r"checkpoint.pt: cannot write \(.*inline_container.*disk full\?\)"):
+        write_atomic(target, save)
+    assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug, not the disk
+        write_atomic(target, lambda handle: (_ for _ in ()).throw(RuntimeError("a bug")))
