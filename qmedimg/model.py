@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -334,3 +335,37 @@ def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
         usage["weights"] = len(model.spec.weights)
         usage["zero_gradient_weights"] = [w.name for w, z in zip(model.spec.weights, zero) if z]
     return usage
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "averaged", "best_model", "best", "optimizer", "scheduler", "generator",
+                   "torch_rng", "history", "train_seconds", "trained_samples", "wall_seconds")
+"""What every checkpoint holds (train.py writes them all, every epoch)."""
+
+
+def load_checkpoint(path: Path, keys: tuple[str, ...] = ("epoch", "best_model")) -> dict:
+    """The run's checkpoint (``torch.load(weights_only=True)``, every tensor on the CPU whatever device
+    wrote it), or one line why not: unreadable, or missing one of ``keys`` (loading the kept weights
+    needs the default ones; resuming needs :data:`CHECKPOINT_KEYS`)."""
+    file = path / "checkpoint.pt"
+    try:
+        state = torch.load(file, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file
+        raise QmedimgError(f"{file}: cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise QmedimgError(f"{file}: not a qmedimg checkpoint (holds a {type(state).__name__}, not a dict)")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise QmedimgError(f"{file}: not a complete qmedimg checkpoint (no {', '.join(missing)}); restore it, or "
+                           "train the run again")
+    return state
+
+
+def load_weights(model: torch.nn.Module, weights: dict, file: Path) -> None:
+    """``model.load_state_dict(weights)``, or one line when they belong to another network (another
+    architecture, or a config.json edited since: e.g. ``qubits``)."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise QmedimgError(f"{file}: its weights do not fit the network config.json describes ({detail}); was "
+                           "config.json edited, or the checkpoint copied from another run?") from None

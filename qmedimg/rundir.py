@@ -41,7 +41,8 @@ from qmedimg.data.datasets import MULTI_LABEL, SIZES
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json, write_atomic
 from qmedimg.metrics import THRESHOLD_RULES, choose_threshold
-from qmedimg.model import HybridNet, head_weights, predict_probs, torch_device, with_readout
+from qmedimg.model import (CHECKPOINT_KEYS, HybridNet, head_weights, load_checkpoint, load_weights, predict_probs,  # noqa: F401
+                           torch_device, with_readout)
 from qmedimg.quantum.circuits import CircuitSpec, circuit_from_qasm, load_circuit
 
 
@@ -396,40 +397,6 @@ def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
         raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
                            f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
     return config, dataset
-
-
-CHECKPOINT_KEYS = ("epoch", "model", "averaged", "best_model", "best", "optimizer", "scheduler", "generator",
-                   "torch_rng", "history", "train_seconds", "trained_samples", "wall_seconds")
-"""What every checkpoint holds (train.py writes them all, every epoch)."""
-
-
-def load_checkpoint(path: Path, keys: tuple[str, ...] = ("epoch", "best_model")) -> dict:
-    """The run's checkpoint (``torch.load(weights_only=True)``, every tensor on the CPU whatever device
-    wrote it), or one line why not: unreadable, or missing one of ``keys`` (loading the kept weights
-    needs the default ones; resuming needs :data:`CHECKPOINT_KEYS`)."""
-    file = path / "checkpoint.pt"
-    try:
-        state = torch.load(file, weights_only=True, map_location="cpu")
-    except Exception as exc:  # a truncated or foreign file
-        raise QmedimgError(f"{file}: cannot be read ({type(exc).__name__})") from None
-    if not isinstance(state, dict):
-        raise QmedimgError(f"{file}: not a qmedimg checkpoint (holds a {type(state).__name__}, not a dict)")
-    missing = [key for key in keys if key not in state]
-    if missing:
-        raise QmedimgError(f"{file}: not a complete qmedimg checkpoint (no {', '.join(missing)}); restore it, or "
-                           "train the run again")
-    return state
-
-
-def load_weights(model: torch.nn.Module, weights: dict, file: Path) -> None:
-    """``model.load_state_dict(weights)``, or one line when they belong to another network (another
-    architecture, or a config.json edited since: e.g. ``qubits``)."""
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise QmedimgError(f"{file}: its weights do not fit the network config.json describes ({detail}); was "
-                           "config.json edited, or the checkpoint copied from another run?") from None
 
 
 def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run:

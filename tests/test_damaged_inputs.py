@@ -85,7 +85,7 @@ def test_absurd_noise_scales_are_one_line_in_evaluate_the_registry_and_the_noise
     out = tmp_path / "study"
     assert main(["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--scales", "0,1e308",
                  "--out", str(out)]) == 2
-    one_line(capsys, "--scales: noise scales must be numbers from 0 to 1000")
+    one_line(capsys, "--scales: noise scales must be finite numbers >= 0 and at most 1000")
     assert not out.exists() and not list(tiny_run_copy.glob("eval-*.json"))
 
 
@@ -137,3 +137,11 @@ def test_a_failure_inside_torch_s_own_writer_is_one_line_and_the_old_file_stays(
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
     with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug, not the disk
         write_atomic(target, lambda handle: (_ for _ in ()).throw(RuntimeError("a bug")))
+
+
+def test_zero_shots_in_a_noise_study_is_one_line_before_anything_is_written(tiny_run_copy, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--shots", "none,0",
+                 "--out", str(out)]) == 2
+    one_line(capsys, "--shots: shot counts must be >= 1")
+    assert not out.exists()

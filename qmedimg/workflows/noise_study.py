@@ -140,10 +140,12 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     if not run_dirs:
         raise QmedimgError("noise-study needs at least one RUN_DIR")
     if any(s is None or not math.isfinite(s) or not 0 <= s <= 1000 for s in scales):
-        raise QmedimgError(f"--scales: noise scales must be numbers from 0 to 1000 (0 = ideal, 1 = as calibrated; "
-                           f"every error rate saturates long before 1000); got {list(scales)}")
+        raise QmedimgError(f"--scales: noise scales must be finite numbers >= 0 and at most 1000 (0 = ideal, 1 = "
+                           f"as calibrated; every error rate saturates long before 1000); got {list(scales)}")
     if repeats < 1:
         raise QmedimgError(f"--repeats must be >= 1, got {repeats}")
+    if any(n is not None and n < 1 for n in shots):
+        raise QmedimgError(f"--shots: shot counts must be >= 1, or none for exact values; got {list(shots)}")
     for m in mitigations:
         if m not in MITIGATIONS:
             raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
