@@ -1,4 +1,4 @@
-"""The CPU cores this process may use: one number that torch's threads, the exact estimator's row
+"""The CPU cores this process may use (and the memory free for it): one number that torch's threads, the exact estimator's row
 threads and Aer's parallel experiments all follow.
 
 A process starts with every core it may run on. A grid cell sets its own share (``use_cores``) before
@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -40,3 +41,14 @@ def use_cores(count: int) -> None:
         raise ValueError(f"cores must be >= 1, got {count}")
     _cores = count
     torch.set_num_threads(count)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), else the machine's physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -1,5 +1,7 @@
 """The hybrid network: CNN backbone -> n angles -> quantum head (or its classical twin) -> classes;
-the head's read-out and angle map; the classical baselines; and applying a network to images.
+the head's read-out and angle map; the classical baselines; applying a network to images; and its
+checkpoint (saved atomically, loaded with ``weights_only``, checked for its keys and its network's shapes)
+and the memory a training step needs.
 
 Example::
 
@@ -40,6 +42,7 @@ from torch import nn
 from qmedimg.backbones import autocast, baseline_network, make_backbone
 from qmedimg.data.images import to_tensor
 from qmedimg.errors import QmedimgError
+from qmedimg.files import write_atomic
 from qmedimg.quantum.circuits import CircuitSpec, check_inputs
 from qmedimg.quantum.qnn import QuantumHead
 
@@ -369,3 +372,31 @@ def load_weights(model: torch.nn.Module, weights: dict, file: Path) -> None:
         detail = " ".join(str(exc).split())[:200]
         raise QmedimgError(f"{file}: its weights do not fit the network config.json describes ({detail}); was "
                            "config.json edited, or the checkpoint copied from another run?") from None
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a unique temporary file, then a rename: a checkpoint is never half written,
+    and a failed write (full disk, read-only directory) is one line with the previous one intact."""
+    write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def saved_epoch(run_dir: str | Path) -> int | None:
+    """The last finished epoch a run directory's checkpoint holds; None when it has none (or it
+    cannot be read)."""
+    path = Path(run_dir)
+    if not (path / "checkpoint.pt").is_file():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (QmedimgError, KeyError, TypeError, ValueError):
+        return None
+
+
+TRAINING_BYTES_PER_VOXEL = 400
+"""A lower bound of a training step's peak memory per input pixel (voxel) of a batch: measured 555–1,447
+bytes on the hqcnn backbone at 64–256 px, batch 32 (activations and their gradients at full resolution)."""
+
+
+def training_memory(batch_size: int, size: int, dims: int = 2) -> int:
+    """The least peak memory (bytes) of one training step on ``batch_size`` inputs of ``size`` pixels a side."""
+    return TRAINING_BYTES_PER_VOXEL * batch_size * size**dims

@@ -36,13 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from qmedimg.backends import Backend, HeadRequest, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
+from qmedimg.cores import available_memory
 from qmedimg.data import Dataset, load_dataset
 from qmedimg.data.datasets import MULTI_LABEL, SIZES
 from qmedimg.errors import QmedimgError
-from qmedimg.files import read_json, write_atomic
+from qmedimg.files import read_json
 from qmedimg.metrics import THRESHOLD_RULES, choose_threshold
-from qmedimg.model import (CHECKPOINT_KEYS, HybridNet, head_weights, load_checkpoint, load_weights, predict_probs,  # noqa: F401
-                           torch_device, with_readout)
+from qmedimg.model import (HybridNet, head_weights, load_checkpoint, load_weights, predict_probs, torch_device,
+                           training_memory, with_readout)
 from qmedimg.quantum.circuits import CircuitSpec, circuit_from_qasm, load_circuit
 
 
@@ -307,10 +308,17 @@ def check_size(config: TrainConfig, dataset: Dataset) -> None:
                            f"pass --size {dataset.size}")
 
 
-def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a unique temporary file, then a rename: a checkpoint is never half written,
-    and a failed write (full disk, read-only directory) is one line with the previous one intact."""
-    write_atomic(path, lambda handle: torch.save(obj, handle))
+def check_memory(config: TrainConfig, dataset: Dataset) -> None:
+    """Refuse, before anything is written, images too large to train on in this machine's memory (a
+    training step's least peak, :func:`~qmedimg.model.training_memory`, above the memory free now)."""
+    need, free = training_memory(config.batch_size, dataset.size, dataset.dims), available_memory()
+    if need > free:
+        side = "×".join([str(dataset.size)] * dataset.dims)
+        fits = max(1, free // training_memory(1, dataset.size, dataset.dims))
+        raise QmedimgError(f"{dataset.source}: {side} inputs need at least {need / 2**30:.1f} GiB per training "
+                           f"step at batch size {config.batch_size}, {free / 2**30:.1f} GiB is free; resize the "
+                           f"images (MedMNIST sizes: {', '.join(map(str, SIZES))})"
+                           + (f" or pass --batch-size {fits} or less" if fits >= 2 else ""))
 
 
 def versions() -> dict:
@@ -339,18 +347,6 @@ def require_config(run_dir: str | Path) -> Path:
         raise QmedimgError(f"{path}: not a qmedimg run directory (no config.json; `qmedimg train --out DIR` "
                            "writes one)")
     return path
-
-
-def saved_epoch(run_dir: str | Path) -> int | None:
-    """The last finished epoch a run directory's checkpoint holds; None when it has none (or it
-    cannot be read)."""
-    path = Path(run_dir)
-    if not (path / "checkpoint.pt").is_file():
-        return None
-    try:
-        return int(load_checkpoint(path)["epoch"])
-    except (QmedimgError, KeyError, TypeError, ValueError):
-        return None
 
 
 def read_record(path: Path) -> dict:

@@ -145,3 +145,35 @@ def test_zero_shots_in_a_noise_study_is_one_line_before_anything_is_written(tiny
                  "--out", str(out)]) == 2
     one_line(capsys, "--shots: shot counts must be >= 1")
     assert not out.exists()
+
+
+def test_images_too_large_for_memory_are_refused_before_the_run_directory_exists(tmp_path, capsys):
+    """1024×1024 images at batch 4096 need ~1.7 TB per training step (at least 400 bytes a pixel):
+    refused by the estimate in one line, instead of running out of memory with config.json written."""
+    path = tmp_path / "big.npz"
+    arrays = {}
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        arrays[f"{split}_images"] = np.zeros((n, 1024, 1024), np.uint8)
+        arrays[f"{split}_labels"] = np.array([[i % 2] for i in range(n)], np.uint8)
+    np.savez_compressed(path, **arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--data-file", str(path), "--batch-size", "4096", "--device", "cpu", "--epochs", "1",
+                 "--out", str(out), "--quiet"]) == 2
+    one_line(capsys, "big.npz: 1024×1024 inputs need at least", "GiB per training step at batch size 4096",
+             "resize the images")
+    assert not out.exists()
+
+
+def test_a_circuit_that_cannot_be_trained_is_refused_before_the_run_directory_exists(tmp_path, capsys):
+    circuit = tmp_path / "product.qasm"
+    circuit.write_text('OPENQASM 3.0;\ninclude "stdgates.inc";\n' + "".join(f"input float[64] x{i};\n" for i in range(4))
+                       + "input float[64] w0;\nqubit[4] q;\nry(x0 * w0) q[0];\nry(x1) q[1];\nry(x2) q[2];\n"
+                       "ry(x3) q[3];\ncx q[0], q[1];\n")
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--circuit", str(circuit),
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    one_line(capsys, "product.qasm: gate angle 'w0*x0' is not affine", "cannot be trained")
+    assert not out.exists()
+    circuit.write_text(circuit.read_text().replace("x0 * w0", "2 * x0 + w0 - 0.5"))  # affine: trains
+    assert main(argv) == 0

@@ -16,7 +16,7 @@ import torch
 from qmedimg.cli import main
 from qmedimg.errors import QmedimgError
 from qmedimg.files import write_atomic, write_json, write_text
-from qmedimg.rundir import load_checkpoint, save_atomic
+from qmedimg.model import load_checkpoint, save_atomic
 
 WRITER = """
 import sys

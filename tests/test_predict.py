@@ -1,6 +1,7 @@
 """`qmedimg predict` and `explain` on real image files, as a hospital user would run them."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,17 @@ def test_predict_on_a_noisy_backend_and_explain(tiny_run, exported, tmp_path):
     written = explain(tiny_run, [exported / "case000.png"], tmp_path / "explain")
     assert [p.name for p in written] == ["case000-gradcam.png", "head_space.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_links_to_nothing_in_a_folder_are_reported_not_silently_dropped(tiny_run, exported, tmp_path):
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "good.png").symlink_to(exported / "case000.png")
+    (folder / "gone.png").symlink_to(tmp_path / "deleted.png")  # dangling
+    (folder / "a.png").symlink_to(folder / "b.png")  # a loop
+    (folder / "b.png").symlink_to(folder / "a.png")
+    result = predict(tiny_run, [folder], out=tmp_path / "p.csv")
+    assert [Path(r["file"]).name for r in result["rows"]] == ["good.png"]
+    reported = sorted(Path(e.split(":")[0]).name for e in result["errors"])
+    assert reported == ["a.png", "b.png", "gone.png"]
+    assert all("a link to nothing" in e for e in result["errors"])

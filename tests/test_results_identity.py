@@ -160,3 +160,30 @@ def test_explain_gives_inputs_with_the_same_stem_distinct_files(tiny_run, tmp_pa
     names = [p.name for p in written]
     assert names[:2] == ["scan-gradcam.png", "scan-2-gradcam.png"], names
     assert all(p.is_file() for p in written) and len(set(names)) == len(names)
+
+
+def test_a_run_spelled_relative_or_absolute_is_one_run_in_the_noise_study(tiny_run_copy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_run_copy.parent)
+    out = tmp_path / "study"
+    argv = ["--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none", "--limit", "4",
+            "--out", str(out), "--quiet"]
+    assert main(["noise-study", tiny_run_copy.name, *argv]) == 0
+    first = rows(out / "results.csv")
+    assert main(["noise-study", str(tiny_run_copy.resolve()), *argv]) == 0
+    assert rows(out / "results.csv") == first  # nothing recomputed
+    assert main(["noise-study", f"./{tiny_run_copy.name}/", *argv]) == 0
+    assert rows(out / "results.csv") == first
+    assert "2 reused from results.csv, 0 computed now" in (out / "summary.md").read_text()
+
+
+def test_an_eval_file_says_which_weights_it_evaluated(tiny_run_copy, trainer, tmp_path):
+    from qmedimg.workflows.evaluate import evaluate_run
+
+    done = evaluate_run(tiny_run_copy)
+    assert done["training_finished"] and done["checkpoint_epoch"] == 2
+    assert done["run_id"] == load_run(tiny_run_copy).run_id()
+    (tiny_run_copy / "metrics.json").unlink()  # as during training: the checkpoint of an unfinished run
+    during = evaluate_run(tiny_run_copy)
+    assert not during["training_finished"] and during["checkpoint_epoch"] == 2
+    stored = json.loads((tiny_run_copy / "eval-exact.json").read_text())
+    assert stored["training_finished"] is False and stored["run_id"] == done["run_id"]

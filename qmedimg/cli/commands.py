@@ -272,7 +272,7 @@ def cmd_circuits(args: argparse.Namespace) -> None:
 def interrupted(args: argparse.Namespace) -> str:
     """What an interrupted command left behind, and how to go on: said from what is on disk."""
     if args.command == "train":
-        from qmedimg.rundir import saved_epoch
+        from qmedimg.model import saved_epoch
 
         path = args.resume or args.out
         if not path or not (Path(path) / "config.json").is_file():

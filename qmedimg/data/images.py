@@ -136,7 +136,8 @@ def read_image(path: str | Path, channels: int, size: int) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+        dangling = path.is_symlink() and not path.exists()
+        raise ImageError(f"{path}: {'a link to nothing (dangling, or a loop of links)' if dangling else 'no such file'}")
     if _is_dicom(path):
         array = _read_dicom(path)
     else:
@@ -164,11 +165,13 @@ def read_image(path: str | Path, channels: int, size: int) -> np.ndarray:
 
 
 def list_images(inputs: list[str | Path]) -> list[Path]:
-    """Files given, and the files inside folders given (sorted; hidden files skipped)."""
+    """Files given, and the files inside folders given (sorted; hidden files skipped). A link in a folder
+    that leads nowhere (dangling, or a loop) is listed too, so it is reported and skipped, not silently lost."""
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files += sorted(p for p in item.rglob("*") if not p.name.startswith(".") and (
+                p.is_file() or (p.is_symlink() and not p.exists())))
         elif item.exists():
             files.append(item)
         else:

@@ -36,8 +36,20 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
 
+from qmedimg.errors import QmedimgError
+
 # Gates whose generator has eigenvalues ±1/2: d<O>/dθ = (<O>(θ+π/2) - <O>(θ-π/2)) / 2.
 SHIFT_GATES = ["rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx"]
+
+
+def check_trainable(spec) -> None:
+    """Refuse, in one line naming the circuit file, a circuit whose gate angles are not affine in its
+    inputs and weights (e.g. ``ry(x0 * w0)``): its gradient cannot be computed by parameter shifts or the
+    adjoint sweep, so it cannot be trained."""
+    try:
+        ShiftPlan.build(spec.circuit)
+    except ValueError as exc:
+        raise QmedimgError(f"{spec.path}: {exc}; such a circuit cannot be trained") from None
 
 
 @dataclass(frozen=True)

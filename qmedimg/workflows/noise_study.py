@@ -46,7 +46,7 @@ from qmedimg.model import head_angles
 from qmedimg.report.noise_study import plot_noise_study, summary
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text
-from qmedimg.workflows.study_points import (KEY, Point, forget, make_cells, point_backend, point_name, preload,
+from qmedimg.workflows.study_points import (KEY, Point, forget, make_cells, point_backend, point_name, preload, run_key,
                                             run_study_cell, text)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
@@ -116,6 +116,7 @@ def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
                            "the study again") from None
     if not header:
         return []
+    rows = [{**row, "run": run_key(row["run"])} for row in rows]  # 'st' and '/abs/st' are one run
     if header == COLUMNS:
         return rows
     if header != LEGACY_COLUMNS:
@@ -160,7 +161,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         run = load_run(run_dir, device=device)
         if not run.config.quantum:
             raise QmedimgError(f"{run.path}: a classical-head run has no quantum head to put under noise")
-        runs[str(run.path)] = run
+        runs[run_key(run.path)] = run
         for backend in base.values():  # transpiled now (cached): a head wider than a device stops here, nothing written
             if not backend.spends_qpu_time:
                 backend.prepare(run.model.spec)

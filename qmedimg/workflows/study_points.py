@@ -52,6 +52,12 @@ def text(value) -> str:
     return "" if value is None else str(value)
 
 
+def run_key(run: str | Path) -> str:
+    """How results.csv names a run: its absolute path, however it was spelled on the command line (a
+    relative one read back from an older file is taken relative to the current directory)."""
+    return str(Path(run).resolve())
+
+
 def point_backend(point: Point, base: Backend) -> Backend:
     return base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
                             opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
@@ -71,7 +77,7 @@ def preload(runs, backends) -> None:
     """Let cells run in this process reuse runs and backends the caller has loaded (after ``forget``)."""
     forget()
     for run in runs:
-        _here[("run", str(run.path), run.run_id())] = run
+        _here[("run", run_key(run.path), run.run_id())] = run
     for backend in backends:
         _here[("backend", backend.name, _entry_key(backend.entry))] = backend
 

@@ -34,11 +34,13 @@ from qmedimg.errors import QmedimgError
 from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, reporting_os_errors, write_csv, write_json,
                            writing_folder)
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import head_usage, predict_probs, torch_device
+from qmedimg.quantum.gradients import check_trainable
+from qmedimg.model import (CHECKPOINT_KEYS, head_usage, load_checkpoint, load_weights, predict_probs, save_atomic,
+                           torch_device)
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
-from qmedimg.rundir import (CHECKPOINT_KEYS, TrainConfig, build_model, check_for_task, check_size, circuit_record, config_and_data,
-                            decision_threshold, load_checkpoint, load_data, load_weights, read_record, require_config, run_circuit,
-                            save_atomic, training_backend, versions)
+from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_memory, check_size, circuit_record,
+                            config_and_data, decision_threshold, load_data, read_record, require_config, run_circuit,
+                            training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -100,8 +102,12 @@ def train(config: TrainConfig, *, progress: bool = True,
     dataset = load_data(config)
     check_size(config, dataset)
     check_for_task(config, dataset)
+    if device.type == "cpu":  # a GPU's memory is its own (torch says when it runs out)
+        check_memory(config, dataset)
     backend = training_backend(config)
     model = build_model(config, dataset, backend, device=device)
+    if config.quantum:
+        check_trainable(model.spec)  # a circuit without a gradient fails here, not at the first step
     with writing_folder(out):  # one writer: a second train/resume of this folder is refused while this runs
         _refuse_existing(out)  # another process may have made the run since the check above
         return _start(out, config, dataset, model, backend, progress, on_epoch, device)

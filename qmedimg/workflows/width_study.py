@@ -34,7 +34,6 @@ width is refused. Real QPUs are refused (use ``noise-study --dry-run`` / ``--all
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Iterable
 from qmedimg.backends import Backend, get_backend
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, failure_report
+from qmedimg.cores import available_memory
 from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text, writing_folder
 from qmedimg.report.width_study import plot_width_study, summary
 from qmedimg.rundir import build_model, config_differences, load_data, make_config
@@ -118,17 +118,6 @@ def parse_grid(text: str, name: str) -> list[int]:
             raise QmedimgError(f"--{name}: '{text}' repeats {value}")
         items.append(value)
     return items
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), else the machine's physical memory."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def memory_needed(backend: Backend, simulated_qubits: int, noisy: bool) -> tuple[int, str]:
