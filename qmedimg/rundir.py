@@ -244,9 +244,8 @@ def training_backend(config: TrainConfig) -> Backend | None:
 
 
 def run_circuit(config: TrainConfig, record: dict | None = None) -> CircuitSpec:
-    """The circuit of a run: the OpenQASM its ``config.json`` pinned when it was trained (``record``),
-    so editing or upgrading the circuit file never changes a trained run; for a new run (no record) or
-    one trained before runs pinned their circuit, the file ``config.circuit`` names, as it is now."""
+    """A run's circuit: the OpenQASM its ``config.json`` (``record``) pinned, so editing the file never changes
+    a trained run; for a new run or one from before pinning, the file ``config.circuit`` names, as it is now."""
     pinned = (record or {}).get("circuit") or {}
     if pinned.get("qasm"):
         return circuit_from_qasm(pinned["qasm"], name=pinned.get("name", config.circuit),
@@ -332,10 +331,8 @@ def require_run(run_dir: str | Path) -> Path:
     """The run directory, or a one-line error if it holds no qmedimg run."""
     path = Path(run_dir)
     if not (path / "config.json").is_file() or not (path / "checkpoint.pt").is_file():
-        raise QmedimgError(
-            f"{path}: not a qmedimg run directory (needs config.json and checkpoint.pt, "
-            "written by `qmedimg train --out DIR`)"
-        )
+        raise QmedimgError(f"{path}: not a qmedimg run directory (needs config.json and checkpoint.pt, written by "
+                           "`qmedimg train --out DIR`)")
     return path
 
 
@@ -350,15 +347,27 @@ def require_config(run_dir: str | Path) -> Path:
 
 
 def read_record(path: Path) -> dict:
-    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig, with the
-    fields it predates filled in as ``BEFORE_FIELD``), or one line naming the file if it is
-    unreadable or not a run config."""
+    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig, with the fields it
+    predates filled in as ``BEFORE_FIELD``), or one line naming the file and field that are damaged."""
     record = read_json(path / "config.json")
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
     model = record["config"].get("model", "hybrid")
     record["config"] = {**BEFORE_FIELD, **BEFORE_FIELD_OF_MODEL.get(model, {}), **record["config"]}
+    try:
+        config = make_config(**record["config"])  # every field valid, as when it was trained
+    except QmedimgError as exc:
+        raise QmedimgError(f"{path / 'config.json'}: config.{exc}; restore the file or train again") from None
+    circuit = record.get("circuit")
+    try:
+        if not isinstance(circuit, (dict, type(None))) or not isinstance((circuit or {}).get("qasm", ""), str):
+            raise QmedimgError("expected an object with its OpenQASM text in \"qasm\"")
+        if (circuit or {}).get("qasm"):
+            run_circuit(config, record)  # the pinned circuit builds (cached: loading it again costs nothing)
+    except QmedimgError as exc:
+        raise QmedimgError(f"{path / 'config.json'}: \"circuit\" is damaged ({exc}); restore the file or train "
+                           "again") from None
     return record
 
 

@@ -177,3 +177,41 @@ def test_a_circuit_that_cannot_be_trained_is_refused_before_the_run_directory_ex
     assert not out.exists()
     circuit.write_text(circuit.read_text().replace("x0 * w0", "2 * x0 + w0 - 0.5"))  # affine: trains
     assert main(argv) == 0
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda line: line + ",extra", "line 2 has more fields than the header"),
+    (lambda line: line.rsplit(",", 3)[0], "line 2 has fewer fields than the header"),
+    (lambda line: line.replace(line.split(",")[10], "abc", 1), "line 2, column acc: 'abc' is not a number"),
+])
+def test_a_damaged_results_row_is_one_line_naming_the_line_and_field(tiny_run_copy, tmp_path, capsys, damage, needle):
+    out = tmp_path / "study"
+    argv = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none",
+            "--limit", "4", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    results = out / "results.csv"
+    header, first, *rest = results.read_text().splitlines()
+    results.write_text("\n".join([header, damage(first), *rest]) + "\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(argv) == 2
+    one_line(capsys, "results.csv: " + needle)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda r: r["config"].update(lr="fast"), "config.json: config.lr"),
+    (lambda r: r["config"].update(epochs=-3), "config.json: config.epochs"),
+    (lambda r: r["circuit"].update(qasm="OPENQASM 3.0; garbage"), 'config.json: "circuit" is damaged'),
+    (lambda r: r.update(circuit=["sel"]), 'config.json: "circuit" is damaged'),
+])
+def test_a_damaged_config_json_is_one_line_naming_the_file_and_field(tiny_run_copy, capsys, damage, needle):
+    path = tiny_run_copy / "config.json"
+    record = json.loads(path.read_text())
+    damage(record)
+    path.write_text(json.dumps(record))
+    before = {p.name: p.read_bytes() for p in tiny_run_copy.iterdir()}
+    for argv in (["evaluate", str(tiny_run_copy)], ["train", "--resume", str(tiny_run_copy), "--quiet"]):
+        assert main(argv) == 2, argv
+        one_line(capsys, needle)
+    assert {p.name: p.read_bytes() for p in tiny_run_copy.iterdir()} == before

@@ -49,13 +49,19 @@ def registry_path(path: str | Path | None = None) -> Path:
 
 
 def _find_secret(value, trail: str) -> str | None:
-    if isinstance(value, dict):
-        for key, item in value.items():
+    """The first key under ``value`` (as 'a.b.c') that looks like a secret. Each mapping is looked at once,
+    without recursion: YAML aliases can share a mapping many times over, or make it contain itself."""
+    seen: set[int] = set()
+    todo = [(value, trail)]
+    while todo:
+        value, trail = todo.pop()
+        if not isinstance(value, dict) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        for key in value:
             if SECRET_KEY.search(str(key)):
                 return f"{trail}.{key}".lstrip(".")
-            found = _find_secret(item, f"{trail}.{key}")
-            if found:
-                return found
+        todo.extend((item, f"{trail}.{key}") for key, item in reversed(value.items()))
     return None
 
 
@@ -91,10 +97,8 @@ def load_backends(path: str | Path | None = None) -> dict:
         raise QmedimgError(f"{path}: not a UTF-8 text file (byte {exc.start}); a backends file is YAML text") from None
     try:
         data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise QmedimgError(f"{path}:{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise QmedimgError(f"{path}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise QmedimgError(f"{path}: expected a mapping of backend names to entries")
     entries = {}
@@ -106,6 +110,18 @@ def load_backends(path: str | Path | None = None) -> dict:
             raise QmedimgError(f"{path}: entry '{name}': key '{secret}' looks like a secret; {CREDENTIALS_HINT}")
         entries[str(name)] = _validate(path, str(name), raw)
     return entries
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """'[line N: ]malformed YAML: what PyYAML found wrong', in one line."""
+    if isinstance(exc, RecursionError):  # PyYAML composes nested collections recursively
+        return "malformed YAML: nested too deeply (collections inside collections thousands of levels deep)"
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, e.g. NUL or ESC
+        character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return f"malformed YAML: character {character} at position {exc.position}: {exc.reason}"
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{where}malformed YAML: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}"
 
 
 def get_backend(name: str, path: str | Path | None = None, **overrides) -> Backend:

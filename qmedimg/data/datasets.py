@@ -29,6 +29,8 @@ SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 MULTI_LABEL = "multi-label, binary-class"  # MedMNIST's task name for ChestMNIST-like data
 DOWNLOAD_TIMEOUT = 20  # seconds of network silence before a download attempt gives up
+MIN_SIDE = 4  # the smallest image/volume side the CNN backbones take (two 2× max-pools down to one pixel)
+MAX_LABEL = 2**53  # the largest class label read: every integer up to it is exact in float64 and in int64
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,16 +264,17 @@ def _labels(a: np.ndarray, where: str) -> np.ndarray:
                                f"found {bad[0] if bad.size else a.dtype}")
         return a.astype(np.int64)
     a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
-    if a.ndim != 1 or not _whole_numbers(a, np.inf):
+    if a.ndim != 1 or not _whole_numbers(a, MAX_LABEL):  # beyond it a float or uint64 label wraps in int64
         raise QmedimgError(f"{where} has shape {a.shape} dtype {a.dtype}; expected integer labels >= 0 of shape (N, 1)")
     return a.astype(np.int64)
 
 
 def _whole_numbers(a: np.ndarray, high: float) -> bool:
-    """True if `a` is numeric and every value is a whole number in 0..high."""
+    """True if `a` is numeric and every value is a whole number in 0..high (finite: inf == floor(inf))."""
     if a.dtype.kind not in "biuf":
         return False
-    return a.size == 0 or bool(np.all(a == np.floor(a)) and a.min() >= 0 and a.max() <= high)
+    return a.size == 0 or bool(np.all(np.isfinite(a)) and np.all(a == np.floor(a)) and a.min() >= 0
+                               and a.max() <= high)
 
 
 def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: Path | None,
@@ -294,6 +297,10 @@ def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: P
         kind = "volumes" if len(sides) == 3 else "images"
         raise QmedimgError(f"{where}: {kind} are {'x'.join(map(str, sides))}; expected {kind} of equal sides "
                            f"({'cubic' if len(sides) == 3 else 'square'})")
+    if sides[0] < MIN_SIDE:
+        kind = "volumes" if len(sides) == 3 else "images"
+        raise QmedimgError(f"{where}: {kind} are {'x'.join(map(str, sides))}; qmedimg's networks pool them twice "
+                           f"by 2 and need sides of at least {MIN_SIDE} (MedMNIST's are {', '.join(map(str, SIZES))})")
     widths = {sp.labels.shape[1] if sp.labels.ndim == 2 else 0 for sp in splits.values()}
     if len(widths) > 1:
         raise QmedimgError(f"{where}: splits disagree on the labels: one label per image in some, one column per "

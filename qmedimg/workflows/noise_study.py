@@ -116,6 +116,8 @@ def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
                            "the study again") from None
     if not header:
         return []
+    for number, row in enumerate(rows, 2):
+        _check_row(path, number, row)
     rows = [{**row, "run": run_key(row["run"])} for row in rows]  # 'st' and '/abs/st' are one run
     if header == COLUMNS:
         return rows
@@ -127,6 +129,23 @@ def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     if upgrade:
         write_text(path, "".join(_csv_line(row) for row in [dict(zip(COLUMNS, COLUMNS)), *rows]))
     return rows
+
+
+NUMBERS = ("acc", "auc", "f1", "ideal_acc", "ideal_auc", "mean_abs_expectation_error", "wall_s", "opt_level", "repeat")
+"""results.csv columns every row holds a number in (NaN for an undefined metric)."""
+
+
+def _check_row(path: Path, number: int, row: dict) -> None:
+    """One line naming the file, the line and the field when a row of results.csv is damaged."""
+    if None in row or any(value is None for value in row.values()):
+        raise QmedimgError(f"{path}: line {number} has {'more' if None in row else 'fewer'} fields than the header; "
+                           "the file was edited or damaged: move it away, or delete that line, to run the study again")
+    for column in (c for c in NUMBERS if c in row):
+        try:
+            float(row[column])
+        except ValueError:
+            raise QmedimgError(f"{path}: line {number}, column {column}: {row[column][:40]!r} is not a number; the "
+                               "file was edited or damaged: delete that line to compute the point again") from None
 
 
 def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0.25, 0.5, 1, 2, 4),
