@@ -215,3 +215,19 @@ def test_a_damaged_config_json_is_one_line_naming_the_file_and_field(tiny_run_co
         assert main(argv) == 2, argv
         one_line(capsys, needle)
     assert {p.name: p.read_bytes() for p in tiny_run_copy.iterdir()} == before
+
+
+@pytest.mark.parametrize("field, value", [("status", "exploded"), ("rows", "0-3"), ("job_id", 17),
+                                          ("evs", "[[0.1]]"), ("index", None), ("errors", None)])
+def test_a_ledger_job_with_a_damaged_field_is_one_line_naming_it(tiny_run_copy, capsys, field, value):
+    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--limit", "3", "--quiet"]
+    assert main(argv) == 0
+    path = tiny_run_copy / "ledger-ibm_local.json"
+    ledger = json.loads(path.read_text())
+    ledger["jobs"][0][field] = value
+    path.write_text(json.dumps(ledger))
+    (tiny_run_copy / "eval-ibm_local-limit3.json").unlink()
+    capsys.readouterr()
+    assert main(argv) == 2
+    one_line(capsys, f"ledger-ibm_local.json: job 0: field '{field}' is missing or damaged")
+    assert json.loads(path.read_text()) == ledger and not list(tiny_run_copy.glob("eval-*.json"))

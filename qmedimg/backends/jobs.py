@@ -232,7 +232,24 @@ def _read(path: Path) -> dict:
             or not isinstance(stored.get("jobs"), list) or not all(isinstance(j, dict) for j in stored["jobs"]):
         raise QmedimgError(f"{path}: unreadable ledger; move it away to start over (its job ids are "
                            "listed on the IBM Quantum dashboard)")
+    for number, job in enumerate(stored["jobs"]):
+        bad = next((key for key, ok in JOB_FIELDS.items() if key not in job or not ok(job[key])), None)
+        if bad is not None:
+            raise QmedimgError(f"{path}: job {number}: field '{bad}' is missing or damaged "
+                               f"({str(job.get(bad, '(absent)'))[:40]}); restore the file, or move it away to start "
+                               "over (its job ids are listed on the IBM Quantum dashboard)")
     return stored
+
+
+STATUSES = ("new", "submitting", "submitted", "waiting", "failed", "done")
+JOB_FIELDS = {  # what every job of a ledger holds, and what it may be
+    "index": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "rows": lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(r, int) for r in v),
+    "job_id": lambda v: v is None or isinstance(v, str),
+    "status": lambda v: v in STATUSES,
+    "evs": lambda v: v is None or (isinstance(v, list) and all(isinstance(r, list) for r in v)),
+    "errors": lambda v: isinstance(v, list),
+}
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
