@@ -372,6 +372,11 @@ def load_weights(model: torch.nn.Module, weights: dict, file: Path) -> None:
         detail = " ".join(str(exc).split())[:200]
         raise QmedimgError(f"{file}: its weights do not fit the network config.json describes ({detail}); was "
                            "config.json edited, or the checkpoint copied from another run?") from None
+    bad = next((name for name, value in weights.items() if torch.is_tensor(value) and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())), None)
+    if bad is not None:
+        raise QmedimgError(f"{file}: weight {bad} holds NaN or infinite values (training diverged, or the file was "
+                           "damaged); restore it, or train the run again with a lower --lr")
 
 
 def save_atomic(obj, path: Path) -> None:

@@ -36,14 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from qmedimg.backends import Backend, HeadRequest, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
-from qmedimg.cores import available_memory
 from qmedimg.data import Dataset, load_dataset
 from qmedimg.data.datasets import MULTI_LABEL, SIZES
 from qmedimg.errors import QmedimgError
 from qmedimg.files import read_json
 from qmedimg.metrics import THRESHOLD_RULES, choose_threshold
-from qmedimg.model import (HybridNet, head_weights, load_checkpoint, load_weights, predict_probs, torch_device,
-                           training_memory, with_readout)
+from qmedimg.model import HybridNet, head_weights, load_checkpoint, load_weights, predict_probs, torch_device, with_readout
 from qmedimg.quantum.circuits import CircuitSpec, circuit_from_qasm, load_circuit
 
 
@@ -105,7 +103,7 @@ class TrainConfig(BaseModel):
     noise_scale: float | None = Field(None, ge=0, le=1000, allow_inf_nan=False,
                                       description="override the backend's noise_scale")
     backends_file: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="numpy and torch take seeds >= 0 (and below 2**32 everywhere)")
     out: str
 
     @property
@@ -116,7 +114,7 @@ class TrainConfig(BaseModel):
     @field_validator("threshold", mode="before")
     @classmethod
     def _threshold(cls, value):
-        if value in THRESHOLD_RULES:
+        if isinstance(value, str) and value in THRESHOLD_RULES:  # a list or dict is unhashable
             return value
         try:
             number = float(value)
@@ -150,6 +148,7 @@ def make_config(**fields) -> TrainConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
+        where = where if where.isprintable() else repr(where)  # a key with a newline in a damaged config.json
         raise QmedimgError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
 
 
@@ -307,19 +306,6 @@ def check_size(config: TrainConfig, dataset: Dataset) -> None:
                            f"pass --size {dataset.size}")
 
 
-def check_memory(config: TrainConfig, dataset: Dataset) -> None:
-    """Refuse, before anything is written, images too large to train on in this machine's memory (a
-    training step's least peak, :func:`~qmedimg.model.training_memory`, above the memory free now)."""
-    need, free = training_memory(config.batch_size, dataset.size, dataset.dims), available_memory()
-    if need > free:
-        side = "×".join([str(dataset.size)] * dataset.dims)
-        fits = max(1, free // training_memory(1, dataset.size, dataset.dims))
-        raise QmedimgError(f"{dataset.source}: {side} inputs need at least {need / 2**30:.1f} GiB per training "
-                           f"step at batch size {config.batch_size}, {free / 2**30:.1f} GiB is free; resize the "
-                           f"images (MedMNIST sizes: {', '.join(map(str, SIZES))})"
-                           + (f" or pass --batch-size {fits} or less" if fits >= 2 else ""))
-
-
 def versions() -> dict:
     """The versions of Python and of the packages that produce a run's numbers."""
     pkgs = ["qmedimg", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
@@ -354,15 +340,20 @@ def read_record(path: Path) -> dict:
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
     model = record["config"].get("model", "hybrid")
-    record["config"] = {**BEFORE_FIELD, **BEFORE_FIELD_OF_MODEL.get(model, {}), **record["config"]}
+    before = BEFORE_FIELD_OF_MODEL.get(model, {}) if isinstance(model, str) else {}  # a list is unhashable
+    record["config"] = {**BEFORE_FIELD, **before, **record["config"]}
     try:
         config = make_config(**record["config"])  # every field valid, as when it was trained
     except QmedimgError as exc:
         raise QmedimgError(f"{path / 'config.json'}: config.{exc}; restore the file or train again") from None
     circuit = record.get("circuit")
     try:
-        if not isinstance(circuit, (dict, type(None))) or not isinstance((circuit or {}).get("qasm", ""), str):
-            raise QmedimgError("expected an object with its OpenQASM text in \"qasm\"")
+        pinned = circuit if isinstance(circuit, dict) else {}
+        if not isinstance(circuit, (dict, type(None))) or not isinstance(pinned.get("qasm", ""), str) \
+                or not all(isinstance(pinned.get(key, ""), str) for key in ("name", "path")) \
+                or type(pinned.get("layers")) not in (int, type(None)):
+            raise QmedimgError("expected an object with its OpenQASM text in \"qasm\", text \"name\" and \"path\", and "
+                               "\"layers\" a whole number or null")
         if (circuit or {}).get("qasm"):
             run_circuit(config, record)  # the pinned circuit builds (cached: loading it again costs nothing)
     except QmedimgError as exc:
@@ -397,7 +388,11 @@ def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     record = read_record(path)
     config = make_config(**record["config"])
     dataset = load_data(config)
-    recorded = record.get("dataset", {}).get("sha256")
+    recorded = record.get("dataset")
+    recorded = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if recorded is not None and not isinstance(recorded, str):
+        raise QmedimgError(f"{path / 'config.json'}: dataset.sha256 is {recorded!r:.40}, not the data file's sha256 "
+                           "text; restore the file or train again")
     if recorded and dataset.sha256 != recorded:
         raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
                            f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")

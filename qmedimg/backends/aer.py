@@ -13,17 +13,17 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from qmedimg.backends.base import Backend
-from qmedimg.backends.options import Strict
+from qmedimg.backends.options import Shots, Strict
 from qmedimg.quantum.circuits import CircuitSpec
 
 
 class AerEntry(Strict):
     kind: Literal["aer"]
     description: str = ""
-    shots: PositiveInt | None = Field(None, description="None: exact expectation values")
+    shots: Shots | None = Field(None, description="None: exact expectation values")
     seed: int | None = Field(0, description="seeds shot sampling")
 
 

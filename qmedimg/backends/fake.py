@@ -16,11 +16,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, field_validator
 
 from qmedimg.backends.device import DeviceBackend
 from qmedimg.backends.devices import fake_device, fake_device_name
-from qmedimg.backends.options import Mitigation, Strict, TranspileOptions
+from qmedimg.backends.options import Mitigation, Shots, Strict, TranspileOptions
 from qmedimg.quantum.circuits import CircuitSpec
 
 
@@ -31,7 +31,7 @@ class FakeEntry(Strict):
     noise_scale: float = Field(1.0, ge=0, le=1000, allow_inf_nan=False,
                                description="0 = ideal, 1 = as calibrated, 2 = twice the error rates (at most "
                                "1000: every error rate is saturated long before)")
-    shots: PositiveInt | None = None
+    shots: Shots | None = None
     seed: int | None = 0
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)
     mitigation: Mitigation = Field(default_factory=Mitigation)

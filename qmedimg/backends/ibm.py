@@ -28,7 +28,7 @@ from qmedimg.backends import jobs, runtime
 from qmedimg.backends.base import HeadRequest, HeadResult, PreparedCircuit
 from qmedimg.backends.device import DeviceBackend
 from qmedimg.backends.devices import fake_device, fake_device_name, two_qubit_gate
-from qmedimg.backends.options import Strict, TranspileOptions
+from qmedimg.backends.options import Shots, Strict, TranspileOptions
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
 from qmedimg.quantum.gradients import column
@@ -42,7 +42,7 @@ class IbmEntry(Strict):
     instance: str | None = None
     mode: Literal["batch", "session", "job"] = "batch"
     local: str | None = Field(None, description="a fake device: run in Runtime's local testing mode")
-    shots: PositiveInt | None = 4096
+    shots: Shots | None = 4096
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)
     options: dict[str, Any] = Field(default_factory=dict, description="Qiskit Runtime EstimatorOptions")
     max_rows_per_job: PositiveInt = Field(1000, description="at most this many images per Runtime job "

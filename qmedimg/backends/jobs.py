@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from qmedimg.errors import QmedimgError
+from qmedimg.backends.ledger_file import LEDGER_VERSION, LEGACY, read_ledger, same_request
 from qmedimg.files import exclusive, write_json
 
-LEDGER_VERSION = 2  # 2: the identity holds the job split, the ISA circuit's digest and the repeat
 SENT = ("ISA circuit and numeric parameter arrays only: per image the quantum head's input angles, plus the "
         "circuit's trained weights; no pixels, file names, labels or DICOM metadata")
 
@@ -156,7 +156,7 @@ class Ledger:
     def open(cls, path: Path, identity: dict, *, resume: bool) -> Ledger:
         ledger = cls(path, identity)
         if path.is_file():
-            stored = _read(path)
+            stored = read_ledger(path)
             if same_request(stored, identity):
                 ledger.data = stored
                 return ledger
@@ -170,9 +170,9 @@ class Ledger:
             os.replace(path, aside(path, stored))  # a finished request is kept, under its own name
         mine = {"version": LEDGER_VERSION, "identity": identity}
         for kept in (aside(path, mine), aside(path, {**mine, "version": 1})):
-            if kept.is_file() and same_request(_read(kept), identity):
+            if kept.is_file() and same_request(read_ledger(kept), identity):
                 os.replace(kept, path)  # this request ran before and was kept aside: collect it, never resubmit
-                ledger.data = _read(path)
+                ledger.data = read_ledger(path)
                 return ledger
         if resume:
             raise QmedimgError(f"--resume: no ledger at {path}; nothing was submitted for this run and backend")
@@ -190,26 +190,11 @@ class Ledger:
         since :meth:`open`)."""
         if self.path.is_file():
             try:
-                stored = json.loads(self.path.read_text())
-            except (OSError, ValueError):
+                stored = read_ledger(self.path)  # checked (and completed) as open() checks it
+            except QmedimgError:
                 return
-            if isinstance(stored, dict) and same_request(stored, self.identity):
+            if same_request(stored, self.identity):
                 self.data = stored
-
-
-# What a key a version-1 ledger did not record meant: repeat 0. (Version 1 did not record how images were
-# split into jobs either, nor the ISA circuit: each stored job's rows are checked against its payload instead.)
-LEGACY = {"repeat": 0}
-
-
-def same_request(stored: dict, identity: dict) -> bool:
-    """Whether a ledger read from disk holds the request ``identity`` describes."""
-    theirs = stored.get("identity")
-    if not isinstance(theirs, dict):
-        return False
-    if stored.get("version", 1) >= LEDGER_VERSION:
-        return theirs == identity
-    return all(theirs[k] == v if k in theirs else LEGACY.get(k, v) == v for k, v in identity.items())
 
 
 def aside(path: Path, stored: dict) -> Path:
@@ -220,36 +205,6 @@ def aside(path: Path, stored: dict) -> Path:
     if stored.get("version", 1) >= 2:
         name += "-" + request_id(identity=identity)[:8]
     return path.with_name(f"{path.stem}.{name}.json")
-
-
-def _read(path: Path) -> dict:
-    """A ledger file, or one line naming it: unreadable, or not a ledger of this format."""
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        stored = None
-    if not isinstance(stored, dict) or not isinstance(stored.get("identity"), dict) \
-            or not isinstance(stored.get("jobs"), list) or not all(isinstance(j, dict) for j in stored["jobs"]):
-        raise QmedimgError(f"{path}: unreadable ledger; move it away to start over (its job ids are "
-                           "listed on the IBM Quantum dashboard)")
-    for number, job in enumerate(stored["jobs"]):
-        bad = next((key for key, ok in JOB_FIELDS.items() if key not in job or not ok(job[key])), None)
-        if bad is not None:
-            raise QmedimgError(f"{path}: job {number}: field '{bad}' is missing or damaged "
-                               f"({str(job.get(bad, '(absent)'))[:40]}); restore the file, or move it away to start "
-                               "over (its job ids are listed on the IBM Quantum dashboard)")
-    return stored
-
-
-STATUSES = ("new", "submitting", "submitted", "waiting", "failed", "done")
-JOB_FIELDS = {  # what every job of a ledger holds, and what it may be
-    "index": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "rows": lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(r, int) for r in v),
-    "job_id": lambda v: v is None or isinstance(v, str),
-    "status": lambda v: v in STATUSES,
-    "evs": lambda v: v is None or (isinstance(v, list) and all(isinstance(r, list) for r in v)),
-    "errors": lambda v: isinstance(v, list),
-}
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
@@ -303,7 +258,7 @@ def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progres
                 ledger.save()
                 live[job["index"]] = found
                 continue
-        elif local and job["status"] != "new":
+        elif local:
             # local testing mode: no service to look anything up in, and local jobs cost no QPU time, so
             # anything not done is simply run again
             pass

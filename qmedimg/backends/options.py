@@ -11,11 +11,16 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from qmedimg.errors import QmedimgError
+
+
+MAX_SHOTS = 5_000_000  # IBM's limit on executions per job; Aer fails on more (a C++ int, then vector::reserve)
+Shots = Annotated[int, Field(gt=0, le=MAX_SHOTS, description=f"shots per parameter row, 1..{MAX_SHOTS}")]
+"""The ``shots`` of every kind that samples (``aer``, ``fake``, ``ibm``): a whole number from 1 to MAX_SHOTS."""
 
 
 class Strict(BaseModel):
@@ -43,6 +48,9 @@ class TranspileOptions(Strict):
     dynamical_decoupling: DynamicalDecoupling | None = None
 
 
+MAX_NOISE_FACTOR = 100  # a ZNE factor folds every 2-qubit gate into that many: the circuit grows by it
+
+
 class ZneOptions(Strict):
     """Zero-noise extrapolation: fold 2-qubit gates to each noise factor, extrapolate to factor 0."""
 
@@ -53,8 +61,10 @@ class ZneOptions(Strict):
     @field_validator("noise_factors")
     @classmethod
     def _factors(cls, factors: list[float]) -> list[float]:
-        if any(f < 1 for f in factors) or len(set(factors)) != len(factors):
-            raise ValueError(f"noise_factors must be distinct and >= 1 (e.g. [1, 3, 5]), got {factors}")
+        # NaN passes "< 1" and set() (NaN != NaN), inf folds without end: each factor multiplies the circuit
+        if any(not 1 <= f <= MAX_NOISE_FACTOR for f in factors) or len(set(factors)) != len(factors):
+            raise ValueError(f"noise_factors must be distinct numbers from 1 to {MAX_NOISE_FACTOR} (e.g. [1, 3, 5]), "
+                             f"got {factors}")
         return sorted(factors)
 
 
@@ -64,6 +74,12 @@ class Mitigation(Strict):
     readout: bool = Field(False, description="invert each qubit's calibrated readout confusion matrix")
     zne: ZneOptions | None = Field(None, description="zero-noise extrapolation by 2-qubit gate folding")
     twirls: PositiveInt | None = Field(None, description="average this many Pauli-twirled circuit copies")
+
+
+def quoted(value) -> str:
+    """A name, key or value from a registry file as a message shows it: 'text' in quotes, with a newline
+    or control character escaped (``repr``), so the message stays one line."""
+    return repr(str(value))
 
 
 def entry_error(path: Path | str, name: str, raw: dict, error: ValidationError,
@@ -82,11 +98,9 @@ def entry_error(path: Path | str, name: str, raw: dict, error: ValidationError,
             hint += " (ibm mitigation goes in options: resilience_level, resilience.*, twirling.*)"
         if kind == "aer" and loc[-1] in ("mitigation", "noise_scale", "device"):
             hint += " (aer is noiseless; use kind 'fake' for a noisy device)"
-        return QmedimgError(f"{path}: entry '{name}': unknown key '{key}'{hint}")
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "value_error" and "validation error" in message:  # Runtime's options model
-        message = " ".join(message.split())
-    return QmedimgError(f"{path}: entry '{name}': key '{key}': {message}")
+        return QmedimgError(f"{path}: entry {quoted(name)}: unknown key {quoted(key)}{hint}")
+    message = " ".join(first["msg"].removeprefix("Value error, ").split())  # Runtime's options model: many lines
+    return QmedimgError(f"{path}: entry {quoted(name)}: key {quoted(key)}: {message}")
 
 
 def with_keys(entry: BaseModel, overrides: dict, name: str) -> BaseModel:

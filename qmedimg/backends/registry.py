@@ -27,7 +27,7 @@ from qmedimg.backends.base import Backend
 from qmedimg.backends.exact import ExactBackend, ExactEntry
 from qmedimg.backends.fake import FakeBackend
 from qmedimg.backends.ibm import IbmBackend
-from qmedimg.backends.options import entry_error, with_keys
+from qmedimg.backends.options import entry_error, quoted, with_keys
 from qmedimg.errors import QmedimgError
 
 KINDS: dict[str, type[Backend]] = {cls.kind: cls for cls in (ExactBackend, AerBackend, FakeBackend, IbmBackend)}
@@ -78,10 +78,10 @@ def _validate(path: Path, name: str, raw: dict):
         kind = raw.get("kind")
         first = exc.errors()[0]["type"]
         if first == "union_tag_invalid":
-            raise QmedimgError(f"{path}: entry '{name}': unknown kind '{kind}'; valid: {', '.join(KINDS)}") from None
+            raise QmedimgError(f"{path}: entry '{name}': unknown kind {quoted(kind)}; valid: {', '.join(KINDS)}") from None
         if first == "union_tag_not_found":
             raise QmedimgError(f"{path}: entry '{name}': missing key 'kind' (one of {', '.join(KINDS)})") from None
-        model = KINDS[kind].Entry if kind in KINDS else None
+        model = KINDS[kind].Entry if isinstance(kind, str) and kind in KINDS else None
         raise entry_error(path, name, raw, exc, model) from None
 
 
@@ -103,11 +103,14 @@ def load_backends(path: str | Path | None = None) -> dict:
         raise QmedimgError(f"{path}: expected a mapping of backend names to entries")
     entries = {}
     for name, raw in data.items():
+        if not str(name).isprintable():  # a newline or control character would break every message naming it
+            raise QmedimgError(f"{path}: entry name {quoted(name)} is not one line of printable text; name entries "
+                               "like fake_brisbane")
         if not isinstance(raw, dict):
             raise QmedimgError(f"{path}: entry '{name}' must be a mapping with at least 'kind'")
         secret = _find_secret(raw, "")
         if secret:
-            raise QmedimgError(f"{path}: entry '{name}': key '{secret}' looks like a secret; {CREDENTIALS_HINT}")
+            raise QmedimgError(f"{path}: entry '{name}': key {quoted(secret)} looks like a secret; {CREDENTIALS_HINT}")
         entries[str(name)] = _validate(path, str(name), raw)
     return entries
 
@@ -132,7 +135,7 @@ def get_backend(name: str, path: str | Path | None = None, **overrides) -> Backe
     if name == "exact" and name not in entries:  # always there, whatever the file lists
         return backend_for(name, exact_backend().entry, path, **overrides)
     if name not in entries:
-        raise QmedimgError(f"unknown backend '{name}' in {path}; valid: {', '.join(entries)}")
+        raise QmedimgError(f"unknown backend {quoted(name)} in {path}; valid: {', '.join(entries)}")
     return backend_for(name, entries[name], path, **overrides)
 
 

@@ -30,15 +30,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qmedimg.data import Dataset, to_tensor
+from qmedimg.data.datasets import SIZES
+from qmedimg.cores import available_memory
 from qmedimg.errors import QmedimgError
 from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, reporting_os_errors, write_csv, write_json,
                            writing_folder)
 from qmedimg.metrics import compute_metrics
 from qmedimg.quantum.gradients import check_trainable
 from qmedimg.model import (CHECKPOINT_KEYS, head_usage, load_checkpoint, load_weights, predict_probs, save_atomic,
-                           torch_device)
+                           torch_device, training_memory)
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
-from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_memory, check_size, circuit_record,
+from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, circuit_record,
                             config_and_data, decision_threshold, load_data, read_record, require_config, run_circuit,
                             training_backend, versions)
 
@@ -74,6 +76,19 @@ def _update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: fl
             mine.lerp_(theirs, 1.0 - decay)
         else:
             mine.copy_(theirs)
+
+
+def check_memory(config: TrainConfig, dataset: Dataset) -> None:
+    """Refuse, before anything is written, images too large to train on in this machine's memory (a
+    training step's least peak, :func:`~qmedimg.model.training_memory`, above the memory free now)."""
+    need, free = training_memory(config.batch_size, dataset.size, dataset.dims), available_memory()
+    if need > free:
+        side = "×".join([str(dataset.size)] * dataset.dims)
+        fits = max(1, free // training_memory(1, dataset.size, dataset.dims))
+        raise QmedimgError(f"{dataset.source}: {side} inputs need at least {need / 2**30:.1f} GiB per training "
+                           f"step at batch size {config.batch_size}, {free / 2**30:.1f} GiB is free; resize the "
+                           f"images (MedMNIST sizes: {', '.join(map(str, SIZES))})"
+                           + (f" or pass --batch-size {fits} or less" if fits >= 2 else ""))
 
 
 def training_device(config: TrainConfig, device: str | torch.device = "auto", resuming: Path | None = None
@@ -146,7 +161,34 @@ def resume(run_dir: str | Path, *, progress: bool = True,
         circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
         model = build_model(config, dataset, backend, device=device, circuit=circuit)
         state = load_checkpoint(path, CHECKPOINT_KEYS) if (path / "checkpoint.pt").is_file() else None
+        if state is not None:
+            check_resumable(path / "checkpoint.pt", state)
         return _fit(path, config, dataset, model, backend, state, progress, on_epoch, device)
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc")  # what the plots and CSV read
+RESUME_FIELDS = {"epoch": int, "best": dict, "history": list, "train_seconds": (int, float), "trained_samples": int,
+                 "wall_seconds": (int, float), "model": dict, "averaged": dict, "best_model": dict, "optimizer": dict,
+                 "scheduler": dict, "generator": torch.Tensor, "torch_rng": torch.Tensor}
+
+
+def check_resumable(file: Path, state: dict) -> None:
+    """One line naming the first field of a checkpoint that a resume cannot use (damaged or edited), before
+    anything is trained or written: each field of the type training saves, one history row per finished
+    epoch with the keys the CSV and plots read, and the kept epoch's record."""
+    for key, kind in RESUME_FIELDS.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise QmedimgError(f"{file}: '{key}' holds a {type(state[key]).__name__}, not what training saves; restore "
+                               "the checkpoint, or train the run again")
+    epoch, history, best = state["epoch"], state["history"], state["best"]
+    if epoch < 0 or len(history) != epoch or not all(isinstance(row, dict) and all(k in row for k in HISTORY_KEYS)
+                                                     and row.keys() == history[0].keys() for row in history):
+        raise QmedimgError(f"{file}: its history is not one row per finished epoch (epoch {epoch}, {len(history)} "
+                           f"rows, each with {', '.join(HISTORY_KEYS)}); restore the checkpoint, or train the run again")
+    if not all(type(best.get(k)) in (int, float) for k in ("epoch", "val_auc", "val_acc")) or \
+            not 0 <= best["epoch"] <= epoch:
+        raise QmedimgError(f"{file}: 'best' is not the record of a finished epoch ({best!r:.100}); restore the "
+                           "checkpoint, or train the run again")
 
 
 def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Module, backend, state: dict | None,
@@ -179,15 +221,21 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
     start_epoch = 1
     if state is not None:
         load_weights(model, state["model"], out / "checkpoint.pt")
+        load_weights(averaged, state["best_model"], out / "checkpoint.pt")  # checked now: the end of training loads it
         load_weights(averaged, state["averaged"], out / "checkpoint.pt")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:  # dropout draws from the GPU's generator
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
+        try:  # torch checks the contents: parameter groups, RNG state sizes, scaler fields
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in state:  # dropout draws from the GPU's generator
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise QmedimgError(f"{out / 'checkpoint.pt'}: its optimizer, scheduler or random state cannot be restored "
+                               f"({detail}); restore the checkpoint, or train the run again") from None
         history, best, best_model = state["history"], state["best"], state["best_model"]
         train_seconds, trained_samples = state["train_seconds"], state["trained_samples"]
         wall_before = state["wall_seconds"]
