@@ -231,3 +231,11 @@ def test_a_ledger_job_with_a_damaged_field_is_one_line_naming_it(tiny_run_copy, 
     assert main(argv) == 2
     one_line(capsys, f"ledger-ibm_local.json: job 0: field '{field}' is missing or damaged")
     assert json.loads(path.read_text()) == ledger and not list(tiny_run_copy.glob("eval-*.json"))
+
+
+def test_a_training_that_diverges_stops_in_one_line_at_the_first_non_finite_loss(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--limit", "16", "--epochs", "3", "--lr", "1e30",
+                 "--out", str(out), "--quiet"]) == 2
+    one_line(capsys, "training diverged in epoch", "lower --lr (this run's: 1e+30)")
+    assert not (out / "metrics.json").exists()  # no metrics computed from NaN weights

@@ -261,18 +261,22 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
             x, y = x.to(device), labels[idx].to(device)
             logits = model(x)
             loss = loss_of(logits, y)
+            if not math.isfinite(value := loss.item()):  # weights gone to inf/NaN: nothing after this step means anything
+                raise _diverged(out, epoch, config, f"the loss is {value}")
             optimizer.zero_grad()
             scaler.scale(loss).backward()  # without --amp: loss.backward(), optimizer.step()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             _update_average(averaged, model, config.ema_decay)
-            losses.append(loss.item() * len(idx))
+            losses.append(value * len(idx))
             correct += _hits(logits, y)
             trained_samples += len(idx)
         train_seconds += time.perf_counter() - tick
 
         val_probs = predict_probs(averaged, dataset.val.images)
+        if not np.isfinite(val_probs).all():
+            raise _diverged(out, epoch, config, "the kept weights give NaN probabilities")
         val = compute_metrics(dataset.val.labels, val_probs, dataset.task)
         val_loss = _validation_loss(val_probs, dataset.val.labels, dataset.multi_label)
         row = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(order)),
@@ -301,6 +305,11 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
     bar.close()
     return _finish(out, config, dataset, model, best, best_model, history,
                    train_seconds, trained_samples, wall_before + time.perf_counter() - started, device)
+
+
+def _diverged(out: Path, epoch: int, config: TrainConfig, what: str) -> QmedimgError:
+    return QmedimgError(f"{out}: training diverged in epoch {epoch} ({what}); the checkpoint keeps epoch {epoch - 1}: "
+                        f"train again with a lower --lr (this run's: {config.lr:g})")
 
 
 def training_loss(dataset: Dataset, config: TrainConfig, device) -> Callable:
