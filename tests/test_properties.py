@@ -827,3 +827,33 @@ def test_a_damaged_ledger_is_collected_or_one_line_and_writes_nothing(ledger_run
         # recorded before it is submitted) and keep a finished request of another identity aside
         assert_nothing_written(before, fingerprint(run), code, allowed_new=("eval-", "ledger-"),
                                may_change=("ledger-",))
+
+
+# ------------------------------------------------------------------------------------------------
+# (6) the other commands that read a run: the same damaged config.json or checkpoint, fewer examples
+# (they load through the same read_record / load_checkpoint / load_weights; these check the commands'
+# own steps after loading: transpiling, Grad-CAM, the noise study's folder)
+
+
+def other_readers(run: Path, png: Path) -> list[tuple[list[str], tuple[str, ...]]]:
+    """(argv, name prefixes a success may add) of transpile, explain and noise-study on ``run``."""
+    return [(["transpile", str(run), "--backend", "fake_manila"], ()),
+            (["explain", str(run), str(png), "--out", str(run / "explain")], ("explain",)),
+            (["noise-study", str(run), "--backend", "fake_manila", "--scales", "1", "--mitigation", "none",
+              "--limit", "2", "--quiet"], ("noise-study",))]
+
+
+@examples(6)
+@given(config=st.lists(config_damage, max_size=1), checkpoint=st.lists(checkpoint_damage, max_size=1))
+@example(config=[("dataset record", None)], checkpoint=[("drop", "best_model")])
+def test_transpile_explain_and_noise_study_on_a_damaged_run_work_or_are_one_line_and_write_nothing(
+        tiny_run, scratch, png, capsys, config, checkpoint):
+    with fresh(scratch) as folder:
+        run = Path(shutil.copytree(tiny_run, Path(folder) / "run"))
+        damaged_config(run / "config.json", config)
+        if checkpoint:
+            damaged_checkpoint(run / "checkpoint.pt", checkpoint)
+        for argv, new in other_readers(run, png):
+            before = fingerprint(run)
+            code, _ = run_cli(capsys, argv)
+            assert_nothing_written(before, fingerprint(run), code, allowed_new=new)
