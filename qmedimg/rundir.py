@@ -161,6 +161,7 @@ class Run:
     dataset: Dataset
     model: HybridNet
     metrics: dict
+    epoch: int | None = None  # the last finished epoch its checkpoint holds
     digest: str | None = field(default=None, repr=False)
     chosen: dict | None = field(default=None, repr=False)
 
@@ -383,8 +384,9 @@ def config_differences(run: Path, config: TrainConfig) -> list[str]:
     return out
 
 
-def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
-    """A run directory's config and its data, refused if the data file changed since training."""
+def config_and_data(path: Path) -> tuple[TrainConfig, Dataset, CircuitSpec | None]:
+    """A run directory's config, its data (refused if the data file changed since training) and its pinned
+    circuit (:func:`run_circuit`; None for a baseline CNN), from one read of config.json."""
     record = read_record(path)
     config = make_config(**record["config"])
     dataset = load_data(config)
@@ -396,7 +398,7 @@ def config_and_data(path: Path) -> tuple[TrainConfig, Dataset]:
     if recorded and dataset.sha256 != recorded:
         raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
                            f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
-    return config, dataset
+    return config, dataset, run_circuit(config, record) if config.model == "hybrid" else None
 
 
 def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run:
@@ -405,11 +407,12 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run
     the exact estimator whatever backend it was trained on."""
     device = torch_device(device)
     path = require_run(run_dir)
-    config, dataset = config_and_data(path)
-    circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
+    config, dataset, circuit = config_and_data(path)
     model = build_model(config, dataset, device=device, circuit=circuit)  # evaluation chooses its backend itself
-    load_weights(model, load_checkpoint(path)["best_model"], path / "checkpoint.pt")
+    state = load_checkpoint(path)
+    load_weights(model, state["best_model"], path / "checkpoint.pt")
     model.eval()
     metrics_file = path / "metrics.json"
     metrics = read_json(metrics_file) if metrics_file.is_file() else {}
-    return Run(path, config, dataset, model, metrics)
+    epoch = state["epoch"] if type(state["epoch"]) is int else None  # metadata here: a damaged one is not asked for
+    return Run(path, config, dataset, model, metrics, epoch=epoch)

@@ -60,6 +60,17 @@ def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def one_class_test_npz(tmp_path: Path) -> Path:
+    """A small npz (32/16/16) whose test split holds class 0 only: its AUC is undefined."""
+    path = write_synthetic_npz(tmp_path / "one.npz", n_train=32, n_val=16, n_test=16)
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["test_labels"][:] = 0
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
 def tiny_npz(tmp_path: Path) -> Path:
     """A small MedMNIST-layout npz (96/32/32, gray 28x28, blob vs ring)."""
     return write_synthetic_npz(tmp_path / "tiny.npz")

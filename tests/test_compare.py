@@ -93,18 +93,10 @@ def test_a_finished_cell_of_an_edited_circuit_file_is_not_reused(tmp_path, capsy
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("metrics.json")} == stamps
 
 
-def test_an_undefined_test_auc_is_a_dash_over_seeds_also_when_read_back_as_null(tmp_path):
+def test_an_undefined_test_auc_is_a_dash_over_seeds_also_when_read_back_as_null(tmp_path, one_class_test_npz):
     """A test split of one class leaves the AUC undefined: NaN from training, null in metrics.json once
     read back; over two seeds statistics.stdev used to crash on the NaN."""
-    import numpy as np
-
-    from qmedimg.data import write_synthetic_npz
-
-    data = write_synthetic_npz(tmp_path / "one.npz", n_train=32, n_val=16, n_test=16)
-    with np.load(data) as npz:
-        arrays = dict(npz)
-    arrays["test_labels"][:] = 0
-    np.savez(data, **arrays)
+    data = one_class_test_npz
     out = tmp_path / "compare"
     argv = ["compare", "--data-file", str(data), "--epochs", "1", "--batch-size", "16", "--seeds", "0,1",
             "--models", "linear", "--out", str(out), "--quiet"]

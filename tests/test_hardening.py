@@ -74,13 +74,9 @@ def test_a_stray_label_is_one_line_before_any_run_directory_exists(tmp_path, cap
     assert not out.exists()
 
 
-def test_a_test_split_of_one_class_gives_strict_json_with_the_auc_null_and_why(tmp_path, capsys):
+def test_a_test_split_of_one_class_gives_strict_json_with_the_auc_null_and_why(tmp_path, capsys, one_class_test_npz):
     """metrics.json once held a bare NaN (no JSON value) for an AUC that one class leaves undefined."""
-    data = write_synthetic_npz(tmp_path / "one.npz", n_train=32, n_val=16, n_test=16)
-    with np.load(data) as npz:
-        arrays = dict(npz)
-    arrays["test_labels"][:] = 0
-    np.savez(data, **arrays)
+    data = one_class_test_npz
     out = tmp_path / "run"
     assert main(["train", "--data-file", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out),
                  "--quiet"]) == 0

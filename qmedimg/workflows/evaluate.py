@@ -20,8 +20,7 @@ import numpy as np
 from qmedimg.backends import get_backend
 from qmedimg.files import write_json
 from qmedimg.metrics import compute_metrics
-from qmedimg.model import (head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, saved_epoch,
-                           torch_device)
+from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
 from qmedimg.rundir import load_run
 
 
@@ -102,7 +101,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "mean_abs_expectation_error": error,
         "images": int(len(images)), "limit": limit, "torch_device": str(model_device(model)),
         # which weights: the digest of config and checkpoint, the epoch it holds, and whether training had ended
-        "run_id": run.run_id(), "checkpoint_epoch": saved_epoch(run.path), "training_finished": bool(run.metrics),
+        "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
         **extra,
     }

@@ -41,7 +41,7 @@ from qmedimg.model import (CHECKPOINT_KEYS, head_usage, load_checkpoint, load_we
                            torch_device, training_memory)
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
 from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, circuit_record,
-                            config_and_data, decision_threshold, load_data, read_record, require_config, run_circuit,
+                            config_and_data, decision_threshold, load_data, require_config,
                             training_backend, versions)
 
 
@@ -155,10 +155,9 @@ def resume(run_dir: str | Path, *, progress: bool = True,
     first epoch ended (config.json, no checkpoint) starts again at epoch 1."""
     path = require_config(run_dir)
     with writing_folder(path):  # one writer: a second train/resume of this folder is refused while this runs
-        config, dataset = config_and_data(path)
+        config, dataset, circuit = config_and_data(path)
         device = training_device(config, device, resuming=path)
         backend = training_backend(config)
-        circuit = run_circuit(config, read_record(path)) if config.model == "hybrid" else None
         model = build_model(config, dataset, backend, device=device, circuit=circuit)
         state = load_checkpoint(path, CHECKPOINT_KEYS) if (path / "checkpoint.pt").is_file() else None
         if state is not None:
