@@ -207,7 +207,7 @@ def timing() -> None:
     10-active-qubit case pins ``initial_layout`` to a line of the device (and reports what it got)."""
     from qiskit_aer import AerSimulator
 
-    from qmedimg.backends.device_estimator import _save_expectations, aer_rows
+    from qmedimg.backends.aer_rows import aer_rows, save_expectations
 
     rng = np.random.default_rng(0)
     print("\n--- TIMING (FakeBrisbane, one parameter row, one run each, 2-core machine)")
@@ -231,7 +231,7 @@ def timing() -> None:
             prepared = est.prepare(circuit)
             forced = prepared.variants[0][0].copy()
             k = len(prepared.qubits)
-            _save_expectations(forced, ["I" * (k - 1 - i) + "Z" + "I" * i for i in range(k)])
+            save_expectations(forced, ["I" * (k - 1 - i) + "Z" + "I" * i for i in range(k)])
             t0 = time.perf_counter()
             aer_rows(AerSimulator(method="density_matrix", noise_model=prepared.noise), forced, values)
             print(f"    same circuit, Aer density_matrix forced ({k} active qubits, {16 * 4**k / 2**20:.0f} MiB): "

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from timing import best  # benchmarks/timing.py
 
-from qmedimg.backends import device_estimator as simulators
+from qmedimg.backends import density_gradient, device_estimator
 from qmedimg.backends import get_backend
 from qmedimg.model import HybridNet
 from qmedimg.quantum.circuits import load_circuit
@@ -56,10 +56,11 @@ def main() -> None:
         head(angles).sum().backward()
 
     rows = []
-    run_rows = simulators.aer_rows
-    simulators.aer_rows = lambda sim, circuit, values: rows.append(len(values)) or run_rows(sim, circuit, values)
+    run_rows = device_estimator.aer_rows  # the forward pass and the batch-summed gradient's two Aer calls
+    counted = lambda sim, circuit, values: rows.append(len(values)) or run_rows(sim, circuit, values)  # noqa: E731
+    device_estimator.aer_rows = density_gradient.aer_rows = counted
     layer_step()
-    simulators.aer_rows = run_rows
+    device_estimator.aer_rows = density_gradient.aer_rows = run_rows
     print(f"noise-aware quantum layer fwd+bwd on FakeBrisbane (density matrix), B={b}: "
           f"{b / best(layer_step):.1f} samples/s ({sum(rows)} simulated rows per step; one shifted row "
           f"per sample and parameter would be {b * (1 + 2 * circuit.num_parameters)})")

@@ -28,7 +28,7 @@ def test_noise_aware_training_builds_the_device_noise_model_once(monkeypatch, tm
 
     built = []
     real = device_estimator.noise_model
-    monkeypatch.setattr(device_estimator, "noise_model", lambda calibrated: built.append(1) or real(calibrated))
+    monkeypatch.setattr(device_estimator, "noise_model", lambda *args: built.append(1) or real(*args))
     train(make_config(dataset="synthetic", limit=16, epochs=1, batch_size=8, backend="fake_manila",
                       out=str(tmp_path / "run")), progress=False)
     assert len(built) == 1

@@ -22,14 +22,19 @@ def test_a_device_estimator_switches_to_trajectories_with_readout_error_still_ap
     exact = backend.estimator.run([pub]).result()[0].data.evs
     assert backend.estimator.simulation(circuit)["method"] == "density_matrix"
     monkeypatch.setattr(device_estimator, "DENSITY_MATRIX_MAX_QUBITS", 3)  # 4 active qubits are now "wide"
-    wide = get_backend("fake_manila", noise_scale=3).estimator
-    wide.trajectories = 20000
-    assert wide.simulation(circuit) == {"method": "trajectories", "active_qubits": 4, "trajectories": 20000}
-    sampled = wide.run([pub]).result()[0].data.evs
-    np.testing.assert_allclose(sampled, exact, atol=0.03)
-    # the readout error is in those values: undone (readout mitigation), the trajectories land elsewhere
-    without_readout = get_backend("fake_manila", noise_scale=3, mitigation={"readout": True}).estimator
-    assert np.abs(without_readout.run([pub]).result()[0].data.evs - exact).max() > 0.1
+    for simulator in ("aer", "auto"):  # Aer's statevector trajectories, qmedimg's sampler
+        wide = get_backend("fake_manila", noise_scale=3, simulator=simulator, trajectories=20000).estimator
+        assert wide.simulation(circuit) == {"method": "trajectories", "active_qubits": 4, "trajectories": 20000,
+                                            "simulator": "aer" if simulator == "aer" else "qmedimg",
+                                            "statistical_error": None}
+        sampled = wide.run([pub]).result()[0].data.evs
+        np.testing.assert_allclose(sampled, exact, atol=0.03)
+        error = wide.simulation(circuit)["statistical_error"]  # the largest standard error of a value
+        assert 0 < error < 0.01 and np.abs(sampled - exact).max() < 5 * error
+        # the readout error is in those values: undone (readout mitigation), the trajectories land elsewhere
+        without_readout = get_backend("fake_manila", noise_scale=3, mitigation={"readout": True},
+                                      simulator=simulator).estimator
+        assert np.abs(without_readout.run([pub]).result()[0].data.evs - exact).max() > 0.1
 
 
 def test_a_wide_head_on_fake_brisbane_runs_trajectories_seeded_and_says_so():
@@ -40,8 +45,7 @@ def test_a_wide_head_on_fake_brisbane_runs_trajectories_seeded_and_says_so():
     pub = (circuit, [[o] for o in observables], values)
 
     def run(seed):
-        estimator = get_backend("fake_brisbane", seed=seed).estimator
-        estimator.trajectories = 200
+        estimator = get_backend("fake_brisbane", seed=seed, trajectories=200).estimator
         return estimator.run([pub]).result()[0].data.evs
 
     first, again, other = run(0), run(0), run(1)
@@ -51,17 +55,22 @@ def test_a_wide_head_on_fake_brisbane_runs_trajectories_seeded_and_says_so():
     assert np.abs(first - other).max() < 0.25  # ... of the same noisy values
     record = backend.record(spec)["simulation"]
     assert record["method"] == "trajectories" and record["active_qubits"] > DENSITY_MATRIX_MAX_QUBITS
-    assert record["trajectories"] == 1000
+    assert record["trajectories"] == 1000 and record["simulator"] == "qmedimg"  # auto: the sampler above 10
 
 
-def test_noise_aware_training_of_an_8_qubit_head_runs_on_the_density_matrix(trainer, tmp_path, monkeypatch):
-    # FakeNighthawk's square lattice holds sel's 8-qubit ring without ancillas: 8 active qubits, 8 CZs
+@pytest.mark.parametrize("simulator, rows_type", [("aer", "GradientRows"), ("auto", "TrajectoryGradientRows")])
+def test_noise_aware_training_of_an_8_qubit_head_runs_on_the_density_matrix_or_the_sampler(
+        trainer, tmp_path, monkeypatch, simulator, rows_type):
+    # FakeNighthawk's square lattice holds sel's 8-qubit ring without ancillas: 8 active qubits, 8 CZs.
+    # Evaluation stays on the density matrix (exact) either way; training differentiates it with
+    # simulator: aer, and qmedimg's sampler with auto (above 4 active qubits it is the faster of the two)
     registry = tmp_path / "backends.yaml"
-    registry.write_text("nighthawk:\n  kind: fake\n  device: FakeNighthawk\n")
+    registry.write_text(f"nighthawk:\n  kind: fake\n  device: FakeNighthawk\n  simulator: {simulator}\n")
     spec = load_circuit("sel", qubits=8, layers=1)
     backend = get_backend("nighthawk", registry)
     assert backend.estimator.simulation(backend.prepare(spec).circuit) == {
-        "method": "density_matrix", "active_qubits": 8, "trajectories": None}
+        "method": "density_matrix", "simulator": "aer", "active_qubits": 8, "trajectories": None,
+        "statistical_error": None}
     summed = []
     real = device_estimator.DeviceEstimator.gradient_rows
     monkeypatch.setattr(device_estimator.DeviceEstimator, "gradient_rows",
@@ -69,7 +78,7 @@ def test_noise_aware_training_of_an_8_qubit_head_runs_on_the_density_matrix(trai
     metrics, out = trainer(tmp_path / "run8", qubits=8, layers=1, limit=4, batch_size=4, epochs=1,
                            backend="nighthawk", backends_file=str(registry))
     assert json.loads((out / "metrics.json").read_text())["backend"] == "nighthawk"
-    assert summed and all(rows is not None for rows in summed)  # the batch-summed density-matrix gradient
+    assert summed and all(type(rows).__name__ == rows_type for rows in summed)
     assert 0 <= metrics["test"]["acc"] <= 1
 
 

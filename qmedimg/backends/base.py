@@ -288,6 +288,11 @@ class Backend:
                                "mitigation needs a fake or ibm backend")
         return {}
 
+    def reference_overrides(self) -> dict | None:
+        """Entry keys that run the same point on Aer, the reference simulator, when this backend may simulate
+        it otherwise (qmedimg's trajectory sampler); None when there is nothing to cross-check."""
+        return None
+
     def study_overrides(self, *, scale: float | None, shots: int | None, opt_level: int | None,
                         repeat: int) -> dict:
         """Entry keys for one noise-study grid point (besides mitigation)."""

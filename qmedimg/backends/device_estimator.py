@@ -28,12 +28,15 @@ rotations (cp, crz, …) wrongly (qiskit-aer #2323/#2403). So :class:`DeviceEsti
 - runs exact values through ``AerSimulator`` directly, the rows split into one experiment per core
   (Aer runs all rows of one experiment on one core), padded to equal sizes (Aer 0.18.2 crashes
   on unequal ones under runtime binding at 8 qubits); a noisy circuit wider than
-  ``DENSITY_MATRIX_MAX_QUBITS`` active qubits runs on Aer's ``statevector`` method instead, its
-  value the mean of ``trajectories`` seeded shots, each with its noise sampled (readout error is
-  still applied exactly);
-- offers :meth:`DeviceEstimator.gradient_rows` for noise-aware training: the weights' loss gradient
-  summed over the batch before simulation (exact values are linear in the density matrix): for a
-  batch of 32 on ``sel``, 288 rows and 48 rows of five chained passes instead of 1,824 rows.
+  ``DENSITY_MATRIX_MAX_QUBITS`` active qubits (or any, with ``simulator="trajectories"``) runs on
+  qmedimg's trajectory sampler (:mod:`qmedimg.backends.trajectories`: the same channels, sampled; the
+  value the mean of ``trajectories`` seeded trajectories, its standard error kept), or with
+  ``simulator="aer"`` on Aer's ``statevector`` method (the mean of as many seeded shots, each with its
+  noise sampled); readout error is still applied exactly;
+- offers :meth:`DeviceEstimator.gradient_rows` for noise-aware training: on the density matrix, the
+  weights' loss gradient summed over the batch before simulation (exact values are linear in the
+  density matrix: for a batch of 32 on ``sel``, 288 rows and 48 rows of five chained passes instead of
+  1,824 rows); on the sampler, adjoint sweeps over ``training_trajectories`` trajectories per row.
 """
 
 from __future__ import annotations
@@ -46,90 +49,61 @@ from qiskit.circuit.library import HGate, SdgGate
 from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers import EstimatorPub
 from qiskit.providers import BackendV2
-from qiskit.quantum_info import DensityMatrix, Pauli, SparsePauliOp
 from qiskit.transpiler import PassManager
 from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, RelaxationNoisePass
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-from qmedimg.backends.noise import calibration, cut_circuit, extrapolate, noise_model, readout_errors, trim_idle
+from qmedimg.backends.aer_rows import aer_rows, localize, save_expectations
+from qmedimg.backends.density_gradient import GradientRows
+from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, gate_errors, noise_model, readout_errors,
+                                    reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
-from qmedimg.cores import cores
-from qmedimg.errors import QmedimgError
+from qmedimg.backends.trajectories import TrajectorySampler
+from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
 from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
 DENSITY_MATRIX_MAX_QUBITS = 10
-"""Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes),
-from Aer statevector trajectories above (measured: ``benchmarks/noisy_eval.py --qubits``)."""
+"""Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes), from
+noise trajectories above (qmedimg's sampler, or Aer's with ``simulator="aer"``: :data:`SIMULATORS`)."""
+GPU_DENSITY_MATRIX_MAX_QUBITS = 14
+"""With ``aer_device="GPU"``: Aer's density matrix up to this many active qubits (4 GiB at 14), Aer's statevector
+trajectories above (untested here: no CUDA GPU on the machines qmedimg is measured on)."""
 DEFAULT_TRAJECTORIES = 1000
-"""Noise trajectories per row above :data:`DENSITY_MATRIX_MAX_QUBITS` (the issue's floor: a value's
-statistical error is then about 0.03 or less)."""
+"""Noise trajectories per row wherever values come from trajectories (a value's statistical error is then
+about 0.03 or less; recorded per run as ``statistical_error``)."""
+TRAINING_DENSITY_MATRIX_MAX_QUBITS = 4
+"""With ``simulator="auto"``, noise-aware training differentiates Aer's density matrix up to this many active
+qubits (exact; 130–180 samples/s at 4 qubits) and qmedimg's sampler above (at 6 qubits 447 against 2.9
+samples/s: ``benchmarks/noise_aware_training.py``)."""
+DEFAULT_TRAINING_TRAJECTORIES = 16
+"""Trajectories per sample per training step on the sampler (forward values, and as many for the gradient)."""
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
+
+
+SIMULATORS = ("auto", "aer", "trajectories")
+"""How a noisy head is simulated: ``auto`` = Aer's density matrix up to :data:`DENSITY_MATRIX_MAX_QUBITS`
+active qubits, qmedimg's trajectory sampler above; ``aer`` = Aer only (density matrix, then Aer statevector
+trajectories); ``trajectories`` = qmedimg's sampler at every width. A circuit the sampler cannot sample
+exactly goes to Aer (recorded as ``handed_to_aer``)."""
 
 
 @dataclass
 class _Prepared:
-    """One circuit, ready: trimmed variants per (noise factor, twirl), noise model, readout map."""
+    """One circuit, ready: trimmed variants per (noise factor, twirl), noise model, readout map, and how
+    its exact values are simulated (``method`` on ``simulator``)."""
 
     variants: list[list[QuantumCircuit]]  # [factor][twirl]
     qubits: list[int]  # physical index of each simulated qubit
     noise: NoiseModel | None
     readout: np.ndarray | None  # (k, 2) [p(1|0), p(0|1)], None when ideal
-
-    @property
-    def method(self) -> str:
-        """How exact values are simulated: ``statevector`` without noise, ``density_matrix`` under noise up
-        to ``DENSITY_MATRIX_MAX_QUBITS`` active qubits, ``trajectories`` above."""
-        if self.noise is None:
-            return "statevector"
-        return "density_matrix" if len(self.qubits) <= DENSITY_MATRIX_MAX_QUBITS else "trajectories"
-
-
-@dataclass
-class GradientRows:
-    """What :meth:`DeviceEstimator.gradient_rows` simulated, waiting for the loss gradient."""
-
-    outputs: np.ndarray  # (observables, rows): the forward pass
-    states: np.ndarray  # (rows, d, d): each row's density matrix where the shared angles begin
-    shifted: np.ndarray  # (rows, 2, per_row, labels): <label> with each per-row angle at +π/2, -π/2
-    to_labels: np.ndarray  # (labels, observables): weights on observables -> weights on labels
-    labels: list[str]
-    after: QuantumCircuit  # the circuit from where the shared angles begin
-    after_columns: list[int]  # its parameters, as columns of the full rows
-    settings: np.ndarray  # (2·shared, columns): row 0 with each shared angle at +π/2, then -π/2
-    simulator: AerSimulator
-
-    def loss_gradient(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``weights`` (observables, rows) -> (per-row gradient (rows, per_row), shared gradient)."""
-        label_weights = self.to_labels @ weights  # (labels, rows)
-        per_row = np.einsum("bkl,lb->bk", (self.shifted[:, 0] - self.shifted[:, 1]) / 2, label_weights)
-        if len(self.settings) == 0:
-            return per_row, np.zeros(0)
-        sums = np.einsum("lb,bij->lij", label_weights, self.states)
-        dim = sums.shape[-1]
-        starts, scales, run = [], [], []
-        for label, sigma in zip(self.labels, sums):
-            if set(label) == {"I"}:  # <I> = 1 whatever the shift
-                continue
-            shift = max(0.0, -dim * np.linalg.eigvalsh(sigma)[0]) * (1 + 1e-9) + 1e-300
-            total = np.trace(sigma).real + shift  # σ = total·start - shift·I/dim, start a density matrix
-            starts.append((sigma + shift * np.eye(dim) / dim) / total)
-            scales.append((total, shift))
-            run.append(label)
-        chain = QuantumCircuit(self.after.num_qubits)  # one circuit: Aer's cost per experiment is ~10 ms
-        for i, start in enumerate(starts + [np.eye(dim) / dim]):
-            chain.set_density_matrix(DensityMatrix(start))
-            chain.compose(self.after, inplace=True)
-            for label in run if i == len(starts) else run[i:i + 1]:
-                chain.save_expectation_value(Pauli(label), range(chain.num_qubits), label=f"{label}@{i}")
-        table = aer_rows(self.simulator, chain, self.settings[:, self.after_columns])  # shared angles are after
-        values = np.zeros(len(self.settings))
-        for i, (label, (total, shift)) in enumerate(zip(run, scales)):
-            values += np.array([total * row[f"{label}@{i}"] - shift * row[f"{label}@{len(starts)}"] for row in table])
-        half = len(values) // 2
-        return per_row, (values[:half] - values[half:]) / 2
+    method: str = "statevector"  # statevector (ideal) | density_matrix | trajectories
+    simulator: str = "aer"  # aer | qmedimg (the trajectory sampler)
+    samplers: list[list[TrajectorySampler]] | None = None  # [factor][twirl], when simulator is qmedimg
+    handed_to_aer: str | None = None  # why the sampler did not take a circuit it was asked to
+    training_sampler: TrajectorySampler | None = None  # built for noise-aware training (``auto``, see gradient_rows)
 
 
 class DeviceEstimator(SummedGradientEstimator):
@@ -143,17 +117,24 @@ class DeviceEstimator(SummedGradientEstimator):
         readout_mitigation: invert the calibrated readout confusion matrices.
         zne: :class:`~qmedimg.backends.options.ZneOptions`, or None.
         twirls: average this many Pauli-twirled copies of each circuit (None = off).
-        trajectories: noise trajectories (Aer statevector shots) per row for the values of circuits
-            wider than ``DENSITY_MATRIX_MAX_QUBITS`` active qubits (their mean is unbiased; seeded by ``seed``).
+        trajectories: noise trajectories per row for the values of circuits simulated by trajectories
+            (their mean is unbiased; seeded by ``seed``).
+        simulator: one of :data:`SIMULATORS`.
+        training_trajectories: trajectories per row for :meth:`gradient_rows` on the sampler.
+        aer_device: ``CPU``, or ``GPU`` (qiskit-aer-gpu; then Aer simulates every width: density matrix up to
+            :data:`GPU_DENSITY_MATRIX_MAX_QUBITS` active qubits, statevector trajectories above).
     The ``precision`` of a PUB is ignored: exact values are exact (or averaged trajectories), sampled
     ones use ``shots``.
     """
 
     def __init__(self, device: BackendV2 | None = None, *, noise_scale: float = 1.0, shots: int | None = None,
                  seed: int | None = None, readout_mitigation: bool = False, zne: ZneOptions | None = None,
-                 twirls: int | None = None, trajectories: int = DEFAULT_TRAJECTORIES):
+                 twirls: int | None = None, trajectories: int = DEFAULT_TRAJECTORIES, simulator: str = "auto",
+                 training_trajectories: int = DEFAULT_TRAINING_TRAJECTORIES, aer_device: str = "CPU"):
         super().__init__()
         self.device, self.noise_scale, self.shots, self.trajectories = device, noise_scale, shots, trajectories
+        self.simulator, self.training_trajectories, self.aer_device = simulator, training_trajectories, aer_device
+        self.statistical_error: float | None = None  # the largest standard error of a trajectory mean so far
         self.readout_mitigation, self.zne, self.twirls = readout_mitigation, zne, twirls
         self.seed = seed
         self._rng = np.random.default_rng(seed)
@@ -180,7 +161,7 @@ class DeviceEstimator(SummedGradientEstimator):
         small, qubits = trim_idle(circuit)
         small = TranslateParameterizedGates(_AER_SAFE)(small)
         small.global_phase = 0  # irrelevant to expectation values; a parameterized one breaks Aer's binding
-        calibrated, noise, readout = self._noise(tuple(qubits))
+        calibrated, noise, readout, errors = self._noise(tuple(qubits))
         factors = self.zne.noise_factors if self.zne else (1.0,)
         variants = []
         for factor in factors:
@@ -201,83 +182,114 @@ class DeviceEstimator(SummedGradientEstimator):
                 copies = [relax(c) for c in copies]
             variants.append(copies)
         prepared = _Prepared(variants=variants, qubits=qubits, noise=noise, readout=readout)
+        self._choose_method(prepared, errors)
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
+
+    def _choose_method(self, prepared: _Prepared, errors: dict | None) -> None:
+        """Set how ``prepared`` is simulated (see :data:`SIMULATORS`); shots are always Aer's."""
+        if prepared.noise is None:
+            return
+        gpu = self.aer_device == "GPU"
+        wide = len(prepared.qubits) > (max(DENSITY_MATRIX_MAX_QUBITS, GPU_DENSITY_MATRIX_MAX_QUBITS) if gpu
+                                       else DENSITY_MATRIX_MAX_QUBITS)
+        prepared.method = "trajectories" if wide else "density_matrix"
+        if self.shots or gpu or self.simulator == "aer" or (self.simulator == "auto" and not wide):
+            return
+        prepared.method = "trajectories"
+        samplers = [[TrajectorySampler(c, errors) for c in copies] for copies in prepared.variants]
+        reasons = [s.unsupported for copies in samplers for s in copies if s.unsupported]
+        if reasons:  # never approximated: Aer takes the circuit
+            prepared.handed_to_aer = reasons[0]
+            prepared.method = "trajectories" if wide else "density_matrix"
+        else:
+            prepared.simulator, prepared.samplers = "qmedimg", samplers
 
     def simulation(self, circuit: QuantumCircuit) -> dict:
         """How ``circuit`` is simulated: method, active qubits, trajectories per row. With ``shots``, a wide
         circuit runs on Aer's ``statevector`` (its noise sampled once per shot)."""
         prepared = self.prepare(circuit)
         wide = prepared.method == "trajectories"
-        return {"method": "statevector" if wide and self.shots else prepared.method,
-                "active_qubits": len(prepared.qubits),
-                "trajectories": self.trajectories if wide and not self.shots else None}
+        record = {"method": "statevector" if wide and self.shots else prepared.method,
+                  "simulator": prepared.simulator, "active_qubits": len(prepared.qubits),
+                  "trajectories": self.trajectories if wide and not self.shots else None,
+                  "statistical_error": self.statistical_error if wide and not self.shots else None}
+        if prepared.handed_to_aer:
+            record["handed_to_aer"] = prepared.handed_to_aer
+        return record
 
     def _noise(self, qubits: tuple[int, ...]) -> tuple:
-        """(calibration, Aer noise model, readout errors) of these physical qubits, built once per
+        """(calibration, Aer noise model, readout errors, gate errors) of these physical qubits, built once per
         set of qubits (a forward circuit and its gradient circuit share them)."""
         if not self.noisy:
-            return None, None, None
+            return None, None, None, None
         if qubits not in self._noise_models:
             calibrated = calibration(self.device.target, list(qubits), self.noise_scale)
-            self._noise_models[qubits] = (calibrated, noise_model(calibrated), readout_errors(calibrated))
+            errors = gate_errors(calibrated)
+            self._noise_models[qubits] = (calibrated, noise_model(calibrated, errors), readout_errors(calibrated),
+                                          errors)
         return self._noise_models[qubits]
 
     def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray, paulis: list[str]) -> np.ndarray:
         """<P> on the device for every Pauli label (little-endian, full circuit width) and row."""
         prepared = self.prepare(circuit)
-        local = _localize(prepared, paulis)
+        local = localize(prepared.qubits, paulis)
         per_factor = []
-        for copies in prepared.variants:
-            runs = [self._sampled(c, prepared, values, local) if self.shots else self._exact(c, prepared, values, local)
-                    for c in copies]
+        for f, copies in enumerate(prepared.variants):
+            runs = [self._sampled(c, prepared, values, local) if self.shots else
+                    self._exact(c, prepared, values, local, prepared.samplers[f][t] if prepared.samplers else None)
+                    for t, c in enumerate(copies)]
             per_factor.append(np.mean(runs, axis=0))
         if len(per_factor) == 1:
             return per_factor[0]
         return extrapolate(self.zne.noise_factors, np.stack(per_factor), self.zne.extrapolator)
 
-    def _exact(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
-        """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise)."""
+    def _exact(self, circuit, prepared: _Prepared, values, local, sampler: TrajectorySampler | None) -> np.ndarray:
+        """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise), or the
+        mean over noise trajectories (qmedimg's sampler, or Aer's statevector shots, each with its noise)."""
         if len(values) == 0:
             return np.zeros((len(local), 0))
         labels, coeffs = self._measured(prepared, local)
+        if sampler is not None:
+            mean, stderr = sampler.run(values, labels, coeffs, trajectories=self.trajectories,
+                                       seed=int(self._rng.integers(2**31)))
+            self._note_error(stderr)
+            return mean
         measured = circuit.copy()
-        _save_expectations(measured, labels)
-        if prepared.method == "trajectories":  # the mean over shots, each with its own sampled noise
+        trajectories = prepared.method == "trajectories"
+        save_expectations(measured, labels, pershot=trajectories)
+        if trajectories:  # the mean over shots, each with its own sampled noise
             # not shot_branching_enable: faster, but its saved means are off by up to 0.15 here (Aer 0.18.2)
             simulator = AerSimulator(method="statevector", noise_model=prepared.noise, shots=self.trajectories,
+                                     device=self.aer_device,
                                      seed_simulator=int(self._rng.integers(2**31)))
         else:
-            simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise)
+            simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise, device=self.aer_device)
         table = aer_rows(simulator, measured, values)
-        return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
+        if not trajectories:
+            return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
+        per_shot = np.array([[row[label] for label in labels] for row in table])  # (rows, labels, shots)
+        combined = np.einsum("ol,rls->ors", coeffs, per_shot)
+        self._note_error(combined.std(axis=2, ddof=1) / np.sqrt(combined.shape[2]))
+        return combined.mean(axis=2)
+
+    def _note_error(self, stderr: np.ndarray) -> None:
+        """Keep the largest standard error of a value. With ZNE, a value is extrapolated from one per noise
+        factor: its error is that of one factor's × √Σc² (c: the weights of the linear extrapolation to 0;
+        for the exponential fit, the same first-order estimate)."""
+        if stderr.size:
+            gain = 1.0
+            if self.zne is not None:
+                x = np.asarray(self.zne.noise_factors, dtype=float)
+                weights = np.linalg.pinv(np.stack([np.ones_like(x), x], axis=1))[0]
+                gain = float(np.sqrt(np.sum(weights**2)))
+            self.statistical_error = max(self.statistical_error or 0.0, gain * float(np.max(stderr)))
 
     def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
-        """What the device reports for each localized label, as a combination of the state's own
-        Pauli expectations: ``(labels, coeffs)`` with <reported_i> = Σ_j coeffs[i, j]·<labels[j]>
-        (readout error P_q -> a·I + b·P_q, unless readout mitigation undoes it)."""
-        k = len(prepared.qubits)
-        apply_readout = prepared.readout is not None and not self.readout_mitigation
-        observables = []
-        for factors in local:
-            if factors is None:
-                observables.append(SparsePauliOp("I" * k, 0.0))
-                continue
-            op = SparsePauliOp("I" * k)
-            for q, letter in factors.items():
-                term = SparsePauliOp.from_sparse_list([(letter, [q], 1.0)], k)
-                if apply_readout:  # measured P_q = a·I + b·P_q
-                    p10, p01 = prepared.readout[q]
-                    term = SparsePauliOp("I" * k, p01 - p10) + (1 - p10 - p01) * term
-                op = op.compose(term)
-            observables.append(op.simplify())
-        labels = sorted({label for op in observables for label in op.paulis.to_labels()})
-        column = {label: i for i, label in enumerate(labels)}
-        coeffs = np.zeros((len(observables), len(labels)))
-        for o, op in enumerate(observables):
-            for label, c in zip(op.paulis.to_labels(), op.coeffs):
-                coeffs[o, column[label]] += c.real
-        return labels, coeffs
+        """What the device reports for each localized label (:func:`~qmedimg.backends.noise.reported_paulis`):
+        readout error applied unless readout mitigation undoes it."""
+        readout = prepared.readout if not self.readout_mitigation else None
+        return reported_paulis(local, len(prepared.qubits), readout)
 
     def gradient_rows(self, circuit: QuantumCircuit, values: np.ndarray, observables: list[dict],
                       per_row: np.ndarray, shared: np.ndarray) -> GradientRows | None:
@@ -294,6 +306,9 @@ class DeviceEstimator(SummedGradientEstimator):
         if self.shots:
             return None
         prepared = self.prepare(circuit)
+        sampler = self._training_sampler(prepared)
+        if sampler is not None:
+            return self._trajectory_gradient_rows(circuit, prepared, sampler, values, observables, per_row, shared)
         if prepared.method == "trajectories" or len(prepared.variants) != 1 or len(prepared.variants[0]) != 1:
             return None
         params = list(circuit.parameters)
@@ -305,12 +320,12 @@ class DeviceEstimator(SummedGradientEstimator):
             return None
         before, after = parts
         paulis, per_pauli = pauli_terms(observables)
-        labels, measured = self._measured(prepared, _localize(prepared, paulis))
-        simulator = AerSimulator(method="density_matrix", noise_model=prepared.noise)
+        labels, measured = self._measured(prepared, localize(prepared.qubits, paulis))
+        simulator = AerSimulator(method="density_matrix", noise_model=prepared.noise, device=self.aer_device)
         whole = before.copy()
         whole.save_density_matrix(label="rho")
         whole.compose(after, inplace=True)
-        _save_expectations(whole, labels)
+        save_expectations(whole, labels)
         rows = len(values)
         shifted_rows = (values[:, None, None, :] + shift_offsets(per_row, values.shape[1])[None]).reshape(
             -1, values.shape[1])
@@ -325,6 +340,37 @@ class DeviceEstimator(SummedGradientEstimator):
             after_columns=[index[p.name] for p in after.parameters],
             settings=(values[0] + shift_offsets(shared, values.shape[1])).reshape(-1, values.shape[1]),
             simulator=simulator)
+
+    def _training_sampler(self, prepared: _Prepared) -> TrajectorySampler | None:
+        """The sampler noise-aware training runs on: the one values come from, or, with ``simulator="auto"``,
+        one built for training above :data:`TRAINING_DENSITY_MATRIX_MAX_QUBITS` active qubits (the density
+        matrix's gradient is exact but slower there). None (the density matrix, or one shifted row per sample)
+        with shots, ZNE, twirls, or what the sampler cannot differentiate."""
+        if self.shots or len(prepared.variants) != 1 or len(prepared.variants[0]) != 1 or prepared.noise is None:
+            return None
+        sampler = prepared.samplers[0][0] if prepared.samplers else prepared.training_sampler
+        if sampler is None and self.simulator == "auto" and self.aer_device == "CPU" and (
+                len(prepared.qubits) > TRAINING_DENSITY_MATRIX_MAX_QUBITS):
+            sampler = TrajectorySampler(prepared.variants[0][0], self._noise(tuple(prepared.qubits))[3])
+            prepared.training_sampler = sampler
+        return sampler if sampler is not None and differentiable(sampler) is None else None
+
+    def _trajectory_gradient_rows(self, circuit, prepared: _Prepared, sampler: TrajectorySampler, values, observables,
+                                  per_row, shared) -> TrajectoryGradientRows:
+        """:meth:`gradient_rows` on qmedimg's sampler: ``training_trajectories`` trajectories per row for the
+        forward values, as many fresh ones for the gradient (adjoint sweeps)."""
+        paulis, per_pauli = pauli_terms(observables)
+        labels, measured = self._measured(prepared, localize(prepared.qubits, paulis))
+        mean, stderr = sampler.run(values, labels, np.eye(len(labels)), trajectories=self.training_trajectories,
+                                   seed=int(self._rng.integers(2**31)))
+        index = {p.name: j for j, p in enumerate(sampler.circuit.parameters)}
+        names = [p.name for p in circuit.parameters]
+        return TrajectoryGradientRows(
+            outputs=per_pauli @ measured @ mean, sampler=sampler, values=values[:, [names.index(p.name)
+                                                                                    for p in sampler.circuit.parameters]],
+            labels=labels, to_labels=(per_pauli @ measured).T,
+            per_row=np.array([index[names[j]] for j in per_row], int), shared=np.array([index[names[j]] for j in shared], int),
+            trajectories=self.training_trajectories, seed=int(self._rng.integers(2**31)))
 
     def _sampled(self, circuit, prepared: _Prepared, values, local) -> np.ndarray:
         out = np.zeros((len(local), len(values)))
@@ -349,7 +395,7 @@ class DeviceEstimator(SummedGradientEstimator):
             measured.measure_all()
             sampler = AerSampler(options={
                 "backend_options": {"method": "statevector" if prepared.method == "trajectories" else prepared.method,
-                                    "noise_model": prepared.noise},
+                                    "noise_model": prepared.noise, "device": self.aer_device},
                 "run_options": {"seed_simulator": int(self._rng.integers(2**31))}})
             result = sampler.run([(measured, values, self.shots)]).result()[0]
             signs = 1.0 - 2.0 * result.data.meas.to_bool_array(order="little")  # (rows, shots, k): ±1
@@ -363,47 +409,3 @@ class DeviceEstimator(SummedGradientEstimator):
                     product = product * s
                 out[i] = product.mean(axis=1)
         return out
-
-
-def _localize(prepared: _Prepared, paulis: list[str]) -> list[dict | None]:
-    """Each full-width Pauli label as {simulated qubit: letter}; None when it is 0 exactly
-    (an X or Y on a qubit the circuit never touches, which stays |0>)."""
-    position = {q: i for i, q in enumerate(prepared.qubits)}
-    local = []
-    for label in paulis:
-        factors = {}
-        for q, letter in enumerate(reversed(label)):
-            if letter != "I":
-                if q not in position:
-                    if letter in "XY":
-                        factors = None
-                        break
-                    continue
-                factors[position[q]] = letter
-        local.append(factors)
-    return local
-
-
-def _save_expectations(circuit: QuantumCircuit, labels: list[str]) -> None:
-    for label in labels:
-        circuit.save_expectation_value(Pauli(label), range(circuit.num_qubits), label=label)
-
-
-def aer_rows(simulator: AerSimulator, circuit: QuantumCircuit, values: np.ndarray) -> list[dict]:
-    """``circuit`` run once per row of ``values`` (its parameters, in order): the saved data per row.
-    The rows are split into one experiment per core (Aer runs experiments in parallel and all rows
-    of one experiment on one core); a parameter-free circuit runs once and is repeated."""
-    params = list(circuit.parameters)
-    if not params:
-        result = simulator.run(circuit).result()
-    else:
-        parts = max(1, min(cores(), len(values)))
-        padded = np.concatenate([values, np.repeat(values[-1:], -len(values) % parts, axis=0)])
-        chunks = np.split(padded, parts)  # equal sizes: Aer 0.18.2 crashes on unequal ones (8 qubits, noise)
-        binds = [{p: chunk[:, j] for j, p in enumerate(params)} for chunk in chunks]
-        result = simulator.run([circuit] * len(chunks), parameter_binds=binds, runtime_parameter_bind_enable=True,
-                               max_parallel_experiments=len(chunks)).result()
-    if not result.success:
-        raise QmedimgError(f"Aer could not simulate the circuit: {result.status}")
-    data = [r.data.to_dict() for r in result.results]
-    return data * len(values) if not params else data[: len(values)]

@@ -18,6 +18,7 @@ import numpy as np
 from qiskit.circuit import Delay, QuantumCircuit
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.providers import QubitProperties
+from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import InstructionProperties, Target
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
@@ -72,13 +73,46 @@ def readout_errors(calibrated: Target) -> np.ndarray:
     return out
 
 
-def noise_model(calibrated: Target) -> NoiseModel:
-    """Aer noise model of a :func:`calibration` (as ``NoiseModel.from_backend`` builds it: depolarizing +
-    thermal relaxation per gate, readout error)."""
+def gate_errors(calibrated: Target) -> dict:
+    """``{(instruction name, qubits): QuantumError}`` of a :func:`calibration`: depolarizing + thermal
+    relaxation per gate, exactly the errors :func:`noise_model` puts in Aer's model."""
+    return {(name, tuple(q)): error for name, q, error in basic_device_gate_errors(target=calibrated)}
+
+
+def reported_paulis(local: list[dict | None], k: int, readout: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+    """What a device reports for each Pauli (``local``: {qubit: letter} on ``k`` simulated qubits, None = 0
+    exactly) as a combination of the state's own Pauli expectations: ``(labels, coeffs)`` with <reported_i> =
+    Σ_j coeffs[i, j]·<labels[j]>. With ``readout`` ((k, 2) [p(1|0), p(0|1)]), each measured factor becomes
+    P_q -> a·I + b·P_q (a = p(0|1) - p(1|0), b = 1 - p(1|0) - p(0|1)); None: as the state holds them."""
+    observables = []
+    for factors in local:
+        if factors is None:
+            observables.append(SparsePauliOp("I" * k, 0.0))
+            continue
+        op = SparsePauliOp("I" * k)
+        for q, letter in factors.items():
+            term = SparsePauliOp.from_sparse_list([(letter, [q], 1.0)], k)
+            if readout is not None:  # measured P_q = a·I + b·P_q
+                p10, p01 = readout[q]
+                term = SparsePauliOp("I" * k, p01 - p10) + (1 - p10 - p01) * term
+            op = op.compose(term)
+        observables.append(op.simplify())
+    labels = sorted({label for op in observables for label in op.paulis.to_labels()})
+    column = {label: i for i, label in enumerate(labels)}
+    coeffs = np.zeros((len(observables), len(labels)))
+    for o, op in enumerate(observables):
+        for label, c in zip(op.paulis.to_labels(), op.coeffs):
+            coeffs[o, column[label]] += c.real
+    return labels, coeffs
+
+
+def noise_model(calibrated: Target, errors: dict | None = None) -> NoiseModel:
+    """Aer noise model of a :func:`calibration` (as ``NoiseModel.from_backend`` builds it: the
+    :func:`gate_errors`, readout error)."""
     model = NoiseModel(basis_gates=list(calibrated.operation_names))
     for q, error in basic_device_readout_errors(target=calibrated):
         model.add_readout_error(error, q)
-    for name, q, error in basic_device_gate_errors(target=calibrated):
+    for (name, q), error in (gate_errors(calibrated) if errors is None else errors).items():
         model.add_quantum_error(error, name, q)
     return model
 

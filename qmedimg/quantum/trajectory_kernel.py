@@ -1,0 +1,210 @@
+"""The numba kernel behind qmedimg's noise-trajectory sampler (:mod:`qmedimg.backends.trajectories`): one
+parameter row, many trajectories, each a statevector with its noise sampled.
+
+The program it runs is a list of *steps*, one per gate of the circuit; a step may be followed by a noise
+*location* (the gate's error), which has *branches*: one single-qubit matrix per qubit of the gate, each branch
+drawn with a fixed, state-independent probability and already scaled so that the mean of |ψ⟩⟨ψ| over draws is
+the channel applied to the state (importance weights: see the sampler's module docstring). Since every branch
+is a tensor product of single-qubit matrices, single-qubit work never touches the state: each qubit keeps a
+*pending* 2×2 matrix (the product of its single-qubit gates and sampled noise since its last two-qubit gate),
+folded into the next two-qubit gate as one 4×4 pass (or applied at the end).
+
+Trajectories share their prefix: branch 0 of every location is the most probable one, and every trajectory
+that has drawn only branch 0 so far has the same state. :func:`dominant_path` runs that path once, keeping the
+state after every two-qubit gate and the pending matrices at every location; :func:`run_trajectories` starts
+each trajectory from the checkpoint of its first other draw. A trajectory that never leaves branch 0 is the
+dominant path itself (its values are computed once).
+
+Conventions: little-endian qubit order (qubit q is bit q of the state index); a two-qubit step on (a, b)
+holds its 4×4 matrix in Qiskit's order for qargs [a, b] (local index = bit_a + 2·bit_b).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+ONE_QUBIT, TWO_QUBIT = 0, 1
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def apply_4x4(psi, a, b, u, dim):  # pragma: no cover - compiled
+    """psi <- U on qubits (a, b)."""
+    lo, hi = min(a, b), max(a, b)
+    sa, sb = 1 << a, 1 << b
+    slo, shi = 1 << lo, 1 << hi
+    u00, u01, u02, u03 = u[0, 0], u[0, 1], u[0, 2], u[0, 3]
+    u10, u11, u12, u13 = u[1, 0], u[1, 1], u[1, 2], u[1, 3]
+    u20, u21, u22, u23 = u[2, 0], u[2, 1], u[2, 2], u[2, 3]
+    u30, u31, u32, u33 = u[3, 0], u[3, 1], u[3, 2], u[3, 3]
+    for top in range(0, dim, 2 * shi):
+        for mid in range(top, top + shi, 2 * slo):
+            for i0 in range(mid, mid + slo):
+                i1, i2, i3 = i0 + sa, i0 + sb, i0 + sa + sb
+                x0, x1, x2, x3 = psi[i0], psi[i1], psi[i2], psi[i3]
+                psi[i0] = u00 * x0 + u01 * x1 + u02 * x2 + u03 * x3
+                psi[i1] = u10 * x0 + u11 * x1 + u12 * x2 + u13 * x3
+                psi[i2] = u20 * x0 + u21 * x1 + u22 * x2 + u23 * x3
+                psi[i3] = u30 * x0 + u31 * x1 + u32 * x2 + u33 * x3
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def apply_2x2(psi, q, m, dim):  # pragma: no cover - compiled
+    """psi <- M on qubit q."""
+    step = 1 << q
+    for hi in range(0, dim, 2 * step):
+        for i0 in range(hi, hi + step):
+            x0, x1 = psi[i0], psi[i0 + step]
+            psi[i0] = m[0, 0] * x0 + m[0, 1] * x1
+            psi[i0 + step] = m[1, 0] * x0 + m[1, 1] * x1
+
+
+@numba.njit(nogil=True, cache=True)
+def left_multiply(m, pending):  # pragma: no cover - compiled
+    """pending <- M · pending (2×2, in place)."""
+    p00, p01, p10, p11 = pending[0, 0], pending[0, 1], pending[1, 0], pending[1, 1]
+    pending[0, 0] = m[0, 0] * p00 + m[0, 1] * p10
+    pending[0, 1] = m[0, 0] * p01 + m[0, 1] * p11
+    pending[1, 0] = m[1, 0] * p00 + m[1, 1] * p10
+    pending[1, 1] = m[1, 0] * p01 + m[1, 1] * p11
+
+
+@numba.njit(nogil=True, cache=True)
+def fold_gate(gate, pa, pb, u):  # pragma: no cover - compiled
+    """u <- gate · (pb ⊗ pa)."""
+    for r in range(4):
+        for c in range(4):
+            acc = 0j
+            for m in range(4):
+                acc += gate[r, m] * pb[m >> 1, c >> 1] * pa[m & 1, c & 1]
+            u[r, c] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def draw_branch(u, cum, offset, count):  # pragma: no cover - compiled
+    """The branch a uniform draw ``u`` picks at a location (cumulative probabilities ``cum``)."""
+    for j in range(count - 1):
+        if u < cum[offset + j]:
+            return j
+    return count - 1
+
+
+@numba.njit(nogil=True, cache=True)
+def run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim):  # pragma: no cover
+    """Run step ``s`` (its gate, then branch ``branch`` of its noise, if it has a location)."""
+    a, b = qa[s], qb[s]
+    if kind[s] == TWO_QUBIT:
+        fold_gate(gates[s], pending[a], pending[b], u4)
+        apply_4x4(psi, a, b, u4, dim)
+        pending[a, :, :] = 0.0
+        pending[b, :, :] = 0.0
+        for i in range(2):
+            pending[a, i, i] = 1.0
+            pending[b, i, i] = 1.0
+    else:
+        left_multiply(gates[s, :2, :2], pending[a])
+    ell = loc[s]
+    if ell >= 0:
+        j = offset[ell] + branch
+        left_multiply(op_a[j], pending[a])
+        if kind[s] == TWO_QUBIT:
+            left_multiply(op_b[j], pending[b])
+
+
+@numba.njit(nogil=True, cache=True)
+def label_values(psi, pending, n, dim, xmask, zmask, ny, out):  # pragma: no cover - compiled
+    """Apply the pending matrices, then out[l] = <psi|P_l|psi> (unnormalized) for every Pauli label."""
+    for q in range(n):
+        apply_2x2(psi, q, pending[q], dim)
+    for l in range(xmask.shape[0]):
+        acc = 0j
+        f, z = xmask[l], zmask[l]
+        for i in range(dim):
+            v = np.conj(psi[i ^ f]) * psi[i]
+            x, parity = i & z, 0
+            while x:
+                parity ^= 1
+                x &= x - 1
+            acc += -v if parity else v
+        phase = ny[l] % 4  # i^ny
+        if phase == 0:
+            out[l] = acc.real
+        elif phase == 1:
+            out[l] = -acc.imag
+        elif phase == 2:
+            out[l] = -acc.real
+        else:
+            out[l] = acc.imag
+
+
+@numba.njit(nogil=True, cache=True)
+def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, checkpoints, pending_at, checkpoint_at,
+                  xmask, zmask, ny, out):  # pragma: no cover - compiled
+    """Run the path that draws branch 0 everywhere: checkpoints[c] = the state after c two-qubit gates;
+    pending_at[ℓ] and checkpoint_at[ℓ] = the pending matrices and checkpoint just before location ℓ's noise;
+    ``out`` = its label values."""
+    dim = 1 << n
+    psi = np.zeros(dim, np.complex128)
+    psi[0] = 1.0
+    pending = np.zeros((n, 2, 2), np.complex128)
+    for q in range(n):
+        pending[q, 0, 0] = 1.0
+        pending[q, 1, 1] = 1.0
+    u4 = np.empty((4, 4), np.complex128)
+    c = 0
+    checkpoints[0, :] = psi
+    for s in range(kind.shape[0]):
+        a, b = qa[s], qb[s]
+        if kind[s] == TWO_QUBIT:
+            fold_gate(gates[s], pending[a], pending[b], u4)
+            apply_4x4(psi, a, b, u4, dim)
+            c += 1
+            checkpoints[c, :] = psi
+            pending[a, :, :] = 0.0
+            pending[b, :, :] = 0.0
+            for i in range(2):
+                pending[a, i, i] = 1.0
+                pending[b, i, i] = 1.0
+        else:
+            left_multiply(gates[s, :2, :2], pending[a])
+        ell = loc[s]
+        if ell >= 0:
+            pending_at[ell, :, :, :] = pending
+            checkpoint_at[ell] = c
+            left_multiply(op_a[offset[ell]], pending[a])
+            if kind[s] == TWO_QUBIT:
+                left_multiply(op_b[offset[ell]], pending[b])
+    label_values(psi, pending, n, dim, xmask, zmask, ny, out)
+
+
+@numba.njit(nogil=True, cache=True)
+def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, count, cum, op_a, op_b,
+                     checkpoints, pending_at, checkpoint_at, uniforms, xmask, zmask, ny, out):  # pragma: no cover
+    """Trajectories ``first``..``last``-1 of one row: out[t] = their label values; a trajectory that draws
+    branch 0 everywhere is left as NaN (it is the dominant path)."""
+    dim = 1 << n
+    locations = offset.shape[0]
+    u4 = np.empty((4, 4), np.complex128)
+    psi = np.empty(dim, np.complex128)
+    pending = np.empty((n, 2, 2), np.complex128)
+    for t in range(first, last):
+        start = -1
+        for ell in range(locations):
+            if uniforms[t, ell] >= cum[offset[ell]]:
+                start = ell
+                break
+        if start < 0:
+            out[t, :] = np.nan
+            continue
+        psi[:] = checkpoints[checkpoint_at[start]]
+        pending[:, :, :] = pending_at[start]
+        s0 = step_of[start]
+        j = offset[start] + draw_branch(uniforms[t, start], cum, offset[start], count[start])
+        left_multiply(op_a[j], pending[qa[s0]])
+        if kind[s0] == TWO_QUBIT:
+            left_multiply(op_b[j], pending[qb[s0]])
+        for s in range(s0 + 1, kind.shape[0]):
+            ell = loc[s]
+            branch = 0 if ell < 0 else draw_branch(uniforms[t, ell], cum, offset[ell], count[ell])
+            run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim)
+        label_values(psi, pending, n, dim, xmask, zmask, ny, out[t])

@@ -1,0 +1,112 @@
+"""How a ``fake`` entry's noisy heads are simulated (``simulator: auto | aer | trajectories``, ``aer_device``), what
+eval files record about it, and the settings that cannot work refused in one line, nothing written."""
+
+import json
+
+import pytest
+
+from qmedimg.backends import get_backend
+from qmedimg.backends.trajectories import memory_estimate
+from qmedimg.cli import main
+from qmedimg.quantum.circuits import load_circuit
+
+REGISTRY = """\
+sampled:
+  kind: fake
+  device: FakeManilaV2
+  noise_scale: 2
+  simulator: trajectories
+  trajectories: 300
+on_aer:
+  kind: fake
+  device: FakeManilaV2
+  noise_scale: 2
+  simulator: aer
+on_gpu:
+  kind: fake
+  device: FakeManilaV2
+  aer_device: GPU
+"""
+
+
+@pytest.fixture
+def registry(tmp_path):
+    path = tmp_path / "backends.yaml"
+    path.write_text(REGISTRY)
+    return path
+
+
+def test_eval_files_record_the_simulator_its_trajectories_and_statistical_error(tiny_run_copy, registry, capsys):
+    for name in ("sampled", "on_aer"):
+        assert main(["evaluate", str(tiny_run_copy), "--backend", name, "--backends", str(registry)]) == 0
+    sampled = json.loads((tiny_run_copy / "eval-sampled.json").read_text())["simulation"]
+    on_aer = json.loads((tiny_run_copy / "eval-on_aer.json").read_text())["simulation"]
+    assert sampled["simulator"] == "qmedimg" and sampled["method"] == "trajectories"
+    assert sampled["trajectories"] == 300 and 0 < sampled["statistical_error"] < 0.1
+    assert on_aer == {"method": "density_matrix", "simulator": "aer", "active_qubits": on_aer["active_qubits"],
+                      "trajectories": None, "statistical_error": None}  # exact: no statistical error
+
+
+def test_auto_keeps_aer_density_matrix_up_to_10_active_qubits_and_the_sampler_above():
+    small, wide = load_circuit("sel", qubits=4, layers=1), load_circuit("sel", qubits=12, layers=1)
+    backend = get_backend("fake_brisbane")
+    assert backend.estimator.simulation(backend.prepare(small).circuit)["simulator"] == "aer"
+    record = backend.estimator.simulation(backend.prepare(wide).circuit)
+    assert record["simulator"] == "qmedimg" and record["active_qubits"] > 10
+    aer = get_backend("fake_brisbane", simulator="aer")
+    assert aer.estimator.simulation(aer.prepare(wide).circuit)["simulator"] == "aer"  # Aer's trajectories
+
+
+def test_the_dry_run_memory_estimate_follows_the_simulator():
+    assert get_backend("fake_brisbane").simulation_memory(12, True)[1].startswith("trajectory sampler")
+    assert get_backend("fake_brisbane", simulator="aer").simulation_memory(8, True)[1].startswith("density matrix")
+    assert get_backend("fake_brisbane").simulation_memory(12, True)[0] == memory_estimate(12, 1000)
+    assert memory_estimate(16, 1000) > 16 * memory_estimate(12, 1000) / 2  # a state per checkpoint: 2^n
+
+
+@pytest.mark.parametrize("keys, named", [
+    ("simulator: trajectories\n  shots: 100", "simulator"),  # the sampler computes means, not shots
+    ("simulator: gpu", "simulator"),
+    ("trajectories: 1", "trajectories"),
+    ("simulator: trajectories\n  aer_device: GPU", "aer_device"),  # the sampler runs on the CPU
+])
+def test_settings_a_fake_entry_cannot_use_are_one_line_and_nothing_is_written(tiny_run_copy, tmp_path, capsys, keys,
+                                                                              named):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"bad:\n  kind: fake\n  device: FakeManilaV2\n  {keys}\n")
+    before = sorted(p.name for p in tiny_run_copy.iterdir())
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "bad", "--backends", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"'{named}'" in err and "bad" in err
+    assert sorted(p.name for p in tiny_run_copy.iterdir()) == before
+
+
+def test_a_gpu_entry_without_cuda_is_one_line_and_nothing_is_written(tiny_run_copy, registry, tmp_path, capsys):
+    before = sorted(p.name for p in tiny_run_copy.iterdir())
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "on_gpu", "--backends", str(registry)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "aer_device GPU" in err and "qiskit-aer-gpu" in err
+    assert sorted(p.name for p in tiny_run_copy.iterdir()) == before
+    out = tmp_path / "gpu-run"
+    assert main(["train", "--dataset", "synthetic", "--limit", "16", "--epochs", "1", "--backend", "on_gpu",
+                 "--backends", str(registry), "--out", str(out), "--quiet"]) == 2
+    assert "aer_device GPU" in capsys.readouterr().err and not out.exists()
+
+
+def test_predict_runs_on_the_sampler_and_the_noise_moves_its_values(tiny_run_copy, registry, tmp_path):
+    from PIL import Image
+
+    from qmedimg.rundir import load_run
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, array in enumerate(load_run(tiny_run_copy).dataset.test.images[:3, 0]):
+        Image.fromarray(array).save(images / f"case{i}.png")
+    csv = tmp_path / "sampled.csv"
+    assert main(["predict", str(tiny_run_copy), str(images), "--backend", "sampled", "--backends", str(registry),
+                 "--out", str(csv), "--quiet"]) == 0
+    exact = tmp_path / "exact.csv"
+    assert main(["predict", str(tiny_run_copy), str(images), "--out", str(exact), "--quiet"]) == 0
+    rows = csv.read_text().splitlines()
+    assert len(rows) == 4 and rows[0] == exact.read_text().splitlines()[0]
+    assert rows[1:] != exact.read_text().splitlines()[1:]  # noise scale 2 moves the head's values
