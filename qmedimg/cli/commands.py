@@ -159,7 +159,7 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
         optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
         repeats=args.repeats, backends_file=args.backends, limit=args.limit, out=args.out,
         allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet,
-        executor=_executor(args), threads=args.threads, device=args.device)
+        executor=_executor(args), threads=args.threads, device=args.device, cross_check=args.cross_check)
     if args.dry_run:
         plan = json.loads(out.read_text())
         print(plan["plan"])
@@ -184,10 +184,11 @@ def cmd_width_study(args: argparse.Namespace) -> None:
         mitigations=parse_list(args.mitigation, str, "mitigation"), shots=parse_list(args.shots, int, "shots"),
         optimization_level=args.optimization_level, backends_file=args.backends, test_limit=args.test_limit,
         max_memory_gb=args.max_memory, out=args.out, progress=not args.quiet,
-        executor=_executor(args), threads=args.threads, device=args.device,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+        executor=_executor(args), threads=args.threads, device=args.device, cross_check=args.cross_check,
+        noise_aware=args.noise_aware, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     print((out / "summary.md").read_text())
-    print(f"written to {out}/ (results.csv, accuracy_vs_circuit.png, accuracy_lost.png, summary.md; runs/)")
+    plots = "accuracy_lost.png, accuracy_lost_by_strategy.png" if args.noise_aware else "accuracy_lost.png"
+    print(f"written to {out}/ (results.csv, accuracy_vs_circuit.png, {plots}, summary.md; runs/)")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

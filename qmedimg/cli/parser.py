@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--dry-run", action="store_true", help="print the grid's points, their resource requests and the "
                    "estimated wall time on 1..16 workers (a point of each kind timed on 8 images), and the QPU time of "
                    "real-QPU points (dry-run.json); evaluate nothing")
+    _cross_check_option(n)
     _executor_options(n)
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -216,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  qmedimg width-study --data-file breastmnist.npz --qubits 4,8,12 --layers 1,2 "
                        "--backend fake_brisbane,fake_torino,fake_fez --scales 0,0.5,1,2 --out runs/width\n"
                        "  qmedimg width-study --dataset synthetic --limit 48 --qubits 4,5 --layers 1 --backend fake_manila "
-                       "--scales 0,1 --mitigation none,readout --epochs 1 --test-limit 16 --out runs/width-demo")
+                       "--scales 0,1 --mitigation none,readout --epochs 1 --test-limit 16 --out runs/width-demo\n"
+                       "  qmedimg width-study --data-file breastmnist.npz --qubits 4,8 --layers 1,2 --seeds 0,1,2 "
+                       "--backend fake_brisbane --scales 0,1 --noise-aware --out runs/noise-aware")
     _data_options(w)
     g = w.add_argument_group("grid")
     g.add_argument("--qubits", default="4,8,12", metavar="N,N", help="head widths (default 4,8,12)")
@@ -236,10 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-memory", type=_positive_float, metavar="GB",
                    help="refuse a grid whose largest simulated state needs more (default: memory available now)")
     o = w.add_argument_group("training (each head; compare's short recipe)")
+    o.add_argument("--noise-aware", action="store_true",
+                   help="also train every head under the noise of each fake device in --backend it fits (same seed, "
+                   "recipe and data; noise scale 1) into runs/q{n}-l{L}-s{seed}-aware-{device}-{digest}/, evaluate it "
+                   "there at scale 1 without mitigation, and compare in summary.md, with paired 95%% bootstrap "
+                   "intervals, the ACC lost by the ideally trained head, by the noise-aware one and with readout+zne "
+                   "(plot: accuracy_lost_by_strategy.png)")
     o.add_argument("--epochs", type=_positive_int, help="default 10")
     o.add_argument("--batch-size", type=_positive_int, help="default 32")
     o.add_argument("--lr", type=_positive_float, help="default 1e-3")
     w.add_argument("--out", required=True, metavar="DIR", help="study folder (runs/, results.csv, plots, summary.md)")
+    _cross_check_option(w)
     _executor_options(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_options(w)
@@ -331,6 +341,13 @@ def _decision_options(group) -> None:
                        help="binary tasks: P(class 1) above which the run says class 1, or chosen on the validation "
                        "split at the end of training: val = best accuracy, youden = best sensitivity + specificity "
                        "(default 0.5; multi-label: per label)")
+
+
+def _cross_check_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cross-check", type=int, default=0, metavar="N",
+                        help="run N of the points whose backend samples noise trajectories (simulator: auto or "
+                        "trajectories) again on Aer (simulator: aer; noisy exact points and the widest heads first), "
+                        "and compare them in summary.md (default 0)")
 
 
 def _executor_options(parser: argparse.ArgumentParser) -> None:

@@ -1,13 +1,14 @@
 """The noise study's report: curves of accuracy and expectation error over noise scale, and
 ``summary.md`` — what was run, where accuracy drops, whether the head is still used (the effective
 dimension of its outputs next to accuracy at every scale), and what each mitigation recovers at what
-cost, all read from the study's rows.
+cost, all read from the study's rows; and, when points were cross-checked, how the trajectory
+sampler's values compare with Aer's (:func:`cross_check_section`, also used by the width study).
 
 Example::
 
-    from qmedimg.report.noise_study import plot_noise_study, summary
+    from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary
     plot_noise_study(rows, out)          # accuracy_vs_noise.png, expectation_error.png (, circuits.png)
-    (out / "summary.md").write_text(summary(rows))
+    (out / "summary.md").write_text(summary(rows) + cross_check_section(pairs, asked=1, eligible=4))
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def curves_by_key(rows: list[dict]) -> dict[tuple, list[dict]]:
     """Rows by curve: (run, device/backend, mitigation, shots, opt level); each curve runs over scale."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
+        if row.get("cross_check"):  # a point run again on another simulator: not a point of the curves
+            continue
         groups.setdefault((row["run"], row["backend"], row["mitigation"], row["shots"], row["opt_level"]),
                           []).append(row)
     return groups
@@ -149,6 +152,79 @@ def summary(rows: list[dict]) -> str:
               "extra shots here (on hardware, TREX adds calibration shots).",
               "Plots: `accuracy_vs_noise.png`, `expectation_error.png`" + (", `circuits.png`" if many else "") + "."]
     return "\n".join(lines) + "\n"
+
+
+CROSS_CHECKED = (("acc", "ACC"), ("auc", "AUC"), ("mean_abs_expectation_error", "mean abs Δ expectation"))
+"""The metrics a cross-check compares (where the rows hold them)."""
+
+
+def _number(row: dict, column: str) -> float | None:
+    try:
+        value = float(row.get(column, ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _simulated_by(row: dict) -> str:
+    """'qmedimg trajectories ×200' / 'aer density_matrix' / '—' (a kind that does not say)."""
+    what = " ".join(x for x in (row.get("simulator", ""), row.get("simulation", "")) if x)
+    return (what + (f" ×{row['trajectories']}" if row.get("trajectories") else "")) or "—"
+
+
+def cross_check_section(pairs: list[tuple[str, dict, dict]], *, asked: int, eligible: int, why_none: str = "") -> str:
+    """summary.md's "Cross-check against Aer": for each (point, sampler's row, Aer's row), ACC, AUC and
+    mean abs Δ expectation (those the rows hold) on both, their difference (sampler − Aer) and the sampler
+    row's statistical error (the largest standard error of one of its expectation values); then one
+    sentence: the largest difference (in mean abs Δ expectation where recorded: the unit the error is in)
+    and whether it is within the statistical error stated at that point."""
+    lines = ["", "## Cross-check against Aer", ""]
+    if not pairs:
+        return "\n".join(lines + [f"No point could be cross-checked: {why_none}."]) + "\n"
+    lines.append(f"{len(pairs)} point{'s' * (len(pairs) != 1)} run again with `simulator: aer` (the same entry, seed "
+                 "and images otherwise), chosen in this order: noisy exact points (noise scale > 0, no "
+                 "shots: where the sampler can run), the widest heads first, then grid order. Difference = sampler − Aer; the statistical "
+                 "error is the largest standard error of one expectation value of the sampler's row.")
+    if asked > eligible:
+        lines.append(f"--cross-check {asked} asked for more points than the {eligible} that can be cross-checked: "
+                     f"all {eligible} were.")
+    lines += ["", "| point | metric | sampler | Aer | difference | sampler's statistical error | sampler row simulated by |",
+              "|---|---|---|---|---|---|---|"]
+    metrics = [(c, label) for c, label in CROSS_CHECKED if any(_number(s, c) is not None for _, s, _ in pairs)]
+    found: dict[str, list] = {c: [] for c, _ in metrics}
+    for name, sampler, aer in pairs:
+        error = _number(sampler, "statistical_error")
+        for column, label in metrics:
+            mine, theirs = _number(sampler, column), _number(aer, column)
+            difference = None if mine is None or theirs is None else mine - theirs
+            if difference is not None:
+                found[column].append((abs(difference), name, error, sampler))
+            lines.append(f"| {name} | {label} | {cell(mine)} | {cell(theirs)} | "
+                         f"{'—' if difference is None else f'{difference:+.4f}'} | {cell(error)} | "
+                         f"{_simulated_by(sampler)} |")
+    return "\n".join(lines + ["", _largest_difference(found, dict(metrics))]) + "\n"
+
+
+def _largest_difference(found: dict[str, list], labels: dict[str, str]) -> str:
+    """The sentence under the cross-check table."""
+    primary = next((c for c in ("mean_abs_expectation_error", "acc", "auc") if found.get(c)), None)
+    if primary is None:
+        return "No metric could be compared (the rows hold none on both sides)."
+    size, name, error, sampler = max(found[primary], key=lambda f: f[0])
+    if error is None:
+        verdict = (f"the sampler's row states no statistical error (it was simulated by {_simulated_by(sampler)}: "
+                   "nothing sampled there), so it is not judged against one")
+    else:
+        ratio = f": {size / error:.2f}× it" if error > 0 else ""
+        verdict = f"{'within' if size <= error else 'beyond'} the sampler's statistical error there ({error:.4f}{ratio}"
+        stated = [f for f in found[primary] if f[2] is not None]
+        within = sum(f[0] <= f[2] for f in stated)
+        verdict += f"; {within} of the {len(stated)} points that state one are within theirs)" if len(stated) > 1 else ")"
+    others = [f"{labels[c]} by at most {max(f[0] for f in found[c]):.4f}" for c in ("acc", "auc")
+              if c != primary and found.get(c)]
+    rest = (f"; {' and '.join(others).replace(' by', ' differs by', 1)} (they can turn on differences smaller than "
+            "the error where images' outputs lie close together)") if others else ""
+    return f"Largest difference: {size:.4f} in {labels[primary]} at {name}, {verdict}{rest}."
 
 
 STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v"), ((0, (1, 3)), "P")]

@@ -1,7 +1,11 @@
 """The width × depth × noise study's report: test accuracy against estimated circuit fidelity and
 two-qubit gate count per device, a heat map (qubits × layers) of the accuracy lost at calibrated
 noise per device, and ``summary.md`` with one verdict sentence per device — all read from the
-study's rows (``results.csv``: the noise study's columns plus ``qubits``, ``layers``, ``seed``).
+study's rows (``results.csv``: the noise study's columns plus ``qubits``, ``layers``, ``seed``); these
+read the ideally trained heads only (``training`` ideal). With noise-aware runs,
+:func:`noise_aware_section` and :func:`plot_strategies` (``accuracy_lost_by_strategy.png``) compare, per
+device and head, the ACC lost by three strategies with paired bootstrap intervals
+(:mod:`qmedimg.report.intervals`), from the rows' per-image arrays (a row's ``per_image``).
 
 Example::
 
@@ -18,6 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from qmedimg.report.intervals import Interval, correct, seeded_difference
 from qmedimg.report.plots import save_figure
 
 WITHIN = 1.0  # points of ACC: "stays within 1 point of its ideal accuracy"
@@ -47,6 +52,10 @@ def heads(rows: list[dict], backend: str, mitigation: str = "none", scale: float
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row["backend"] != backend or row["mitigation"] != mitigation or row["shots"] != shots:
+            continue
+        if row.get("cross_check"):  # a point run again on another simulator, to check it: not a grid point
+            continue
+        if row.get("training", "ideal") not in ("", "ideal"):  # a noise-aware run: compared on its own
             continue
         if scale is not None and scale_of(row) != scale:
             continue
@@ -251,3 +260,126 @@ def plot_accuracy_lost(rows: list[dict], path: Path, skipped: list[dict]) -> Non
         ax.set(xlabel="layers", ylabel="qubits", title=f"{backend}: ACC lost at scale 1 (points)")
         fig.colorbar(image, ax=ax, fraction=0.046)
     save_figure(fig, path)
+
+
+STRATEGIES = {"ideal": "trained ideally, on the device", "aware": "trained under the device's noise",
+              "mitigated": "trained ideally, with readout+zne"}
+"""The lines of ``accuracy_lost_by_strategy.png``: ACC lost at calibrated noise against the ideally trained
+head's exact ACC on the same images."""
+
+
+def strategy_losses(rows: list[dict], backend: str, *, resamples: int = 2000, level: float = 0.95,
+                    seed: int = 0) -> dict[tuple, dict]:
+    """{(qubits, layers): {strategy: Interval in points, "recovered": Interval, "factors": N, "errors":
+    {strategy: largest statistical error or None}}} on ``backend`` at scale 1, from rows holding
+    ``per_image`` (labels, decision, ideal_decision): per seed, paired on that seed's images, against the
+    ideally trained head's exact decisions; a strategy no row of the head has is left out."""
+    shots, by = primary_shots(rows), {}
+    for row in rows:
+        if (row["backend"] == backend and row["shots"] == shots and not row.get("cross_check")
+                and "per_image" in row and scale_of(row) == 1.0 and str(row["repeat"]) == "0"):
+            key = (int(row["qubits"]), int(row["layers"]), int(row["seed"]), row.get("training") or "ideal")
+            by[key + (row["mitigation"],)] = row
+    table = {}
+    for head in sorted({k[:2] for k in by if k[3:] == ("ideal", "none")}):
+        pairs: dict[str, list] = {}
+        used: dict[str, list[dict]] = {}
+        for s in sorted({k[2] for k in by if k[:2] == head and k[3:] == ("ideal", "none")}):
+            plain = by[(*head, s, "ideal", "none")]
+            data = plain["per_image"]
+            base, noisy = correct(data["labels"], data["ideal_decision"]), correct(data["labels"], data["decision"])
+            others = {"ideal": plain, "aware": by.get((*head, s, "noise-aware", "none")),
+                      "mitigated": by.get((*head, s, "ideal", "readout+zne"))}
+            for name, row in others.items():
+                if row is None or not np.array_equal(row["per_image"]["labels"], data["labels"]):
+                    continue  # not run, or not the same images
+                scored = correct(row["per_image"]["labels"], row["per_image"]["decision"])
+                pairs.setdefault(name, []).append((base, scored))
+                used.setdefault(name, []).append(row)
+                if name == "mitigated":
+                    pairs.setdefault("recovered", []).append((scored, noisy))
+        figures = {name: seeded_difference(p, resamples=resamples, level=level, seed=seed).scaled(100)
+                   for name, p in pairs.items()}
+        figures["errors"] = {name: max((float(r["statistical_error"]) for r in group
+                                        if r.get("statistical_error", "") != ""), default=None)
+                             for name, group in used.items()}
+        zne = used.get("mitigated")
+        figures["factors"] = len(zne[0]["zne_factors"].split(";")) if zne and zne[0].get("zne_factors") else 1
+        table[head] = figures
+    return table
+
+
+def _said(subject: str, iv: Interval, up: str, down: str, noun: str, where: str = "", error=None) -> str:
+    """A clause with a conclusion word only where the interval excludes zero (``up`` for a positive figure,
+    ``down`` for a negative one), else the figure and the note that its interval includes zero."""
+    err = f" (statistical error ≤ {error:.2g} per expectation value)" if error is not None else ""
+    if iv.all_zero:
+        return f"{subject} shows no difference{where} (0.0 points: every image decided the same){err}"
+    if iv.excludes_zero:
+        sign, word = (1, up) if iv.low > 0 else (-1, down)
+        low, high = sorted((sign * iv.low, sign * iv.high))
+        return f"{subject} {word} {sign * iv.estimate:.1f} points{where} [{low:.1f}, {high:.1f}]{err}"
+    return (f"{subject.removesuffix(' it')}: {noun}{where} {iv.estimate:+.1f} points [{iv.low:+.1f}, "
+            f"{iv.high:+.1f}], the interval includes zero{err}")
+
+
+def noise_aware_section(rows: list[dict], devices: dict[str, str], *, resamples: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> str:
+    """summary.md's section on noise-aware training: per device, one sentence per head (a nested bullet), each
+    figure with its paired interval (:func:`strategy_losses`)."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    lines = ["", f"## Noise-aware training (paired {100 * level:g} % intervals)", "",
+             f"ACC lost at calibrated noise (scale 1), in points, against the ideally trained head's exact (ideal) "
+             f"test ACC on the same images; mean over seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}. "
+             f"[low, high]: paired bootstrap percentile interval (B = {resamples} resamples, seed {seed}; over the "
+             f"test images{', after resampling the seeds' if len(seeds) > 1 else ''}). A conclusion (loses, gains, "
+             "recovers) is drawn only where the interval excludes zero. Plot: `accuracy_lost_by_strategy.png`.", ""]
+    for backend, device in devices.items():
+        table = strategy_losses(rows, backend, resamples=resamples, level=level, seed=seed)
+        named = backend if device == backend else f"{backend} ({device})"
+        if not table:
+            lines.append(f"- **{named}**: no head of the grid was evaluated on it at calibrated noise.")
+            continue
+        lines.append(f"- **{named}**:")
+        for (n, depth), f in table.items():
+            errors = f["errors"]
+            parts = [_said(f"A {n}×{depth} head trained ideally", f["ideal"], "loses", "gains", "ACC lost",
+                           " at calibrated noise", errors.get("ideal"))]
+            parts.append(_said("trained under noise it", f["aware"], "loses", "gains", "ACC lost", "",
+                               errors.get("aware")) if "aware" in f else "no noise-aware run of it was evaluated")
+            if "recovered" in f:
+                parts.append(_said("readout+zne", f["recovered"], "recovers", "costs a further", "ACC recovered", "",
+                                   errors.get("mitigated")) + f", at {f['factors']}× the shots")
+            lines.append("  - " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def plot_strategies(rows: list[dict], path: Path, devices: dict[str, str], *, resamples: int = 2000,
+                    level: float = 0.95, seed: int = 0) -> None:
+    """accuracy_lost_by_strategy.png: per device, ACC lost at calibrated noise against head size (qubits ×
+    layers), a line per strategy (:data:`STRATEGIES`), error bars = the paired intervals."""
+    fig, axes = plt.subplots(1, max(1, len(devices)), figsize=(5.5 * max(1, len(devices)), 4.2), squeeze=False)
+    for ax, backend in zip(axes[0], devices):
+        table = strategy_losses(rows, backend, resamples=resamples, level=level, seed=seed)
+        heads_ = sorted(table, key=lambda h: (h[0] * h[1], h))
+        sizes = sorted({h[0] * h[1] for h in heads_})
+        step = 0.015 * max(1, sizes[-1] - sizes[0]) if sizes else 0.0  # the strategies side by side
+        for i, (name, label) in enumerate(STRATEGIES.items()):
+            shown = [h for h in heads_ if name in table[h]]
+            if not shown:
+                continue
+            x = np.array([h[0] * h[1] for h in shown], dtype=float) + step * (i - 1)
+            iv = [table[h][name] for h in shown]
+            y = np.array([v.estimate for v in iv])
+            spread = np.clip([y - [v.low for v in iv], [v.high for v in iv] - y], 0, None)  # percentile ends
+            ax.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=label)
+        ax.set_xticks(sizes, ["/".join(f"{q}×{d}" for q, d in heads_ if q * d == size) for size in sizes])
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set(xlabel="head size (qubits × layers)", ylabel="ACC lost (points)",
+               title=f"{backend}: ACC lost at calibrated noise")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.text(0.5, 0.005, f"error bars: paired bootstrap {100 * level:g} % intervals (B = {resamples}, seed {seed})",
+             ha="center", fontsize=7)
+    save_figure(fig, path, rect=(0, 0.03, 1, 1))

@@ -23,7 +23,24 @@ Is the head still used under noise? Each row also holds ``effective_dimension``:
 ratio of the covariance of the head's outputs on the evaluated images at that point (next to
 ``ideal_effective_dimension``, the same for the exact head, and ``head_outputs``). A ``results.csv``
 written before these columns existed is upgraded in place (rewritten whole, atomically): its rows
-are kept and reused with those cells blank (shown as "—"), never recomputed.
+are kept and reused with those cells blank (shown as "—"), never recomputed; so is one written
+before the simulation columns (below) existed.
+
+How was each point simulated? ``simulation`` (density_matrix, trajectories or statevector),
+``simulator`` (aer, or qmedimg's trajectory sampler), ``trajectories`` and ``statistical_error`` (the
+largest standard error of one expectation value, where values are means over noise trajectories),
+blank for kinds that do not say. ``cross_check=N`` (``--cross-check N``) runs N of the points whose
+backend samples noise trajectories again on Aer (``simulator: aer``, the same entry, seed and images
+otherwise; chosen by :func:`~qmedimg.workflows.study_points.choose_cross_checks`): their rows go to
+``results.csv`` with ``cross_check`` = aer, keyed by their own entry (resumable, never taken for the
+sampler's), and ``summary.md`` gets a section "Cross-check against Aer" comparing the two.
+
+How was the head trained? ``training``: ``ideal`` (noiseless values) or ``noise-aware`` (under a device's
+noise: :func:`~qmedimg.workflows.study_points.training_of`), part of a point's identity; a results.csv
+from before the column is upgraded in place, its rows read as ideal. Every computed point also writes
+``point-<point id>.npz`` next to results.csv (test labels, probabilities and decisions at the run's
+threshold, of the point and of the exact head, keyed by image index; atomically, before its row): a
+row whose file is missing is computed again (rows on a real QPU excepted: they cost QPU time).
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ import csv
 import io
 import math
 import time
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 
@@ -43,20 +61,29 @@ from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text,
                            writing_folder)
 from qmedimg.model import head_angles
-from qmedimg.report.noise_study import plot_noise_study, summary
+from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text
-from qmedimg.workflows.study_points import (KEY, Point, forget, make_cells, point_backend, point_name, preload, run_key,
-                                            run_study_cell, text)
+from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, Point, choose_cross_checks,
+                                            cross_checkable, forget, make_cells, no_cross_check, point_backend,
+                                            point_file, point_name, preload, run_key, run_study_cell, text,
+                                            training_of, write_point)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
 COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
            "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "effective_dimension",
            "ideal_effective_dimension", "head_outputs", "mean_abs_expectation_error",
-           "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "wall_s", "inputs"]
-# results.csv files written before the head's effective dimension was recorded: upgraded, rows kept
+           "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "cross_check", "training",
+           "simulation", "simulator", "trajectories", "statistical_error", "wall_s", "inputs"]
+# results.csv files written before the simulation columns were recorded (blank: a grid point, simulation unknown)
+SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", "statistical_error")
+# and before the head's effective dimension was recorded: upgraded, rows kept
 ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
-LEGACY_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS]
+TRAINING_COLUMNS = ("training",)  # before the training mode was recorded: those rows read ideal
+LEGACY_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
+PAST_HEADERS = ([c for c in COLUMNS if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
+                [c for c in COLUMNS if c not in TRAINING_COLUMNS])
+"""Headers older qmedimg wrote: read with the missing cells blank, upgraded in place."""
 
 
 def parse_list(text: str, kind, name: str, valid=None) -> list:
@@ -79,16 +106,18 @@ def parse_list(text: str, kind, name: str, valid=None) -> list:
     return items
 
 
-def _grid(runs: list[str], backends: dict[str, Backend], scales, mitigations, shots, levels,
-          repeats) -> list[Point]:
-    """Every point to evaluate; checks first, so bad input writes nothing."""
+def grid_points(runs: list[str], backends: dict[str, Backend], scales, mitigations, shots, levels,
+                repeats, trainings: dict[str, str] | None = None) -> list[Point]:
+    """Every point to evaluate; checks first, so bad input writes nothing. ``trainings``: each run's
+    training mode (default ideal)."""
     points = []
     for run, (name, backend) in product(runs, backends.items()):
         for scale, mitigation, n, level in product(scales if backend.noise_scalable else [None], mitigations, shots,
                                                    levels if backend.transpiles else [None]):
             backend.mitigation_overrides(mitigation)  # refused here, before anything runs
             for repeat in range(repeats if backend.sampled(n) else 1):  # exact values repeat exactly
-                points.append(Point(run, name, scale, mitigation, n, level if level is not None else -1, repeat))
+                points.append(Point(run, name, scale, mitigation, n, level if level is not None else -1, repeat,
+                                    training=(trainings or {}).get(run, IDEAL)))
     return points
 
 
@@ -98,10 +127,10 @@ def _csv_line(row: dict) -> str:
     return buffer.getvalue()
 
 
-def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
+def read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     """The rows of results.csv; a last row torn by a crash or a full disk is cut off first. A file
     without a header (empty or blank: e.g. left by a full disk before its first line) has none. A file
-    with the columns of before ``ADDED_COLUMNS`` is read with those cells blank and, with ``upgrade``,
+    with one of ``PAST_HEADERS`` is read with the missing cells blank and, with ``upgrade``,
     rewritten atomically with today's header (so new rows can be appended); any other header, or a
     file that is no CSV text, is refused in one line naming it."""
     if not path.is_file():
@@ -121,11 +150,11 @@ def _read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     rows = [{**row, "run": run_key(row["run"])} for row in rows]  # 'st' and '/abs/st' are one run
     if header == COLUMNS:
         return rows
-    if header != LEGACY_COLUMNS:
+    if header not in PAST_HEADERS:
         shown = ", ".join(map(repr, header[:3])) + (", …" if len(header) > 3 else "")
         raise QmedimgError(f"{path}: written by another version of qmedimg or another program (its header has "
                            f"other columns: {shown}); move it away to run the study again")
-    rows = [{**row, **dict.fromkeys(ADDED_COLUMNS, "")} for row in rows]
+    rows = [{**dict.fromkeys(COLUMNS, ""), "training": IDEAL, **row} for row in rows]
     if upgrade:
         write_text(path, "".join(_csv_line(row) for row in [dict(zip(COLUMNS, COLUMNS)), *rows]))
     return rows
@@ -152,13 +181,18 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                 mitigations=("none",), shots=(None,), optimization_levels=(1,), repeats: int = 1,
                 backends_file: str | Path | None = None, limit: int | None = None, out: str | Path | None = None,
                 allow_qpu: bool = False, dry_run: bool = False, progress: bool = True,
-                executor: Executor | None = None, threads: int | None = None, device: str = "auto") -> Path:
+                executor: Executor | None = None, threads: int | None = None, device: str = "auto",
+                cross_check: int = 0, cross_check_points=None) -> Path:
     """Evaluate every run on every grid point; write ``noise-study/`` (in the first run unless ``out``).
 
     A grid with real-QPU (``ibm``) entries runs only with ``allow_qpu`` after a ``dry_run`` of the
-    same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted)."""
+    same grid (which writes ``dry-run.json``: every point's QPU-time estimate, nothing submitted).
+    ``cross_check``: how many points to run again on Aer (module docstring); ``cross_check_points``:
+    which instead, as their ``Point.key()`` without the run (how width-study spreads its choice)."""
     if not run_dirs:
         raise QmedimgError("noise-study needs at least one RUN_DIR")
+    if cross_check < 0:
+        raise QmedimgError(f"--cross-check must be >= 0 (how many points to run again on Aer), got {cross_check}")
     if any(s is None or not math.isfinite(s) or not 0 <= s <= 1000 for s in scales):
         raise QmedimgError(f"--scales: noise scales must be finite numbers >= 0 and at most 1000 (0 = ideal, 1 = "
                            f"as calibrated; every error rate saturates long before 1000); got {list(scales)}")
@@ -184,39 +218,56 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         for backend in base.values():  # transpiled now (cached): a head wider than a device stops here, nothing written
             if not backend.spends_qpu_time:
                 backend.prepare(run.model.spec)
-    points = _grid(list(runs), base, scales, mitigations, shots, optimization_levels, repeats)
+    trainings = {name: training_of(run.config) for name, run in runs.items()}
+    points = grid_points(list(runs), base, scales, mitigations, shots, optimization_levels, repeats, trainings)
+    eligible = {name for name, backend in base.items() if cross_checkable(backend)}
+    if cross_check_points is None:
+        widths = {name: (run.model.spec.num_qubits, run.model.spec.layers or 0) for name, run in runs.items()}
+        checks = choose_cross_checks(points, widths, eligible, cross_check)
+    else:
+        keys = {tuple(key) for key in cross_check_points}
+        checks = [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in keys]
+    on_aer = {n: base[n].with_overrides(**base[n].reference_overrides()) for n in {p.backend for p in checks}}
+    grid, points = points, points + checks
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
     entries = {n: b.entry.model_dump(mode="json") for n, b in base.items()}
     run_ids = {name: run.run_id() for name, run in runs.items()}
     defining = {n: {k: v for k, v in e.items() if k != "description"} for n, e in entries.items()}  # not prose
+    defining_checked = {n: {k: v for k, v in b.entry.model_dump(mode="json").items() if k != "description"}
+                        for n, b in on_aer.items()}  # a cross-check is keyed by its own entry
     cuts = {name: limit if limit is not None and limit < len(run.dataset.test.images) else None  # images used
             for name, run in runs.items()}
-    inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run], backend=defining[p.backend]) for p in points}
-    grid_id = request_id(points=[list(p.key()) for p in points], limit=limit, backends=entries, runs=run_ids)
+    inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run],
+                            backend=(defining_checked if p.cross_check else defining)[p.backend]) for p in points}
+    grid_id = request_id(points=[list(p.key()[:KEY.index("cross_check")]) for p in grid], limit=limit,
+                         backends=entries, runs=run_ids)  # as before the training column: run_ids say how it trained
     if qpus and not dry_run:
         checked = out / "dry-run.json"
         if not checked.is_file() or read_json(checked).get("grid") != grid_id:
             raise QmedimgError(f"no dry run of this exact grid in {out}: run the same command with --dry-run first")
     results = out / "results.csv"
     with contextlib.ExitStack() as held:
-        previous, done, seen, todo = _progress(results, points, inputs, upgrade=not dry_run)
+        previous, done, seen, todo = _progress(results, points, inputs, not dry_run, qpus)
         if todo or dry_run:  # Ray starts or joins here (or fails in seconds), before anything is written
             cell_device, gpus = executor.place(device)
             resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
             executor.start(run_study_cell)
         if dry_run:
             plan = _plan(points, done, inputs, previous, runs, base, limit, executor, resources)
-            return _dry_run(out, grid_id, points, runs, base, limit, plan)
+            return _dry_run(out, grid_id, grid, runs, base, limit, plan)
         held.enter_context(writing_folder(out))  # one study writes here at a time: a second is refused in one line
-        previous, done, seen, todo = _progress(results, points, inputs, upgrade=True)  # as it is now, under the lock
-        changed = sum(p.key() in seen for p in todo)  # a row for this point, made from other inputs
+        previous, done, seen, todo = _progress(results, points, inputs, True, qpus)  # as it is now, under the lock
+        rowed = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
+        lost = sum((*p.key(), inputs[p]) in rowed for p in todo)  # its row is there, its per-image file is not
+        changed = sum(p.key() in seen for p in todo) - lost  # a row for this point, made from other inputs
         write_json(out / "study.json", {
             "runs": list(runs), "backends": entries,
             "scales": list(scales), "mitigations": list(mitigations), "shots": list(shots),
             "optimization_levels": list(optimization_levels), "repeats": repeats, "limit": limit,
-            "run_ids": run_ids, "points": len(points), "reused": len(points) - len(todo), "computed": len(todo),
-            "recomputed_inputs_changed": changed})
+            "run_ids": run_ids, "points": len(grid), "cross_check": cross_check,
+            "cross_checked": [point_name(p) for p in checks], "reused": len(points) - len(todo), "computed": len(todo),
+            "recomputed_inputs_changed": changed, "recomputed_per_image_missing": lost})
 
         if not results.is_file() or not results.read_bytes().strip():  # none yet, or left empty by a full disk
             write_text(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
@@ -234,35 +285,53 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                                           progress=progress, desc="noise study"):
                     if not outcome.ok:
                         failed.append(outcome)
-                    for row in outcome.value or []:
+                    for row in outcome.value or []:  # its per-image file first: a row never lacks one
+                        write_point(out, row, row.pop(PER_IMAGE))
                         append_line(results, _csv_line(row))
         finally:  # also on Ctrl-C or a failed write: the loaded runs and backends are not kept in this process
             forget()
         if failed:
             raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
                                  "the same command again to compute only the rest")
-        current = {(*p.key(), inputs[p]) for p in points}
-        rows = [row for row in _read_rows(results) if (*(row[k] for k in KEY), row["inputs"]) in current]
+        wanted = {(*p.key(), inputs[p]) for p in points}
+        current = {key: row for row in read_rows(results) if (key := (*(row[k] for k in KEY), row["inputs"])) in wanted}
+        rows = [row for row in current.values() if not row["cross_check"]]  # the grid's, in results.csv's order
         with reporting_os_errors(out):
             plot_noise_study(rows, out)
-        write_text(out / "summary.md", summary(rows) + _provenance(len(points), len(todo), changed))
+        text = summary(rows)
+        asked = cross_check if cross_check_points is None else len(checks)
+        if asked:
+            many = len(runs) > 1
+            pairs = [((f"{Path(p.run).name}: " if many else "") + point_name(p.checked()),
+                      current[(*p.checked().key(), inputs[p.checked()])], current[(*p.key(), inputs[p])])
+                     for p in checks]
+            text += cross_check_section(pairs, asked=asked, eligible=sum(p.backend in eligible for p in grid),
+                                        why_none=no_cross_check(base))
+        write_text(out / "summary.md", text + _provenance(len(grid), len(checks), len(todo), changed, lost))
         return out
 
 
-def _progress(results: Path, points: list[Point], inputs: dict, upgrade: bool) -> tuple[list, set, set, list]:
-    """(rows of results.csv, their keys with inputs, their keys, the points still to compute)."""
-    previous = _read_rows(results, upgrade=upgrade)
-    done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous}
+def _progress(results: Path, points: list[Point], inputs: dict, upgrade: bool,
+              qpus: list[str]) -> tuple[list, set, set, list]:
+    """(rows of results.csv, the keys with inputs of those done, their keys, the points still to compute). A
+    row is done when its per-image file is there too (or it ran on a real QPU: ``qpus``, never run twice)."""
+    previous = read_rows(results, upgrade=upgrade)
+    done = {(*(row[k] for k in KEY), row["inputs"]) for row in previous
+            if row["backend"] in qpus or point_file(results.parent, row).is_file()}
     seen = {tuple(row[k] for k in KEY) for row in previous}
     return previous, done, seen, [p for p in points if (*p.key(), inputs[p]) not in done]
 
 
-def _provenance(points: int, computed: int, changed: int) -> str:
+def _provenance(points: int, checks: int, computed: int, changed: int, lost: int = 0) -> str:
     """summary.md's last line: what this command reused from results.csv and what it recomputed."""
-    line = f"\n{points} grid points: {points - computed} reused from results.csv, {computed} computed now"
+    total = points + checks
+    also = f" and {checks} cross-check point{'s' * (checks != 1)}" if checks else ""
+    line = f"\n{points} grid points{also}: {total - computed} reused from results.csv, {computed} computed now"
     if changed:
         line += (f"; {changed} of them recomputed because their inputs changed (checkpoint or config, --limit or "
                  "the backend's definition) — the earlier rows stay in results.csv, left out of this summary")
+    if lost:
+        line += f"; {lost} recomputed because their per-image file (point-<id>.npz) was missing"
     return line + ".\n"
 
 
@@ -271,7 +340,8 @@ def _plan(points: list[Point], done: set, inputs: dict, previous: list[dict], ru
     """The dry run's plan: every point, finished or to run, with its time: a row's wall time when
     results.csv has one for the same run, backend, mitigation, shots and level (``measured``), else a
     point of that kind timed now on 8 of the images and scaled (``timed``)."""
-    kind = lambda row: tuple(str(row[k]) for k in ("run", "backend", "mitigation", "shots", "opt_level"))  # noqa: E731
+    kind = lambda row: tuple(str(row[k]) for k in ("run", "backend", "mitigation", "shots", "opt_level",  # noqa: E731
+                                                   "cross_check"))
     times = {kind(row): (float(row["wall_s"]), "measured") for row in previous if row.get("wall_s")}
     planned = []
     for point in points:

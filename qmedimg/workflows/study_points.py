@@ -5,6 +5,18 @@ A cell carries only what is needed to redo its work elsewhere: the run's folder 
 backend's registry entry as the driver read it, the points and the digest of their inputs. A process
 loads each run, computes its head's inputs and builds each backend once, however many cells it runs.
 
+A study can cross-check its trajectory sampler against Aer (``--cross-check N``): a grid point
+whose backend simulates noise with something else than Aer (:func:`cross_checkable`) is run again as
+a point of its own, the same but for ``simulator: aer`` (:data:`CROSS_CHECK_SIMULATOR`), its row
+marked in the ``cross_check`` column (part of :data:`KEY`) and keyed by its own entry.
+:func:`choose_cross_checks` picks which, deterministically.
+
+Every point says how its run's head was trained (``training``, part of :data:`KEY`: ``ideal`` on
+noiseless values, ``noise-aware`` under a device's noise; :func:`training_of`), and every computed
+point also leaves its per-image data, enough to recompute its metrics and to pair it with another point
+on the same images: ``point-<point id>.npz`` next to results.csv (:func:`write_point`; the id is a
+digest of the row's identity, :func:`point_id`), written atomically before its row is appended.
+
 Example::
 
     from qmedimg.workflows.study_points import run_study_cell
@@ -14,7 +26,8 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +37,21 @@ from qmedimg.backends import Backend, backend_for
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
-from qmedimg.metrics import compute_metrics
+from qmedimg.files import write_atomic
+from qmedimg.metrics import compute_metrics, decisions
 from qmedimg.model import head_angles, ideal_head_values, participation_ratio, probs_from_head
-from qmedimg.rundir import load_run
+from qmedimg.rundir import TrainConfig, load_run, training_backend
 
-KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat")
+KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat", "cross_check", "training")
+"""The columns that name a point in results.csv (with its ``inputs``, what identifies a row)."""
+IDEAL, NOISE_AWARE = "ideal", "noise-aware"
+"""The ``training`` column: how the run's head was trained (a results.csv from before the column reads ideal)."""
+PER_IMAGE = "per_image"
+"""The key of a row :func:`run_study_cell` returns that holds its per-image arrays (not a results.csv column:
+the study writes them with :func:`write_point`, then appends the row)."""
+CROSS_CHECK_SIMULATOR = "aer"
+"""The label of a cross-check point in results.csv (its ``cross_check`` column): the point run again on Aer
+(:meth:`Backend.reference_overrides`)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +65,15 @@ class Point:
     shots: int | None
     opt_level: int
     repeat: int
+    cross_check: str = ""  # the simulator this point is re-run on to check its grid point ('': a grid point)
+    training: str = IDEAL  # how the run's head was trained (:func:`training_of`)
 
     def key(self) -> tuple[str, ...]:
         return tuple(text(getattr(self, k)) for k in KEY)
+
+    def checked(self) -> Point:
+        """The grid point a cross-check point re-runs (itself for a grid point)."""
+        return replace(self, cross_check="")
 
 
 def text(value) -> str:
@@ -58,9 +87,98 @@ def run_key(run: str | Path) -> str:
     return str(Path(run).resolve())
 
 
+def training_of(config: TrainConfig) -> str:
+    """``noise-aware`` for a head trained under noise (a noise-scalable entry at a scale above 0), else
+    ``ideal`` (the default exact backend needs no registry; an entry no longer in it trained under noise)."""
+    if config.backend == TrainConfig.model_fields["backend"].default:
+        return IDEAL
+    try:
+        backend = training_backend(config)
+    except QmedimgError:
+        return NOISE_AWARE
+    scale = config.noise_scale if config.noise_scale is not None else getattr(backend.entry, "noise_scale", 0)
+    return NOISE_AWARE if backend is not None and backend.noise_scalable and scale > 0 else IDEAL
+
+
+def point_id(row: dict) -> str:
+    """The name of a row's per-image file: a digest of its identity (:data:`KEY` columns and ``inputs``), the
+    same for a :class:`Point`'s row however often the study runs."""
+    return request_id(point=[text(row[k]) for k in KEY], inputs=row["inputs"])
+
+
+def point_file(folder: Path, row: dict) -> Path:
+    """Where a study in ``folder`` keeps a row's per-image data: ``point-<point id>.npz``, next to its results.csv
+    (files only: the study folder holds no subfolder)."""
+    return Path(folder) / f"point-{point_id(row)}.npz"
+
+
+def write_point(folder: Path, row: dict, arrays: dict) -> Path:
+    """Write a row's per-image arrays (compressed) atomically: a temporary file, then ``os.replace``."""
+    path = point_file(folder, row)
+    return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def read_point(folder: Path, row: dict) -> dict[str, np.ndarray]:
+    """A row's per-image arrays (:func:`per_image`'s keys), or one line naming a missing or damaged file."""
+    path = point_file(folder, row)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise QmedimgError(f"{path}: cannot read the point's per-image data ({' '.join(str(exc).split())[:80]}); "
+                           "delete it and run the same command again to compute the point again") from None
+
+
+def per_image(labels, probs, ideal_probs, task: str, threshold) -> dict[str, np.ndarray]:
+    """What recomputes a point's metrics and pairs it with another on the same images, keyed by image index
+    (position in the test split): labels, probabilities and decisions at the run's threshold, of the point and
+    of the exact (ideal) head, the threshold (NaN: none, multi-class) and the task."""
+    at = () if threshold is None else (threshold,)
+    return {"index": np.arange(len(labels)), "labels": np.asarray(labels), "probs": np.asarray(probs),
+            "decision": decisions(probs, task, *at), "ideal_probs": np.asarray(ideal_probs),
+            "ideal_decision": decisions(ideal_probs, task, *at),
+            "threshold": np.asarray(np.nan if threshold is None else threshold, dtype=float), "task": np.asarray(task)}
+
+
 def point_backend(point: Point, base: Backend) -> Backend:
-    return base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
-                            opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
+    """``base`` with the point's settings (and, for a cross-check, its simulator: the same seed otherwise)."""
+    backend = base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
+                               opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
+    return backend.with_overrides(**base.reference_overrides()) if point.cross_check else backend
+
+
+def cross_checkable(backend: Backend) -> bool:
+    """Whether points on ``backend`` can be cross-checked against Aer (:meth:`Backend.reference_overrides`:
+    e.g. a fake entry whose ``simulator:`` is ``auto`` or ``trajectories``)."""
+    return backend.reference_overrides() is not None
+
+
+def choose_cross_checks(points: list[Point], widths: dict[str, tuple[int, int]], eligible: set[str],
+                        n: int) -> list[Point]:
+    """The ``n`` grid points to run again on Aer, as cross-check points, chosen deterministically among
+    the points on ``eligible`` backends: first the noisy exact ones (noise scale > 0, no shots: the only
+    ones a sampler can simulate, a noiseless point is a statevector and shots are always Aer's), among
+    them the widest heads first (``widths``: (qubits, layers) of each point's run: ``auto`` samples only
+    above 10 active qubits), then in grid order. All of them when there are fewer than ``n``."""
+    candidates = [(i, p) for i, p in enumerate(points) if p.backend in eligible and not p.cross_check]
+    sampled = lambda p: (p.scale is None or p.scale > 0) and p.shots is None  # noqa: E731
+    order = sorted(candidates, key=lambda c: (not sampled(c[1]), *(-w for w in widths[c[1].run]), c[0]))
+    return [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for _, p in order[:max(n, 0)]]
+
+
+def no_cross_check(backends: dict[str, Backend]) -> str:
+    """Why no point of a grid on ``backends`` (by name) can be cross-checked against Aer."""
+    return (f"no backend of the grid ({', '.join(backends)}) simulates noise with anything but Aer (a cross-check "
+            "needs an entry with `simulator: auto` or `simulator: trajectories`: a fake device)")
+
+
+def cross_check_pairs(rows: list[dict], columns=KEY) -> list[tuple[dict, dict]]:
+    """(grid point's row, its cross-check's row) for every cross-check row of ``rows`` whose grid point
+    has a row; rows match on ``columns`` but ``cross_check``."""
+    match = [c for c in columns if c != "cross_check"]
+    grid = {tuple(row[c] for c in match): row for row in rows if not row.get("cross_check")}
+    return [(grid[key], row) for row in rows if row.get("cross_check")
+            and (key := tuple(row[c] for c in match)) in grid]
 
 
 _here: dict[tuple, Any] = {}
@@ -108,13 +226,16 @@ class StudyCell:
 
 
 def point_name(point: Point) -> str:
-    """A grid point in a few words: 'fake_brisbane scale 1 readout+zne exact opt 1 repeat 0'."""
+    """A grid point in a few words: 'fake_brisbane scale 1 readout+zne exact opt 1 repeat 0' (+ ' on aer'
+    for a cross-check)."""
     return (f"{point.backend} scale {text(point.scale) or '-'} {point.mitigation} "
-            f"{'shots ' + text(point.shots) if point.shots else 'exact'} opt {point.opt_level} repeat {point.repeat}")
+            f"{'shots ' + text(point.shots) if point.shots else 'exact'} opt {point.opt_level} repeat {point.repeat}"
+            + (f" on {point.cross_check}" if point.cross_check else ""))
 
 
 def _head_inputs(cell: StudyCell) -> tuple:
-    """(run, labels, angles, ideal values, ideal metrics, ideal effective dimension), once per process."""
+    """(run, labels, angles, ideal values, ideal probabilities, ideal metrics, ideal effective dimension), once
+    per process."""
     key = ("inputs", cell.run, cell.run_id, cell.limit)
     if key not in _here:
         run = _here.get(("run", cell.run, cell.run_id)) or load_run(cell.run, device=cell.device)
@@ -123,15 +244,16 @@ def _head_inputs(cell: StudyCell) -> tuple:
         images, labels = run.dataset.test.images[: cell.limit], run.dataset.test.labels[: cell.limit]
         angles = head_angles(run.model, images)
         ideal = ideal_head_values(run.model, angles)
-        _here[key] = (run, labels, angles, ideal,
-                      compute_metrics(labels, probs_from_head(run.model, ideal), run.dataset.task, run.threshold),
-                      dimension(ideal))
+        probs = probs_from_head(run.model, ideal)
+        _here[key] = (run, labels, angles, ideal, probs,
+                      compute_metrics(labels, probs, run.dataset.task, run.threshold), dimension(ideal))
     return _here[key]
 
 
 def run_study_cell(cell: StudyCell) -> list[dict]:
-    """Evaluate the cell's points: one results.csv row (a dict) per point."""
-    run, labels, angles, ideal, ideal_metrics, ideal_dimension = _head_inputs(cell)
+    """Evaluate the cell's points: one results.csv row (a dict) per point, its per-image arrays under
+    :data:`PER_IMAGE` (for :func:`write_point`)."""
+    run, labels, angles, ideal, ideal_probs, ideal_metrics, ideal_dimension = _head_inputs(cell)
     key = ("backend", cell.backend, _entry_key(cell.entry))
     if key not in _here:
         _here[key] = backend_for(cell.backend, cell.entry, None if cell.registry is None else Path(cell.registry))
@@ -141,14 +263,17 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
         start = time.perf_counter()
         values = backend.run_head(run.head_request(angles, repeat=point.repeat)).values
         wall = time.perf_counter() - start
-        metrics = compute_metrics(labels, probs_from_head(run.model, values), run.dataset.task, run.threshold)
+        probs = probs_from_head(run.model, values)
+        metrics = compute_metrics(labels, probs, run.dataset.task, run.threshold)
         report = backend.transpile_report(run.model.spec) or {}
+        simulation = backend.record(run.model.spec).get("simulation") or {}  # kinds that simulate say how
         factors = backend.zne_factors() if "zne" in point.mitigation else []
         rows.append({
             "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
             "backend": point.backend, "device": backend.device_name, "scale": text(point.scale),
             "mitigation": point.mitigation, "shots": text(point.shots), "opt_level": point.opt_level,
-            "repeat": point.repeat, "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
+            "repeat": point.repeat, "cross_check": point.cross_check, "training": point.training,
+            "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
             "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
             "effective_dimension": dimension(values), "ideal_effective_dimension": ideal_dimension,
             "head_outputs": values.shape[1],
@@ -157,7 +282,11 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
             "estimated_fidelity": report.get("estimated_fidelity", ""),
             "zne_factors": ";".join(f"{f:g}" for f in factors),
             "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
-            "wall_s": round(wall, 3), "inputs": inputs})
+            "simulation": simulation.get("method", ""), "simulator": simulation.get("simulator", ""),
+            "trajectories": text(simulation.get("trajectories")),
+            "statistical_error": text(simulation.get("statistical_error")),
+            "wall_s": round(wall, 3), "inputs": inputs,
+            PER_IMAGE: per_image(labels, probs, ideal_probs, run.dataset.task, run.threshold)})
     return rows
 
 
@@ -169,10 +298,10 @@ def make_cells(todo: list[Point], base: dict[str, Backend], inputs: dict, limit,
     on a real QPU always go to this process."""
     remote, here = [], []
     groups: dict[tuple, list[Point]] = {}
-    for point in todo:
-        groups.setdefault((point.run, point.backend), []).append(point)
+    for point in todo:  # cross-checks in groups of their own: after the grid's points
+        groups.setdefault((point.run, point.backend, point.cross_check), []).append(point)
     workers = 1 if executor.in_process else executor.workers(resources)
-    for (run, name), points in groups.items():
+    for (run, name, _), points in groups.items():
         backend = base[name]
         on_qpu = backend.spends_qpu_time
         batches = ([[p] for p in points] if on_qpu or executor.in_process else

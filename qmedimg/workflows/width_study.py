@@ -29,34 +29,56 @@ statevector 16·2^n above or without noise, per parallel Aer experiment)
 against ``max_memory_gb`` (default: the memory available now). A head wider than a device is not an
 error: that (width, device) pair is skipped and ``summary.md`` says so; a device narrower than every
 width is refused. Real QPUs are refused (use ``noise-study --dry-run`` / ``--allow-qpu`` there).
+
+``cross_check=N`` (``--cross-check N``) chooses N points of the whole grid whose backend samples noise
+trajectories (:func:`~qmedimg.workflows.study_points.choose_cross_checks`: noisy exact points first, the
+widest heads first) and runs each again on Aer in its run's noise study; their rows (``cross_check`` =
+aer) go to ``results.csv`` next to the others, and ``summary.md`` gets a section "Cross-check against Aer".
+
+``noise_aware=True`` (``--noise-aware``) also trains every head under the noise of each noise-scalable
+device it fits (same seed, recipe and data; ``backend`` = the device's entry at noise scale 1) into
+``runs/q{n}-l{L}-s{seed}-aware-{device}-{entry digest}/`` (the digest of the entry as the study read it:
+a redefined device trains a new run, never reuses one trained under other noise), and evaluates it on
+that device at scale 1 without mitigation. Each such training is a cell of its own (it is the costly
+part; an executor runs it next to the others) with its own ``noise-study/``; its rows have ``training``
+= noise-aware. ``summary.md`` then compares, per device and head, with paired 95 % bootstrap intervals
+over the test images (and seeds), the ACC lost by the ideally trained head, by the noise-aware one and
+after readout+zne, all against the ideally trained head's exact accuracy on the same images
+(:mod:`qmedimg.report.intervals`; per-image data from each point's ``point-<id>.npz``), and
+``accuracy_lost_by_strategy.png`` plots them.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterable
 
 from qmedimg.backends import Backend, get_backend
+from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, failure_report
 from qmedimg.cores import available_memory
 from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text, writing_folder
-from qmedimg.report.width_study import plot_width_study, summary
-from qmedimg.rundir import build_model, config_differences, load_data, make_config
+from qmedimg.report.noise_study import cross_check_section
+from qmedimg.report.width_study import noise_aware_section, plot_strategies, plot_width_study, summary
+from qmedimg.rundir import TrainConfig, build_model, config_differences, load_data, make_config
 from qmedimg.quantum.circuits import load_circuit
-from qmedimg.workflows.noise_study import KEY, MITIGATIONS, noise_study
+from qmedimg.workflows.noise_study import KEY, MITIGATIONS, grid_points, noise_study, read_rows
+from qmedimg.workflows.study_points import (IDEAL, NOISE_AWARE, Point, choose_cross_checks, cross_check_pairs,
+                                            cross_checkable, no_cross_check, point_name, read_point)
 from qmedimg.workflows.train import train_or_resume
 
 STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (README, Known issues)
 GRID_COLUMNS = ["qubits", "layers", "seed"]
+INTERVALS = {"resamples": 2000, "level": 0.95, "seed": 0}  # the paired bootstrap of the noise-aware comparison
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One head size and seed: train (or reuse) its run, then its noise study on the devices it fits.
+    """One head size and seed (and training: ideal, or noise-aware on one device): train (or reuse) its run,
+    then its noise study on the devices it fits (a noise-aware run: on its device, at scale 1, no mitigation).
     Plain values only, so an executor can ship it to another process."""
 
     qubits: int
@@ -71,6 +93,8 @@ class Cell:
     backends_file: str | None
     test_limit: int | None
     device: str = "cpu"
+    cross_checks: tuple[tuple[str, ...], ...] = ()  # points to run again on Aer: ``Point.key()`` without the run
+    training: str = IDEAL  # or NOISE_AWARE: the head trained under its one backend's noise
 
     @property
     def run(self) -> Path:
@@ -83,19 +107,21 @@ def run_cell(cell: Cell, progress: bool = False) -> list[dict]:
     train_or_resume(make_config(**dict(cell.config)), progress=progress, device=cell.device)  # checked equal before anything ran
     study = noise_study([run], backends=list(cell.backends), scales=cell.scales, mitigations=cell.mitigations,
                         shots=cell.shots, optimization_levels=(cell.opt_level,), backends_file=cell.backends_file,
-                        limit=cell.test_limit, out=run / "noise-study", progress=progress, device=cell.device)
+                        limit=cell.test_limit, out=run / "noise-study", progress=progress, device=cell.device,
+                        cross_check_points=cell.cross_checks)
     grid = {"qubits": cell.qubits, "layers": cell.layers, "seed": cell.seed}
     return [{**grid, **row} for row in _current_rows(study / "results.csv", cell)]
 
 
 def _current_rows(path: Path, cell: Cell) -> list[dict]:
-    """The study rows of this cell's grid: the last row per grid point (a point recomputed because
-    its inputs changed is appended after the old one)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """The study rows of this cell's grid and of its cross-checks: the last row per point (a point
+    recomputed because its inputs changed is appended after the old one)."""
+    checked = lambda row: tuple("" if k == "cross_check" else row[k] for k in KEY[1:])  # noqa: E731  its grid point
+    rows = [row for row in read_rows(path) if not row["cross_check"] or checked(row) in cell.cross_checks]
     text = lambda v: "" if v is None else str(v)  # noqa: E731
     wanted = {"backend": set(cell.backends), "mitigation": set(cell.mitigations),
               "shots": {text(s) for s in cell.shots}, "opt_level": {str(cell.opt_level), "-1"}}
+    wanted["training"] = {cell.training}
     latest: dict[tuple, dict] = {}
     for row in rows:
         if all(row[k] in v for k, v in wanted.items()) and (row["scale"] == "" or float(row["scale"]) in cell.scales):
@@ -154,9 +180,10 @@ def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, lim
 
 def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[int], backends: list[str],
                scales, mitigations, shots, opt_level: int, backends_file, test_limit, out: Path, circuit: str,
-               recipe: dict) -> tuple[list[Cell], dict[str, Backend], list[dict], dict]:
-    """Every cell of the grid, the backends, the skipped (width, device) pairs and each head's circuit; all checks that
-    need no training (data, circuits, exact-estimator width, devices, existing runs) happen here."""
+               recipe: dict, noise_aware: bool = False) -> tuple[list[Cell], dict[str, Backend], list[dict], dict]:
+    """Every cell of the grid (the noise-aware trainings after the others), the backends, the skipped (width,
+    device) pairs and each head's circuit; all checks that need no training (data, circuits, exact-estimator
+    width, devices, existing runs) happen here."""
     bases = {name: get_backend(name, backends_file) for name in backends}
     qpus = [name for name, b in bases.items() if b.spends_qpu_time]
     if qpus:
@@ -165,6 +192,9 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
     for backend in bases.values():
         for m in mitigations:
             backend.mitigation_overrides(m)  # refused here (e.g. zne on a noiseless backend)
+    if noise_aware and not any(b.noise_scalable for b in bases.values()):
+        raise QmedimgError(f"--noise-aware trains under a device's noise: none of --backend {','.join(backends)} has "
+                           "noise to train under; add a fake device (e.g. fake_brisbane)")
     widths = {name: (b.device.num_qubits if b.device is not None else None) for name, b in bases.items()}
     for name, width in widths.items():
         if width is not None and width < min(qubits):
@@ -172,6 +202,7 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
                                f"head in --qubits {','.join(map(str, qubits))}: drop it or add a width <= {width}")
     skipped = [{"backend": name, "device": bases[name].device_name, "device_qubits": width, "qubits": n}
                for n in qubits for name, width in widths.items() if width is not None and n > width]
+    fits = lambda n: tuple(name for name in backends if widths[name] is None or n <= widths[name])  # noqa: E731
     configs = {}
     for n in qubits:
         for depth in layers:
@@ -180,9 +211,12 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
                           "circuit": circuit, "qubits": n, "layers": depth, "seed": seed,
                           "out": str(out / "runs" / f"q{n}-l{depth}-s{seed}")}
                 configs[n, depth, seed] = make_config(**fields)
+    aware = {(n, depth, seed, name): aware_config(config, name, bases[name], backends_file)
+             for (n, depth, seed), config in configs.items() if noise_aware
+             for name in fits(n) if bases[name].noise_scalable}
     dataset = load_data(next(iter(configs.values())))
     specs = {}
-    for (n, depth, seed), config in configs.items():
+    for (n, depth, seed, *_), config in [*configs.items(), *aware.items()]:
         if (n, depth) not in specs:
             specs[n, depth] = load_circuit(circuit, qubits=n, layers=depth)
             build_model(config, dataset)  # the exact estimator and the data can take this head
@@ -190,12 +224,23 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
         if (run / "config.json").is_file() and (changed := config_differences(run, config)):
             raise QmedimgError(f"{run}: holds a run made with other settings ({'; '.join(changed)}); width-study "
                                "reuses a run only if its config matches: choose another --out or move it away")
-    cells = [Cell(n, depth, seed, tuple(sorted(config.model_dump().items())),
-                  tuple(name for name in backends if widths[name] is None or n <= widths[name]),
-                  tuple(scales), tuple(mitigations), tuple(shots), opt_level,
-                  None if backends_file is None else str(backends_file), test_limit)
+    registry = None if backends_file is None else str(backends_file)
+    cells = [Cell(n, depth, seed, tuple(sorted(config.model_dump().items())), fits(n), tuple(scales),
+                  tuple(mitigations), tuple(shots), opt_level, registry, test_limit)
              for (n, depth, seed), config in configs.items()]
+    cells += [Cell(n, depth, seed, tuple(sorted(config.model_dump().items())), (name,), (1.0,), ("none",),
+                   tuple(shots), opt_level, registry, test_limit, training=NOISE_AWARE)
+              for (n, depth, seed, name), config in aware.items()]
     return cells, bases, skipped, specs
+
+
+def aware_config(ideal: TrainConfig, name: str, backend: Backend, backends_file) -> TrainConfig:
+    """The noise-aware twin of an ideal run's config: the same but trained on ``name`` at noise scale 1, in
+    ``runs/<ideal run>-aware-<name>-<digest of the entry, description aside>/``."""
+    entry = {k: v for k, v in backend.entry.model_dump(mode="json").items() if k != "description"}
+    out = Path(ideal.out).with_name(f"{Path(ideal.out).name}-aware-{name}-{request_id(entry=entry)[:8]}")
+    return make_config(**{**ideal.model_dump(), "backend": name, "noise_scale": 1.0, "out": str(out),
+                          "backends_file": None if backends_file is None else str(backends_file)})
 
 
 def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], backends: list[str],
@@ -204,11 +249,12 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
                 backends_file: str | Path | None = None, test_limit: int | None = None,
                 max_memory_gb: float | None = None, progress: bool = True,
                 executor: Executor | None = None, threads: int | None = None, device: str = "auto",
-                **recipe) -> Path:
+                cross_check: int = 0, noise_aware: bool = False, **recipe) -> Path:
     """Train or reuse a run per (qubits, layers, seed), run the noise study of each on every backend
     it fits, and write ``out``: ``results.csv``, ``accuracy_vs_circuit.png``, ``accuracy_lost.png``,
-    ``summary.md`` and ``study.json``. ``data``: TrainConfig data fields (dataset or data_file, …);
-    ``recipe``: training fields (epochs, batch_size, lr, …; defaults :data:`STUDY_DEFAULTS`)."""
+    ``summary.md`` and ``study.json`` (with ``noise_aware``, also ``accuracy_lost_by_strategy.png``: module
+    docstring). ``data``: TrainConfig data fields (dataset or data_file, …); ``recipe``: training fields
+    (epochs, batch_size, lr, …; defaults :data:`STUDY_DEFAULTS`)."""
     qubits, layers, seeds, scales = list(qubits), list(layers), list(seeds), [float(s) for s in scales]
     if not (qubits and layers and seeds and backends and mitigations and shots):
         raise QmedimgError("width-study needs at least one each of --qubits, --layers, --seeds, --backend, "
@@ -222,6 +268,8 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
     if "none" not in mitigations:
         raise QmedimgError("--mitigation must include 'none': the accuracy lost is read without mitigation, "
                            "and what each mitigation recovers against it")
+    if cross_check < 0:
+        raise QmedimgError(f"--cross-check must be >= 0 (how many points to run again on Aer), got {cross_check}")
     out = Path(out)
     executor = executor or LocalExecutor()
     cell_function = partial(run_cell, progress=progress and executor.in_process)
@@ -231,9 +279,10 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
     cells, bases, skipped, specs = plan_cells(
         data, qubits=qubits, layers=layers, seeds=seeds, backends=backends, scales=scales, mitigations=list(mitigations),
         shots=list(shots), opt_level=optimization_level, backends_file=backends_file, test_limit=test_limit,
-        out=out, circuit=circuit, recipe=recipe)
+        out=out, circuit=circuit, recipe=recipe, noise_aware=noise_aware)
     limit_bytes = int(max_memory_gb * 1e9) if max_memory_gb is not None else available_memory()
     _check_memory(cells, bases, specs, limit_bytes)
+    cells, eligible = _with_cross_checks(cells, bases, cross_check)
     cells = [replace(cell, device=placed) for cell in cells]
 
     with writing_folder(out):  # one width study writes here at a time: a second is refused in one line
@@ -241,7 +290,10 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
             "data": data, "circuit": circuit, "qubits": qubits, "layers": layers, "seeds": seeds, "backends": backends,
             "scales": scales, "mitigations": list(mitigations), "shots": list(shots),
             "optimization_level": optimization_level, "test_limit": test_limit, "recipe": recipe,
-            "cells": [f"q{c.qubits}-l{c.layers}-s{c.seed}" for c in cells], "skipped": skipped})
+            "cells": [c.run.name for c in cells], "skipped": skipped, "noise_aware": noise_aware,
+            **({"intervals": INTERVALS} if noise_aware else {}),
+            "cross_check": cross_check, "cross_checked": {c.run.name: [list(k) for k in c.cross_checks]
+                                                          for c in cells if c.cross_checks}})
         finished: dict[int, list[dict]] = {}
         failed = []
         for outcome in executor.map(cell_function, cells, names=[c.run.name for c in cells], resources=resources,
@@ -256,11 +308,50 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
             raise failure_report(failed, len(cells), "The finished cells are kept: run the same command again to "
                                  "retry the failed ones")
         rows = [row for index in sorted(finished) for row in finished[index]]
+        grid = [row for row in rows if not row["cross_check"]]
+        ideal = [row for row in grid if row["training"] == IDEAL]  # the noise-aware runs have a section of their own
         devices = {name: bases[name].device_name for name in backends}
         with reporting_os_errors(out):
-            plot_width_study(rows, out, skipped)
-        write_text(out / "summary.md", summary(rows, skipped, devices=devices, data=data, circuit=circuit))
+            plot_width_study(ideal, out, skipped)
+        text = summary(ideal, skipped, devices=devices, data=data, circuit=circuit)
+        if noise_aware:
+            scored = _with_images(grid, {name for name, b in bases.items() if b.noise_scalable})
+            aware_devices = {name: devices[name] for name in backends if bases[name].noise_scalable}
+            with reporting_os_errors(out):
+                plot_strategies(scored, out / "accuracy_lost_by_strategy.png", aware_devices, **INTERVALS)
+            text += noise_aware_section(scored, aware_devices, **INTERVALS)
+        if cross_check:
+            pairs = [(_label(sampler), sampler, aer) for sampler, aer in cross_check_pairs(rows, GRID_COLUMNS + list(KEY))]
+            text += cross_check_section(pairs, asked=cross_check, eligible=eligible, why_none=no_cross_check(bases))
+        write_text(out / "summary.md", text)
         return out
+
+
+def _with_cross_checks(cells: list[Cell], bases: dict[str, Backend], n: int) -> tuple[list[Cell], int]:
+    """(the cells, each with its share of the grid's ``n`` cross-check points, the number of points that could
+    be cross-checked): chosen over the whole grid, as each cell's noise study will list its points."""
+    points = [p for c in cells if c.training == IDEAL  # the grid's points: a noise-aware run's are not checked
+              for p in grid_points([str(c.run)], {b: bases[b] for b in c.backends}, c.scales, c.mitigations, c.shots,
+                                   (c.opt_level,), 1)]
+    eligible = {name for name, backend in bases.items() if cross_checkable(backend)}
+    chosen = choose_cross_checks(points, {str(c.run): (c.qubits, c.layers) for c in cells}, eligible, n)
+    return ([replace(c, cross_checks=tuple(p.checked().key()[1:] for p in chosen if p.run == str(c.run)))
+             for c in cells], sum(p.backend in eligible for p in points))
+
+
+def _with_images(rows: list[dict], noisy: set[str]) -> list[dict]:
+    """Copies of the rows the noise-aware comparison reads (calibrated noise, on a noise-scalable device, no
+    mitigation or readout+zne), each with its per-image arrays (its ``point-<id>.npz``) under ``per_image``."""
+    chosen = [row for row in rows if row["backend"] in noisy and row["mitigation"] in ("none", "readout+zne")
+              and row["scale"] != "" and float(row["scale"]) == 1.0]
+    return [{**row, "per_image": read_point(Path(row["run"]) / "noise-study", row)} for row in chosen]
+
+
+def _label(row: dict) -> str:
+    """A width-study point in a few words: '4×1 seed 0: fake_manila scale 1.0 none exact opt 1 repeat 0'."""
+    point = Point(row["run"], row["backend"], row["scale"] or None, row["mitigation"], row["shots"] or None,
+                  row["opt_level"], row["repeat"])
+    return f"{row['qubits']}×{row['layers']} seed {row['seed']}: {point_name(point)}"
 
 
 def _write_results(path: Path, rows: list[dict]) -> None:
