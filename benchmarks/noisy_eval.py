@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2
-from timing import best  # benchmarks/timing.py
+from timing import best, angles_on_test_images  # benchmarks/timing.py
 
 from qmedimg.backends import get_backend
 from qmedimg.cores import cores
@@ -99,16 +99,7 @@ def wide(args) -> None:
     from qmedimg.backends import HeadRequest
 
     spec = load_circuit(args.circuit, qubits=args.qubits, layers=args.layers)
-    if args.data_file:
-        from qmedimg.model import head_angles
-        from qmedimg.rundir import build_model, load_data, make_config
-
-        config = make_config(data_file=args.data_file, qubits=args.qubits, layers=args.layers, circuit=args.circuit,
-                             out="/tmp/unused")
-        dataset = load_data(config)
-        angles = head_angles(build_model(config, dataset), dataset.test.images)
-    else:
-        angles = np.random.default_rng(0).uniform(-np.pi, np.pi, (156, spec.num_qubits))
+    angles = angles_on_test_images(args.data_file, args.circuit, args.qubits, args.layers)
     angles = angles[: args.images]
     weights = np.random.default_rng(1).uniform(-np.pi, np.pi, len(spec.weights))
     backend = get_backend("fake_brisbane")

@@ -24,6 +24,8 @@ import time
 import numpy as np
 import torch
 
+from timing import angles_on_test_images  # benchmarks/timing.py
+
 from qmedimg.backends import HeadRequest, get_backend
 from qmedimg.cores import cores
 from qmedimg.quantum.circuits import load_circuit
@@ -41,16 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = load_circuit(args.circuit, qubits=args.qubits, layers=args.layers)
-    if args.data_file:
-        from qmedimg.model import head_angles
-        from qmedimg.rundir import build_model, load_data, make_config
-
-        config = make_config(data_file=args.data_file, qubits=args.qubits, layers=args.layers, circuit=args.circuit,
-                             out="/tmp/unused")
-        dataset = load_data(config)
-        angles = head_angles(build_model(config, dataset), dataset.test.images)
-    else:
-        angles = np.random.default_rng(0).uniform(-np.pi, np.pi, (156, spec.num_qubits))
+    angles = angles_on_test_images(args.data_file, args.circuit, args.qubits, args.layers)
     weights = np.random.default_rng(1).uniform(-np.pi, np.pi, len(spec.weights))
     print(f"{platform.processor() or platform.machine()}, {cores()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{spec.name} {spec.num_qubits} qubits × {spec.layers} layers on {args.backend}, {len(angles)} images, "

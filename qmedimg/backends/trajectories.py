@@ -113,21 +113,22 @@ def _factors(operation, qubits: list[int]) -> list[tuple[int, list[tuple[np.ndar
 
 
 @dataclass
-class _Program:
-    """The circuit as kernel arrays (see :mod:`qmedimg.quantum.trajectory_kernel`)."""
+class TrajectoryProgram:
+    """A circuit and its noise as the kernels' arrays (:mod:`qmedimg.quantum.trajectory_kernel`): one step per gate,
+    one noise location per gate with an error, the locations' branches flattened."""
 
-    n: int
-    kind: np.ndarray
-    qa: np.ndarray
-    qb: np.ndarray
-    gates: np.ndarray  # (steps, 4, 4); parameterized steps are refilled per row
-    loc: np.ndarray
-    step_of: np.ndarray
-    offset: np.ndarray
-    count: np.ndarray
-    cum: np.ndarray
-    op_a: np.ndarray
-    op_b: np.ndarray
+    n: int  # qubits
+    kind: np.ndarray  # per step: ONE_QUBIT or TWO_QUBIT
+    qa: np.ndarray  # per step: its (first) qubit
+    qb: np.ndarray  # per step: its second qubit (= qa for one-qubit steps)
+    gates: np.ndarray  # (steps, 4, 4); parameterized steps are refilled per row (``row_gates``)
+    loc: np.ndarray  # per step: its noise location, -1 if none
+    step_of: np.ndarray  # per location: its step
+    offset: np.ndarray  # per location: its first branch in the flat arrays below
+    count: np.ndarray  # per location: its branches
+    cum: np.ndarray  # per branch: cumulative probability within its location (most probable first)
+    op_a: np.ndarray  # per branch: the (weighted) matrix on the step's first qubit
+    op_b: np.ndarray  # per branch: on its second qubit (identity for one-qubit errors)
     parameterized: list[tuple[int, int]]  # (step, index of the instruction in the circuit)
 
 
@@ -272,7 +273,7 @@ _ROTATIONS = {"rz": _rz, "rx": _rx, "ry": _ry, "p": _phase}
 """Qiskit's single-qubit rotations as (rows, 2, 2) matrices of an angle per row."""
 
 
-def _compile(circuit: QuantumCircuit, errors: dict) -> _Program:
+def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
     n = circuit.num_qubits
     kind, qa, qb, gates, location_of_step, step_of_location, parameterized = [], [], [], [], [], [], []
     probabilities, ops_a, ops_b, offset, count = [], [], [], [], []
@@ -313,7 +314,7 @@ def _compile(circuit: QuantumCircuit, errors: dict) -> _Program:
     for c in cum:
         c[-1] = 1.0
     empty = np.zeros((0, 2, 2), complex)
-    return _Program(
+    return TrajectoryProgram(
         n=n, kind=np.asarray(kind, np.int64), qa=np.asarray(qa, np.int64), qb=np.asarray(qb, np.int64),
         gates=np.asarray(gates, complex).reshape(-1, 4, 4),
         loc=np.asarray(location_of_step, np.int64), step_of=np.asarray(step_of_location, np.int64), offset=np.asarray(offset, np.int64), count=np.asarray(count, np.int64),

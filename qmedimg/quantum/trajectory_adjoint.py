@@ -20,8 +20,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from qmedimg.quantum.trajectory_kernel import (TWO_QUBIT, apply_2x2, apply_4x4, draw_branch, fold_gate, left_multiply,
-                                               run_step)
+from qmedimg.quantum.trajectory_kernel import (TWO_QUBIT, apply_2x2, apply_4x4, draw_branch, first_departure, fold_gate,
+                                               resume_from_dominant, run_step)
 
 MAX_FACTORS = 512  # single-qubit factors one qubit may pend between two-qubit gates (checked by the caller)
 
@@ -190,21 +190,11 @@ def trajectory_gradients(first, last, trajectories, n, kind, qa, qb, gates, loc,
         out = grad[job]
         out[:] = 0.0
         # forward: the state before every fold, then before every final pending matrix
-        start = -1
-        for ell in range(offset.shape[0]):
-            if uniforms[job, ell] >= cum[offset[ell]]:
-                start = ell
-                break
+        start = first_departure(job, uniforms, cum, offset)
         if start >= 0:  # shared with the dominant path up to location ``start``
             shared = checkpoint_at[start]
-            psi[:] = checkpoints[shared]
-            pending[:, :, :] = pending_at[start]
-            s0 = step_of[start]
-            j = offset[start] + draw_branch(uniforms[job, start], cum, offset[start], count[start])
-            left_multiply(op_a[j], pending[qa[s0]])
-            if kind[s0] == TWO_QUBIT:
-                left_multiply(op_b[j], pending[qb[s0]])
-            first_step = s0 + 1
+            first_step = resume_from_dominant(job, start, psi, pending, kind, qa, qb, loc, step_of, offset, count,
+                                              cum, op_a, op_b, checkpoints, pending_at, checkpoint_at, uniforms)
         else:
             shared = -1
             psi[:] = 0.0

@@ -90,8 +90,9 @@ def draw_branch(u, cum, offset, count):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim):  # pragma: no cover
-    """Run step ``s`` (its gate, then branch ``branch`` of its noise, if it has a location)."""
+def apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim):  # pragma: no cover - compiled
+    """Step ``s``'s gate: a single-qubit one joins its qubit's pending matrix; a two-qubit one folds both
+    pending matrices in, is applied to ``psi``, and leaves them identities."""
     a, b = qa[s], qb[s]
     if kind[s] == TWO_QUBIT:
         fold_gate(gates[s], pending[a], pending[b], u4)
@@ -103,12 +104,46 @@ def run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op
             pending[b, i, i] = 1.0
     else:
         left_multiply(gates[s, :2, :2], pending[a])
+
+
+@numba.njit(nogil=True, cache=True)
+def apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b):  # pragma: no cover - compiled
+    """Branch ``branch`` of step ``s``'s noise location (if it has one), into the pending matrices."""
     ell = loc[s]
     if ell >= 0:
         j = offset[ell] + branch
-        left_multiply(op_a[j], pending[a])
+        left_multiply(op_a[j], pending[qa[s]])
         if kind[s] == TWO_QUBIT:
-            left_multiply(op_b[j], pending[b])
+            left_multiply(op_b[j], pending[qb[s]])
+
+
+@numba.njit(nogil=True, cache=True)
+def run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim):  # pragma: no cover
+    """Run step ``s`` (its gate, then branch ``branch`` of its noise, if it has a location)."""
+    apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim)
+    apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b)
+
+
+@numba.njit(nogil=True, cache=True)
+def first_departure(t, uniforms, cum, offset):  # pragma: no cover - compiled
+    """The first location where trajectory ``t`` draws a branch other than 0 (-1: none)."""
+    for ell in range(offset.shape[0]):
+        if uniforms[t, ell] >= cum[offset[ell]]:
+            return ell
+    return -1
+
+
+@numba.njit(nogil=True, cache=True)
+def resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, offset, count, cum, op_a, op_b,
+                         checkpoints, pending_at, checkpoint_at, uniforms):  # pragma: no cover - compiled
+    """Set ``psi`` and ``pending`` to trajectory ``t`` just after its first departure ``start`` from the dominant
+    path (its state there, then its own draw); returns the next step."""
+    psi[:] = checkpoints[checkpoint_at[start]]
+    pending[:, :, :] = pending_at[start]
+    s0 = step_of[start]
+    apply_noise(s0, draw_branch(uniforms[t, start], cum, offset[start], count[start]), pending, kind, qa, qb, loc,
+                offset, op_a, op_b)
+    return s0 + 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -154,26 +189,15 @@ def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, checkpoints, 
     c = 0
     checkpoints[0, :] = psi
     for s in range(kind.shape[0]):
-        a, b = qa[s], qb[s]
+        apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim)
         if kind[s] == TWO_QUBIT:
-            fold_gate(gates[s], pending[a], pending[b], u4)
-            apply_4x4(psi, a, b, u4, dim)
             c += 1
             checkpoints[c, :] = psi
-            pending[a, :, :] = 0.0
-            pending[b, :, :] = 0.0
-            for i in range(2):
-                pending[a, i, i] = 1.0
-                pending[b, i, i] = 1.0
-        else:
-            left_multiply(gates[s, :2, :2], pending[a])
         ell = loc[s]
         if ell >= 0:
             pending_at[ell, :, :, :] = pending
             checkpoint_at[ell] = c
-            left_multiply(op_a[offset[ell]], pending[a])
-            if kind[s] == TWO_QUBIT:
-                left_multiply(op_b[offset[ell]], pending[b])
+        apply_noise(s, 0, pending, kind, qa, qb, loc, offset, op_a, op_b)
     label_values(psi, pending, n, dim, xmask, zmask, ny, out)
 
 
@@ -183,27 +207,17 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
     """Trajectories ``first``..``last``-1 of one row: out[t] = their label values; a trajectory that draws
     branch 0 everywhere is left as NaN (it is the dominant path)."""
     dim = 1 << n
-    locations = offset.shape[0]
     u4 = np.empty((4, 4), np.complex128)
     psi = np.empty(dim, np.complex128)
     pending = np.empty((n, 2, 2), np.complex128)
     for t in range(first, last):
-        start = -1
-        for ell in range(locations):
-            if uniforms[t, ell] >= cum[offset[ell]]:
-                start = ell
-                break
+        start = first_departure(t, uniforms, cum, offset)
         if start < 0:
             out[t, :] = np.nan
             continue
-        psi[:] = checkpoints[checkpoint_at[start]]
-        pending[:, :, :] = pending_at[start]
-        s0 = step_of[start]
-        j = offset[start] + draw_branch(uniforms[t, start], cum, offset[start], count[start])
-        left_multiply(op_a[j], pending[qa[s0]])
-        if kind[s0] == TWO_QUBIT:
-            left_multiply(op_b[j], pending[qb[s0]])
-        for s in range(s0 + 1, kind.shape[0]):
+        s0 = resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, offset, count, cum, op_a, op_b,
+                                  checkpoints, pending_at, checkpoint_at, uniforms)
+        for s in range(s0, kind.shape[0]):
             ell = loc[s]
             branch = 0 if ell < 0 else draw_branch(uniforms[t, ell], cum, offset[ell], count[ell])
             run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim)
