@@ -224,7 +224,7 @@ def test_the_sentence_concludes_only_where_the_interval_excludes_zero():
     table = strategy_losses(rows_, "fake_x")[(8, 2)]
     lost, recovered = table["ideal"], table["recovered"]
     assert lost.estimate == pytest.approx(30.0) and lost.low > 0
-    assert (f"A 8×2 head trained ideally loses 30.0 points at calibrated noise [{lost.low:.1f}, {lost.high:.1f}] "
+    assert (f"An 8×2 head trained ideally loses 30.0 points at calibrated noise [{lost.low:.1f}, {lost.high:.1f}] "
             "(statistical error ≤ 0.004 per expectation value)") in line
     assert "trained under noise it shows no difference (0.0 points: every image decided the same)" in line
     assert recovered.estimate == pytest.approx(20.0) and recovered.low > 0
@@ -236,7 +236,7 @@ def test_the_sentence_concludes_only_where_the_interval_excludes_zero():
     rows_ = [_row(0, "ideal", "none", even, back, labels)]
     lines = noise_aware_section(rows_, {"fake_x": "fake_x"}).splitlines()
     line = lines[lines.index("- **fake_x**:") + 1]
-    assert "A 8×2 head trained ideally: ACC lost at calibrated noise +0.0 points [" in line
+    assert "An 8×2 head trained ideally: ACC lost at calibrated noise +0.0 points [" in line
     assert "the interval includes zero" in line and "loses" not in line and "gains" not in line
     assert "no noise-aware run of it was evaluated" in line and "readout+zne" not in line
 

@@ -343,7 +343,8 @@ def noise_aware_section(rows: list[dict], devices: dict[str, str], *, resamples:
         lines.append(f"- **{named}**:")
         for (n, depth), f in table.items():
             errors = f["errors"]
-            parts = [_said(f"A {n}×{depth} head trained ideally", f["ideal"], "loses", "gains", "ACC lost",
+            article = "An" if str(n).startswith("8") or n in (11, 18) else "A"
+            parts = [_said(f"{article} {n}×{depth} head trained ideally", f["ideal"], "loses", "gains", "ACC lost",
                            " at calibrated noise", errors.get("ideal"))]
             parts.append(_said("trained under noise it", f["aware"], "loses", "gains", "ACC lost", "",
                                errors.get("aware")) if "aware" in f else "no noise-aware run of it was evaluated")
