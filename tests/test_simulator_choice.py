@@ -61,6 +61,9 @@ def test_the_dry_run_memory_estimate_follows_the_simulator():
     assert get_backend("fake_brisbane").simulation_memory(12, True)[1].startswith("trajectory sampler")
     assert get_backend("fake_brisbane", simulator="aer").simulation_memory(8, True)[1].startswith("density matrix")
     assert get_backend("fake_brisbane").simulation_memory(12, True)[0] == memory_estimate(12, 1000)
+    gpu = get_backend("fake_brisbane", aer_device="GPU")  # Aer takes every width there: density matrix up to 14
+    assert gpu.simulation_memory(12, True) == (16 * 4**12, "density matrix on the GPU")
+    assert gpu.simulation_memory(16, True)[1].startswith("statevector")
     assert memory_estimate(16, 1000) > 16 * memory_estimate(12, 1000) / 2  # a state per checkpoint: 2^n
 
 

@@ -69,8 +69,7 @@ DENSITY_MATRIX_MAX_QUBITS = 10
 """Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes), from
 noise trajectories above (qmedimg's sampler, or Aer's with ``simulator="aer"``: :data:`SIMULATORS`)."""
 GPU_DENSITY_MATRIX_MAX_QUBITS = 14
-"""With ``aer_device="GPU"``: Aer's density matrix up to this many active qubits (4 GiB at 14), Aer's statevector
-trajectories above (untested here: no CUDA GPU on the machines qmedimg is measured on)."""
+"""With ``aer_device="GPU"``: Aer's density matrix up to this many active qubits (4 GiB at 14; untested)."""
 DEFAULT_TRAJECTORIES = 1000
 """Noise trajectories per row wherever values come from trajectories (a value's statistical error is then
 about 0.03 or less; recorded per run as ``statistical_error``)."""
@@ -88,6 +87,19 @@ SIMULATORS = ("auto", "aer", "trajectories")
 active qubits, qmedimg's trajectory sampler above; ``aer`` = Aer only (density matrix, then Aer statevector
 trajectories); ``trajectories`` = qmedimg's sampler at every width. A circuit the sampler cannot sample
 exactly goes to Aer (recorded as ``handed_to_aer``)."""
+
+
+def density_matrix_limit(aer_device: str) -> int:
+    """The most active qubits Aer's density matrix simulates on ``aer_device`` (CPU or GPU)."""
+    return GPU_DENSITY_MATRIX_MAX_QUBITS if aer_device == "GPU" else DENSITY_MATRIX_MAX_QUBITS
+
+
+def uses_sampler(simulator: str, active_qubits: int, *, shots: int | None, aer_device: str) -> bool:
+    """Whether a noisy head of ``active_qubits`` goes to qmedimg's trajectory sampler (:data:`SIMULATORS`): never
+    with shots or on a GPU (Aer's), always with ``trajectories``, above the density matrix's limit with ``auto``."""
+    if shots or aer_device == "GPU" or simulator == "aer":
+        return False
+    return simulator == "trajectories" or active_qubits > density_matrix_limit(aer_device)
 
 
 @dataclass
@@ -190,11 +202,9 @@ class DeviceEstimator(SummedGradientEstimator):
         """Set how ``prepared`` is simulated (see :data:`SIMULATORS`); shots are always Aer's."""
         if prepared.noise is None:
             return
-        gpu = self.aer_device == "GPU"
-        wide = len(prepared.qubits) > (max(DENSITY_MATRIX_MAX_QUBITS, GPU_DENSITY_MATRIX_MAX_QUBITS) if gpu
-                                       else DENSITY_MATRIX_MAX_QUBITS)
+        wide = len(prepared.qubits) > density_matrix_limit(self.aer_device)
         prepared.method = "trajectories" if wide else "density_matrix"
-        if self.shots or gpu or self.simulator == "aer" or (self.simulator == "auto" and not wide):
+        if not uses_sampler(self.simulator, len(prepared.qubits), shots=self.shots, aer_device=self.aer_device):
             return
         prepared.method = "trajectories"
         samplers = [[TrajectorySampler(c, errors) for c in copies] for copies in prepared.variants]
@@ -357,8 +367,7 @@ class DeviceEstimator(SummedGradientEstimator):
 
     def _trajectory_gradient_rows(self, circuit, prepared: _Prepared, sampler: TrajectorySampler, values, observables,
                                   per_row, shared) -> TrajectoryGradientRows:
-        """:meth:`gradient_rows` on qmedimg's sampler: ``training_trajectories`` trajectories per row for the
-        forward values, as many fresh ones for the gradient (adjoint sweeps)."""
+        """:meth:`gradient_rows` on the sampler: ``training_trajectories`` rows each, forward and gradient."""
         paulis, per_pauli = pauli_terms(observables)
         labels, measured = self._measured(prepared, localize(prepared.qubits, paulis))
         mean, stderr = sampler.run(values, labels, np.eye(len(labels)), trajectories=self.training_trajectories,

@@ -22,6 +22,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from qmedimg.backends.device import DeviceBackend
+from qmedimg.backends.device_estimator import SIMULATORS, density_matrix_limit, uses_sampler
+from qmedimg.backends.trajectories import memory_estimate
 from qmedimg.backends.devices import fake_device, fake_device_name
 from qmedimg.backends.options import Mitigation, Shots, Strict, TranspileOptions
 from qmedimg.cores import cores
@@ -40,7 +42,7 @@ class FakeEntry(Strict):
     seed: int | None = 0
     transpile: TranspileOptions = Field(default_factory=TranspileOptions)
     mitigation: Mitigation = Field(default_factory=Mitigation)
-    simulator: Literal["auto", "aer", "trajectories"] = Field(
+    simulator: Literal[SIMULATORS] = Field(
         "auto", description="auto: Aer's density matrix up to 10 active qubits, qmedimg's trajectory sampler "
         "above; aer: Aer only (density matrix, then Aer statevector trajectories); trajectories: qmedimg's "
         "sampler at every width")
@@ -111,16 +113,14 @@ class FakeBackend(DeviceBackend):
         return self.entry.noise_scale
 
     def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
-        """qmedimg's trajectory sampler where the entry's ``simulator`` sends a noisy head to it, else
-        :meth:`DeviceBackend.simulation_memory` (Aer's density matrix or statevector)."""
-        from qmedimg.backends.device_estimator import DENSITY_MATRIX_MAX_QUBITS
-        from qmedimg.backends.trajectories import memory_estimate
-
+        """qmedimg's trajectory sampler where the entry's ``simulator`` sends a noisy head to it, else Aer's
+        density matrix up to its limit on the entry's ``aer_device`` (:meth:`DeviceBackend.simulation_memory`)."""
         e = self.entry
-        sampler = e.simulator == "trajectories" or (e.simulator == "auto" and qubits > DENSITY_MATRIX_MAX_QUBITS)
-        if noisy and sampler and e.shots is None:
+        if noisy and uses_sampler(e.simulator, qubits, shots=e.shots, aer_device=e.aer_device):
             return (memory_estimate(qubits, e.trajectories),
                     f"trajectory sampler, {e.trajectories} trajectories, {cores()} threads")
+        if noisy and e.aer_device == "GPU" and qubits <= density_matrix_limit("GPU"):
+            return 16 * 4**qubits, "density matrix on the GPU"
         return super().simulation_memory(qubits, noisy)
 
     def mitigation(self) -> dict:

@@ -109,7 +109,6 @@ def _gather_and_undo(before, lam, a, b, u, r4, dim):  # pragma: no cover - compi
     lo, hi = min(a, b), max(a, b)
     sa, sb = 1 << a, 1 << b
     slo, shi = 1 << lo, 1 << hi
-    r4[:, :] = 0.0
     v00, v01, v02, v03 = np.conj(u[0, 0]), np.conj(u[1, 0]), np.conj(u[2, 0]), np.conj(u[3, 0])
     v10, v11, v12, v13 = np.conj(u[0, 1]), np.conj(u[1, 1]), np.conj(u[2, 1]), np.conj(u[3, 1])
     v20, v21, v22, v23 = np.conj(u[0, 2]), np.conj(u[1, 2]), np.conj(u[2, 2]), np.conj(u[3, 2])
