@@ -4,14 +4,17 @@ Example::
 
     from qmedimg.rundir import load_run, make_config
     config = make_config(dataset="breastmnist", out="runs/breast")       # validated, one-line errors
-    run = load_run("runs/breast")                                        # config, data, model, metrics
-    run.model.spec.name, run.metrics["test"]["acc"]
+    run = load_run("runs/breast")                                        # config, model, metrics: no data read
+    run.model.spec.name, run.metrics["test"]["acc"], run.dataset.label_names
+    run.dataset.test.images                                              # the data file, read (and checked) now
     run = load_run("runs/breast", device="cuda")                         # the network on a GPU
 
 A run directory holds ``config.json`` (the resolved config, dataset, circuit and versions),
 ``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
 ``history.csv``, ``metrics.json``, ``learning_curves.png`` and ``confusion.png``; evaluations add
-``eval-<backend>.json`` and, on a QPU, ``ledger-<backend>.json``.
+``eval-<backend>.json`` and, on a QPU, ``ledger-<backend>.json``. The folder alone is the model: a run loads,
+predicts and explains from config.json (what it records of its data: :mod:`qmedimg.artifact`) and
+checkpoint.pt without its training data, which is read only when a split is asked for.
 
 A binary run decides at its threshold on P(class 1) (``Run.threshold``): ``--threshold`` as given, or
 chosen by a rule on the validation split when training ends. metrics.json records it (``threshold``:
@@ -21,11 +24,10 @@ predict and the noise study decide at it. Runs from before it decide at 0.5.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import platform
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from qmedimg.artifact import RecordedData, circuit_record, recorded_sha256, versions  # noqa: F401 (train's record)
 from qmedimg.backends import Backend, HeadRequest, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
@@ -154,11 +157,12 @@ def make_config(**fields) -> TrainConfig:
 
 @dataclass
 class Run:
-    """A trained run loaded back: its config, data, kept model and recorded metrics."""
+    """A trained run loaded back: its config, data (as config.json records it; its splits are read from the data
+    file, checked unchanged since training, when first asked for), kept model and recorded metrics."""
 
     path: Path
     config: TrainConfig
-    dataset: Dataset
+    dataset: RecordedData
     model: HybridNet
     metrics: dict
     epoch: int | None = None  # the last finished epoch its checkpoint holds
@@ -253,14 +257,7 @@ def run_circuit(config: TrainConfig, record: dict | None = None) -> CircuitSpec:
     return load_circuit(config.circuit, qubits=config.qubits, layers=config.layers)
 
 
-def circuit_record(spec: CircuitSpec) -> dict:
-    """What config.json records of a run's circuit, its OpenQASM text pinned (:func:`run_circuit`)."""
-    return {"name": spec.name, "path": str(spec.path), "qubits": spec.num_qubits, "layers": spec.layers,
-            "weights": len(spec.weights), "outputs": len(spec.observables), "qasm": spec.qasm,
-            "sha256": hashlib.sha256(spec.qasm.encode()).hexdigest()}
-
-
-def build_model(config: TrainConfig, dataset: Dataset, backend: Backend | None = None,
+def build_model(config: TrainConfig, dataset: Dataset | RecordedData, backend: Backend | None = None,
                 device: str | torch.device = "auto", circuit: CircuitSpec | None = None) -> torch.nn.Module:
     """The run's network on ``device`` (:func:`~qmedimg.model.torch_device`), weights drawn from
     ``config.seed`` on the CPU (the same on every device); a quantum head runs on ``backend`` (its
@@ -305,13 +302,6 @@ def check_size(config: TrainConfig, dataset: Dataset) -> None:
         held = (f"{dataset.size}³ volumes" if dataset.dims == 3 else f"{dataset.size}×{dataset.size} images")
         raise QmedimgError(f"{dataset.source} holds {held} but the run's size is {config.size}; "
                            f"pass --size {dataset.size}")
-
-
-def versions() -> dict:
-    """The versions of Python and of the packages that produce a run's numbers."""
-    pkgs = ["qmedimg", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
-            "torch", "medmnist", "numpy"]
-    return {"python": platform.python_version(), **{p: version(p) for p in pkgs}}
 
 
 def require_run(run_dir: str | Path) -> Path:
@@ -384,30 +374,38 @@ def config_differences(run: Path, config: TrainConfig) -> list[str]:
     return out
 
 
+def checked_data(config: TrainConfig, recorded: str | None) -> Dataset:
+    """The run's data (:func:`load_data`), refused if the data file changed since training (``recorded``: the
+    sha256 config.json records)."""
+    dataset = load_data(config)
+    if recorded and dataset.sha256 != recorded:
+        raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
+                           f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
+    return dataset
+
+
 def config_and_data(path: Path) -> tuple[TrainConfig, Dataset, CircuitSpec | None]:
     """A run directory's config, its data (refused if the data file changed since training) and its pinned
     circuit (:func:`run_circuit`; None for a baseline CNN), from one read of config.json."""
     record = read_record(path)
     config = make_config(**record["config"])
-    dataset = load_data(config)
-    recorded = record.get("dataset")
-    recorded = recorded.get("sha256") if isinstance(recorded, dict) else None
-    if recorded is not None and not isinstance(recorded, str):
-        raise QmedimgError(f"{path / 'config.json'}: dataset.sha256 is {recorded!r:.40}, not the data file's sha256 "
-                           "text; restore the file or train again")
-    if recorded and dataset.sha256 != recorded:
-        raise QmedimgError(f"{dataset.source}: the data file changed since the run was trained "
-                           f"(sha256 {dataset.sha256[:12]} != recorded {recorded[:12]})")
+    dataset = checked_data(config, recorded_sha256(record, path / "config.json"))
     return config, dataset, run_circuit(config, record) if config.model == "hybrid" else None
 
 
 def load_run(run_dir: str | Path, *, device: str | torch.device = "auto") -> Run:
     """A finished (or interrupted) run with its kept weights loaded, ready to evaluate, its network on
     ``device`` (``auto``: CUDA if there is a GPU) whatever device trained it; the quantum head runs on
-    the exact estimator whatever backend it was trained on."""
+    the exact estimator whatever backend it was trained on. Nothing but the run directory is read: the network
+    is built from what config.json records of the data (a run recorded before that reads its data file once
+    for it), and ``Run.dataset``'s splits are read, checked unchanged since training, when first asked for."""
     device = torch_device(device)
     path = require_run(run_dir)
-    config, dataset, circuit = config_and_data(path)
+    record = read_record(path)
+    config = make_config(**record["config"])
+    load = functools.partial(checked_data, config, recorded_sha256(record, path / "config.json"))
+    dataset = RecordedData.from_record(record.get("dataset"), path / "config.json", load) or RecordedData.of(load())
+    circuit = run_circuit(config, record) if config.model == "hybrid" else None
     model = build_model(config, dataset, device=device, circuit=circuit)  # evaluation chooses its backend itself
     state = load_checkpoint(path)
     load_weights(model, state["best_model"], path / "checkpoint.pt")

@@ -152,3 +152,69 @@ def test_wide_circuits_run_one_row_per_thread_with_the_same_values(monkeypatch):
     per_row = ExactEstimator().run(pub).result()[0].data.evs
     np.testing.assert_allclose(per_row, blocked, atol=1e-12)
     assert np.abs(blocked).max() > 0.1
+
+
+@pytest.fixture
+def cores_set():
+    """use_cores(n) for one test; the process's share of cores is put back afterwards."""
+    from qmedimg.cores import cores, use_cores
+
+    before = cores()
+    yield use_cores
+    use_cores(before)
+
+
+def test_split_rows_hands_every_row_to_exactly_one_chunk_on_the_kernel_threads(cores_set):
+    import threading
+
+    from qmedimg.quantum.adjoint_kernel import split_rows
+
+    def spans(rows, chunks):
+        calls = []
+        split_rows(lambda start, stop: calls.append((int(start), int(stop), threading.current_thread().name)), rows,
+                   chunks)
+        return sorted(call[:2] for call in calls), {call[2].split("_")[0] for call in calls}
+
+    cores_set(3)  # three chunks however many cores this machine has
+    assert spans(10, 3) == ([(0, 3), (3, 6), (6, 10)], {"qmedimg-kernel"})  # threaded: the last chunk the largest
+    assert spans(10, 50)[0] == [(0, 3), (3, 6), (6, 10)]  # at most a chunk per core
+    assert spans(2, 3)[0] == [(0, 1), (1, 2)]  # at most a chunk per row
+    assert spans(10, 1) == ([(0, 10)], {threading.current_thread().name.split("_")[0]})  # one chunk: this thread
+
+
+def test_rows_split_across_threads_give_exactly_the_values_and_gradients_of_one_thread(cores_set, monkeypatch):
+    """The per-row test above runs 6 rows × 9 qubits: one chunk, never a thread. These rows reach the threads
+    of both kernels (128-row blocks: 2 blocks a chunk; one row a thread: 4,096 amplitudes a chunk), in 3
+    chunks of unequal size; a chunk dropped, or run twice in place of another, changes rows."""
+    import qmedimg.quantum.adjoint_kernel as kernel_module
+
+    maps = []
+
+    class CountingPool:
+        def map(self, call, parts):
+            parts = list(parts)
+            maps.append(len(parts))
+            return real.map(call, parts)
+
+    real = kernel_module._pool
+    monkeypatch.setattr(kernel_module, "_pool", CountingPool())
+    monkeypatch.setattr(exact_module, "ROW_PER_THREAD_FROM", 9)
+    rng = np.random.default_rng(7)
+    narrow, wide = load_circuit("ring", qubits=4, layers=1), load_circuit("ring", qubits=9, layers=1)
+    narrow_values = rng.uniform(-np.pi, np.pi, (800, narrow.circuit.num_parameters))  # 800 // 256 = 3 chunks
+    wide_values = rng.uniform(-np.pi, np.pi, (24, wide.circuit.num_parameters))  # 24 · 512 / 4,096 = 3 chunks
+
+    def everything(count):
+        cores_set(count)
+        maps.clear()
+        out = [ExactEstimator().run([(spec.circuit, column(spec.observables), values)]).result()[0].data.evs
+               for spec, values in ((narrow, narrow_values), (wide, wide_values))]
+        out.append(AdjointGradient(ExactEstimator(), method="adjoint").gradients(wide.circuit, wide.observables,
+                                                                                  wide_values))
+        return out, list(maps)
+
+    (threaded, chunks), (serial, none) = everything(3), everything(1)
+    for split, whole in zip(threaded, serial, strict=True):
+        np.testing.assert_array_equal(split, whole)
+    assert chunks == [3, 3, 3] and none == []  # every kernel call went to the threads, in 3 chunks; then none
+    assert np.abs(serial[0]).max() > 0.1 and np.abs(serial[1]).max() > 0.1 and np.abs(serial[2]).max() > 0.01

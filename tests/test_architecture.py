@@ -165,7 +165,7 @@ def test_a_fifth_kind_runs_in_every_workflow_without_touching_them(fifth_kind, t
     assert result["test"]["acc"] == result["ideal_test"]["acc"]
     out = tmp_path / "study"
     assert main(["noise-study", str(tiny_run), "--backend", "reference", "--backends", str(fifth_kind),
-                 "--mitigation", "none", "--limit", "8", "--out", str(out), "--quiet"]) == 0
+                 "--mitigation", "none", "--test-limit", "8", "--out", str(out), "--quiet"]) == 0
     assert (out / "results.csv").read_text().count("\n") == 2  # header + one point (no scales, levels)
     assert main(["evaluate", str(tiny_run), "--backend", "reference", "--backends", str(fifth_kind),
                  "--dry-run"]) == 2

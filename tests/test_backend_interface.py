@@ -40,7 +40,7 @@ def test_each_kind_refuses_what_it_cannot_do_before_any_work():
         backend = get_backend(name)
         with pytest.raises(QmedimgError, match="--dry-run is for ibm backends"):
             backend.check_request(dry_run=True)
-        with pytest.raises(QmedimgError, match="--resume is for ibm backends"):
+        with pytest.raises(QmedimgError, match="--collect-jobs is for ibm backends"):
             backend.check_request(resume=True)
         assert backend.training_head(spec)["estimator"] is backend.estimator
     qpu = get_backend("ibm_brisbane")

@@ -242,7 +242,7 @@ def test_dynamical_decoupling_pads_idle_windows():
 
 
 def test_evaluate_on_a_noisy_device_writes_a_comparable_result(tiny_run_copy, capsys):
-    assert main(["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--limit", "12", "--quiet"]) == 0
+    assert main(["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--test-limit", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "ideal (exact) on the same images" in out and "Δ ACC" in out
     result = json.loads((tiny_run_copy / "eval-fake_manila-limit12.json").read_text())

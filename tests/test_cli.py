@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from qmedimg.cli import main
+from qmedimg.cli.deprecated import DeprecatedOption
 from qmedimg.cli.parser import build_parser
 from qmedimg.rundir import load_run
 from support import one_line_error, snapshot
@@ -62,12 +63,12 @@ def written_to(capsys) -> Path:
 # ------------------------------------------------------------------------------ local backends refuse
 
 
-@pytest.mark.parametrize("flag", ["--dry-run", "--resume"])
+@pytest.mark.parametrize("flag", ["--dry-run", "--collect-jobs"])
 @pytest.mark.parametrize("backend", ["exact", "aer", "fake_manila", "fake_brisbane"])
-def test_evaluate_refuses_dry_run_and_resume_on_local_backends_before_writing_anything(run_dir, capsys, backend,
-                                                                                       flag):
+def test_evaluate_refuses_dry_run_and_collect_jobs_on_local_backends_before_writing_anything(run_dir, capsys,
+                                                                                             backend, flag):
     before = snapshot(run_dir)
-    code = main(["evaluate", str(run_dir), "--backend", backend, flag, "--limit", "8", "--quiet"])
+    code = main(["evaluate", str(run_dir), "--backend", backend, flag, "--test-limit", "8", "--quiet"])
     assert snapshot(run_dir) == before  # nothing evaluated, nothing written: no eval-*.json, no ledger
     err = one_line_error(capsys)
     assert code == 2 and f"{flag} is for ibm backends" in err and backend in err
@@ -110,7 +111,7 @@ def test_evaluate_help_documents_shots_none_and_every_command_accepts_it(capsys)
 
 
 def test_shots_none_overrides_the_entrys_shots_and_is_recorded_apart(run_dir, registry, capsys):
-    argv = ["evaluate", str(run_dir), "--backends", str(registry), "--limit", "8", "--quiet"]
+    argv = ["evaluate", str(run_dir), "--backends", str(registry), "--test-limit", "8", "--quiet"]
     assert main([*argv, "--backend", "fake_manila"]) == 0  # the entry's 1000 shots
     sampled_path = written_to(capsys)
     assert main([*argv, "--backend", "fake_manila", "--shots", "none"]) == 0
@@ -132,7 +133,7 @@ def test_shots_none_overrides_the_entrys_shots_and_is_recorded_apart(run_dir, re
 def test_bad_shots_are_one_line_and_write_nothing(run_dir, capsys, value):
     before = snapshot(run_dir)
     with pytest.raises(SystemExit) as exc:
-        main(["evaluate", str(run_dir), "--backend", "fake_manila", "--shots", value, "--limit", "8", "--quiet"])
+        main(["evaluate", str(run_dir), "--backend", "fake_manila", "--shots", value, "--test-limit", "8", "--quiet"])
     err = one_line_error(capsys)
     assert exc.value.code == 2 and "--shots" in err and value in err
     assert snapshot(run_dir) == before
@@ -144,7 +145,7 @@ def test_bad_shots_are_one_line_and_write_nothing(run_dir, capsys, value):
 def test_noise_study_keeps_the_entrys_zne_settings_and_the_summary_names_them(run_dir, registry, tmp_path, capsys):
     out = tmp_path / "study"
     assert main(["noise-study", str(run_dir), "--backend", "manila_zne", "--backends", str(registry),
-                 "--scales", "1", "--mitigation", "zne", "--shots", "none,100", "--limit", "8",
+                 "--scales", "1", "--mitigation", "zne", "--shots", "none,100", "--test-limit", "8",
                  "--out", str(out), "--quiet"]) == 0
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -164,10 +165,13 @@ def commands() -> dict:
 
 
 def option_uses() -> dict[str, dict[str, object]]:
-    """{option string: {command: argparse action}} over every command."""
+    """{option string: {command: argparse action}} over every command, without the old spellings kept for
+    one release (qmedimg.cli.deprecated; tests/test_flags.py checks them)."""
     uses: dict[str, dict[str, object]] = {}
     for name, sub in commands().items():
         for action in sub._actions:
+            if isinstance(action, DeprecatedOption):
+                continue
             for option in action.option_strings:
                 uses.setdefault(option, {})[name] = action
     return uses
@@ -184,11 +188,9 @@ SAME_MEANING = {
     "--layers": {"width-study": "the same circuit layers, comma-separated: one axis of the grid"},
     "--out": {"predict": "the same 'where results go', a CSV file where the others write a folder"},
 }
-# Options that still mean two things; see test_known_conflicts_remain below.
-KNOWN_CONFLICTS = {
-    "--resume": "train --resume DIR names the run to continue; evaluate RUN --resume is a flag "
-                "(collect an interrupted ibm evaluation's jobs)",
-}
+# Options that still mean two things, each with the reason (none since issue 22 gave evaluate --test-limit and
+# --collect-jobs, and noise-study --test-limit); see test_known_conflicts_still_conflict below.
+KNOWN_CONFLICTS: dict[str, str] = {}
 
 
 def takes_value(action) -> bool:
@@ -217,11 +219,10 @@ def test_every_option_shared_by_commands_means_the_same_in_each():
     assert problems == {}
 
 
-@pytest.mark.xfail(strict=True, reason="known: " + "; ".join(f"{k}: {v}" for k, v in KNOWN_CONFLICTS.items()))
-def test_known_conflicts_remain():
-    """Fails (XPASS, strict) once a known conflict is resolved: then drop it from KNOWN_CONFLICTS."""
+def test_known_conflicts_still_conflict():
+    """An entry of KNOWN_CONFLICTS goes once its conflict is resolved."""
     uses = option_uses()
-    assert all(not conflicts(option, uses[option]) for option in KNOWN_CONFLICTS)
+    assert [option for option in KNOWN_CONFLICTS if not conflicts(option, uses[option])] == []
 
 
 def test_the_reviewed_exceptions_are_still_needed_and_still_the_same_option():

@@ -94,7 +94,7 @@ def environment(cloud: Path, **extra) -> dict:
 
 
 def evaluate(run: Path, backends: Path, limit: int) -> list[str]:
-    return ["evaluate", str(run), "--backend", "qpu", "--backends", str(backends), "--limit", str(limit), "--quiet"]
+    return ["evaluate", str(run), "--backend", "qpu", "--backends", str(backends), "--test-limit", str(limit), "--quiet"]
 
 
 def qmedimg(processes: Processes, cloud: Path, argv: list[str]) -> subprocess.CompletedProcess:

@@ -102,7 +102,7 @@ def test_a_backends_file_that_is_not_utf8_is_one_line_also_through_the_environme
 
 @pytest.mark.parametrize("damage", ["list", "no identity", "jobs a string", "evs of the wrong shape"])
 def test_a_damaged_ledger_is_one_line_and_nothing_is_submitted(tiny_run_copy, capsys, damage):
-    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--limit", "3", "--quiet"]
+    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--test-limit", "3", "--quiet"]
     assert main(argv) == 0
     path = tiny_run_copy / "ledger-ibm_local.json"
     ledger = json.loads(path.read_text())
@@ -187,7 +187,7 @@ def test_a_circuit_that_cannot_be_trained_is_refused_before_the_run_directory_ex
 def test_a_damaged_results_row_is_one_line_naming_the_line_and_field(tiny_run_copy, tmp_path, capsys, damage, needle):
     out = tmp_path / "study"
     argv = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none",
-            "--limit", "4", "--out", str(out), "--quiet"]
+            "--test-limit", "4", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     results = out / "results.csv"
     header, first, *rest = results.read_text().splitlines()
@@ -220,7 +220,7 @@ def test_a_damaged_config_json_is_one_line_naming_the_file_and_field(tiny_run_co
 @pytest.mark.parametrize("field, value", [("status", "exploded"), ("rows", "0-3"), ("job_id", 17),
                                           ("evs", "[[0.1]]"), ("index", None), ("errors", None)])
 def test_a_ledger_job_with_a_damaged_field_is_one_line_naming_it(tiny_run_copy, capsys, field, value):
-    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--limit", "3", "--quiet"]
+    argv = ["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--test-limit", "3", "--quiet"]
     assert main(argv) == 0
     path = tiny_run_copy / "ledger-ibm_local.json"
     ledger = json.loads(path.read_text())

@@ -89,7 +89,7 @@ def test_commands_on_a_run_refuse_cuda_without_a_gpu_before_writing(tiny_run_cop
     Image.fromarray(load_run(tiny_run_copy).dataset.test.images[0, 0]).save(png)
     monkeypatch.chdir(tmp_path)
     argv = {"resume": ["train", "--resume", str(tiny_run_copy), "--quiet"],
-            "evaluate": ["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--limit", "4", "--quiet"],
+            "evaluate": ["evaluate", str(tiny_run_copy), "--backend", "fake_manila", "--test-limit", "4", "--quiet"],
             "predict": ["predict", str(tiny_run_copy), str(png.parent), "--quiet"],
             "explain": ["explain", str(tiny_run_copy), str(png)]}[command]
     before, here = snapshot(tiny_run_copy), snapshot(tmp_path)

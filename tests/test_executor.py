@@ -214,7 +214,7 @@ def test_a_noise_study_on_ray_writes_the_rows_a_local_one_writes(local_ray, tiny
                           key=lambda row: (row["scale"], row["mitigation"]))
 
     study = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--scales", "0,1,2",
-             "--mitigation", "none,readout+zne", "--limit", "16", "--quiet"]
+             "--mitigation", "none,readout+zne", "--test-limit", "16", "--quiet"]
     assert main([*study, "--out", str(tmp_path / "local"), "--threads", "1"]) == 0
     assert main([*study, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
     assert rows(tmp_path / "ray") == rows(tmp_path / "local") and len(rows(tmp_path / "local")) == 6

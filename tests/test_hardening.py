@@ -15,7 +15,7 @@ from qmedimg.data import write_synthetic_npz
 
 def study(run, out, *extra):
     return main(["noise-study", str(run), "--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none",
-                 "--limit", "4", "--out", str(out), "--quiet", *extra])
+                 "--test-limit", "4", "--out", str(out), "--quiet", *extra])
 
 
 def test_a_results_row_torn_by_a_crash_is_cut_off_and_the_study_continues(tiny_run_copy, tmp_path, capsys):
@@ -29,7 +29,41 @@ def test_a_results_row_torn_by_a_crash_is_cut_off_and_the_study_continues(tiny_r
     lines = results.read_text().splitlines()
     assert len(lines) == 3 and lines[:2] == [header, first]  # the torn row is gone, the point computed again
     assert results.read_text().endswith("\n")
+    parsed = list(csv.reader(lines))  # the point computed again is the row the crash tore: whole, wall time aside
+    assert [len(row) for row in parsed] == [len(parsed[0])] * 3
+    wall = parsed[0].index("wall_s")
+    again, before = parsed[2], next(csv.reader([second]))
+    assert again[:wall] + again[wall + 1:] == before[:wall] + before[wall + 1:]
     capsys.readouterr()
+
+
+def test_repair_tail_cuts_a_torn_last_row_so_the_row_appended_next_reads_back_whole(tmp_path):
+    """The resume path of results.csv without the study around it: a crash tore the last row (no newline);
+    repair_tail cuts it off, then the next row is appended as the study appends it. Read back: the header,
+    the whole rows before, the appended row — each with the header's field count. Left torn, the half row
+    and the appended one would read as one row of too many fields."""
+    from qmedimg.files import append_line, repair_tail
+    from qmedimg.workflows.noise_study import COLUMNS, _csv_line
+
+    def row(scale):
+        return {**{c: f"{c}-{scale}" for c in COLUMNS}, "scale": scale, "acc": 0.75, "inputs": f"id{scale}"}
+
+    line = _csv_line  # as noise_study writes a row
+    path = tmp_path / "results.csv"
+    whole = line(dict(zip(COLUMNS, COLUMNS))) + line(row("0.0"))
+    path.write_text(whole + line(row("1.0"))[:-40])  # killed mid-write: 40 bytes and the newline never written
+    repaired = repair_tail(path)
+    append_line(path, line(row("2.0")))  # as the study appends its next row
+    with open(path, newline="") as handle:
+        parsed = list(csv.reader(handle))
+    assert [len(r) for r in parsed] == [len(COLUMNS)] * 3  # a row glued to the torn one has too many fields
+    assert parsed == [COLUMNS, [str(v) for v in row("0.0").values()], [str(v) for v in row("2.0").values()]]
+    assert repaired is True and path.read_text() == whole + line(row("2.0"))
+    assert repair_tail(path) is False and path.read_text() == whole + line(row("2.0"))  # a whole file: untouched
+    for torn, left in (("scale,ac", ""), ("", ""), ("a,b\n", "a,b\n")):  # one torn line alone; empty; whole
+        path.write_text(torn)
+        assert repair_tail(path) is (torn != left) and path.read_text() == left
+    assert repair_tail(tmp_path / "missing.csv") is False and not (tmp_path / "missing.csv").exists()
 
 
 def test_an_empty_results_csv_left_by_a_full_disk_is_no_rows_and_the_study_completes(tiny_run_copy, tmp_path,
@@ -148,7 +182,7 @@ def test_a_read_only_output_is_one_line_in_every_command_that_writes(tiny_run_co
     commands = {
         "train": ["train", "--dataset", "synthetic", "--limit", "8", "--epochs", "1", "--out", str(tmp_path / "t")],
         "evaluate": ["evaluate", run],
-        "noise-study": ["noise-study", run, "--backend", "aer", "--mitigation", "none", "--limit", "4",
+        "noise-study": ["noise-study", run, "--backend", "aer", "--mitigation", "none", "--test-limit", "4",
                         "--out", str(tmp_path / "n")],
         "predict": ["predict", run, str(images)],
         "explain": ["explain", run, str(images / "scan.png"), "--out", str(tmp_path / "x")],

@@ -169,20 +169,20 @@ def test_a_failed_job_is_reported_and_only_it_is_resubmitted(trained, tmp_path, 
 
 def test_a_ledger_from_another_request_is_refused(trained, tmp_path, cloud, capsys):
     path = registry(tmp_path)
-    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "3",
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--test-limit", "3",
                  "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
-                 "--resume"]) == 2
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--test-limit", "4",
+                 "--collect-jobs"]) == 2
     err = capsys.readouterr().err
     assert "holds jobs of another request (differs in: request, jobs)" in err and err.count("\n") == 1
-    # without --resume, a finished ledger is kept aside and the new request gets its own
-    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--limit", "4",
+    # without --collect-jobs, a finished ledger is kept aside and the new request gets its own
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--test-limit", "4",
                  "--quiet"]) == 0
     assert len(list(trained.glob("ledger-qpu.*.json"))) == 1 and cloud.submitted == 2
     capsys.readouterr()
     (trained / "ledger-qpu.json").unlink()
-    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--resume"]) == 2
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--collect-jobs"]) == 2
     assert "no ledger" in capsys.readouterr().err
 
 
@@ -229,12 +229,12 @@ def test_no_token_reaches_any_file_output_or_log(trained, tmp_path, cloud, capsy
         Image.fromarray(image[0]).save(images / f"case{i}.png")
     qpu = ["--backend", "qpu", "--backends", str(registry(tmp_path))]
     commands = [
-        ["evaluate", str(trained), *qpu, "--limit", "3"],
+        ["evaluate", str(trained), *qpu, "--test-limit", "3"],
         ["evaluate", str(trained), *qpu, "--dry-run"],
         ["predict", str(trained), str(images), *qpu, "--out", str(tmp_path / "predictions.csv")],
         ["predict", str(trained), str(images), *qpu, "--dry-run"],
         ["backends", "check", "qpu", "--backends", str(registry(tmp_path))],
-        ["noise-study", str(trained), *qpu, "--mitigation", "none", "--limit", "3", "--out",
+        ["noise-study", str(trained), *qpu, "--mitigation", "none", "--test-limit", "3", "--out",
          str(tmp_path / "study"), "--dry-run", "--quiet"],
     ]
     for argv in commands:
@@ -266,7 +266,7 @@ def test_real_service_without_credentials_or_offline_fails_fast_in_one_line(trai
 
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     start = time.perf_counter()
-    assert main(["evaluate", str(trained), "--backend", "ibm_brisbane", "--limit", "2"]) == 2
+    assert main(["evaluate", str(trained), "--backend", "ibm_brisbane", "--test-limit", "2"]) == 2
     assert time.perf_counter() - start < 30
     err = capsys.readouterr().err
     assert "IBM Quantum" in err and err.count("\n") == 1 and SECRET not in err
@@ -282,7 +282,7 @@ def test_a_noise_study_on_a_qpu_needs_a_dry_run_of_that_grid_and_allow_qpu(train
     path = registry(tmp_path)
     out = tmp_path / "study"
     base = ["noise-study", str(trained), "--backend", "qpu", "--backends", str(path), "--mitigation", "none",
-            "--limit", "3", "--out", str(out), "--quiet"]
+            "--test-limit", "3", "--out", str(out), "--quiet"]
     assert main(base) == 2
     assert "--dry-run first" in capsys.readouterr().err
     assert main(base + ["--allow-qpu"]) == 2
@@ -299,7 +299,7 @@ def test_a_resubmitted_job_never_scores_other_images_when_the_job_split_changed(
     """Jobs [0,4) [4,8) [8,10); the third fails; the re-run with another max_rows_per_job must not pair
     the failed job with another split's rows (it was resubmitted with images 4-5 and scored as 8-9)."""
     cloud.fail_job = 2
-    args = ["evaluate", str(trained), "--backend", "qpu", "--limit", "10", "--quiet"]
+    args = ["evaluate", str(trained), "--backend", "qpu", "--test-limit", "10", "--quiet"]
     assert main(args + ["--backends", str(registry(tmp_path, max_rows_per_job=4))]) == 2
     assert "1 of 3 jobs failed" in capsys.readouterr().err and cloud.submitted == 3
     cloud.fail_job = None
@@ -341,7 +341,7 @@ def test_noise_study_repeats_on_a_qpu_are_separate_submissions(trained, tmp_path
     path = registry(tmp_path)
     out = tmp_path / "study"
     base = ["noise-study", str(trained), "--backend", "qpu", "--backends", str(path), "--mitigation", "none",
-            "--limit", "4", "--repeats", "3", "--out", str(out), "--quiet"]
+            "--test-limit", "4", "--repeats", "3", "--out", str(out), "--quiet"]
     assert main(base + ["--dry-run"]) == 0
     assert main(base + ["--allow-qpu"]) == 0
     assert cloud.submitted == 3

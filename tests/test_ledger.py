@@ -246,7 +246,7 @@ def test_the_cli_refuses_a_second_process_in_one_line(tiny_run_copy, tmp_path, m
     monkeypatch.setenv("QISKIT_IBM_TOKEN", "unused")
     with open(tiny_run_copy / "ledger-ibm_local.json.lock", "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert main(["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--limit", "2", "--quiet"]) == 2
+        assert main(["evaluate", str(tiny_run_copy), "--backend", "ibm_local", "--test-limit", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "another qmedimg process is using" in err and err.count("\n") == 1
 

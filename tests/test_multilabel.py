@@ -11,6 +11,7 @@ from medmnist.evaluator import getACC, getAUC
 from qmedimg.cli import main
 from qmedimg.data import MULTI_LABEL, load_dataset
 from qmedimg.metrics import compute_metrics
+from study_checks import check_noise_study
 from support import one_line_error, snapshot
 
 NAMES = ("top-left", "bottom-right", "top-right")
@@ -120,11 +121,14 @@ def test_evaluate_noise_study_compare_and_predict_take_a_multi_label_run(run, np
 
     mine = tmp_path / "run"
     shutil.copytree(run, mine)
-    assert main(["evaluate", str(mine), "--backend", "aer", "--limit", "16"]) == 0
+    assert main(["evaluate", str(mine), "--backend", "aer", "--test-limit", "16"]) == 0
     result = json.loads((mine / "eval-aer-limit16.json").read_text())
     assert len(result["test"]["per_label"]) == 3
+    assert result["images"] == 16 and result["test"]["n"] == 16 and 0 <= result["test"]["auc"] <= 1
     assert main(["noise-study", str(mine), "--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none",
-                 "--limit", "16", "--quiet"]) == 0
+                 "--test-limit", "16", "--quiet"]) == 0
+    # 16 images with their 3 labels each; ideal at scale 0, noisy at 1; each row's ACC/AUC as recomputed
+    check_noise_study(mine / "noise-study", scales=[0, 1], limit=16, labels=load_dataset(data_file=npz).test.labels)
     assert main(["compare", "--data-file", str(npz), "--models", "hybrid,classical", "--seeds", "0", "--epochs", "1",
                  "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
     assert "| hybrid |" in (tmp_path / "cmp" / "comparison.md").read_text()

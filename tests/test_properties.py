@@ -409,7 +409,7 @@ def test_a_damaged_backends_registry_lists_and_evaluates_or_is_one_line_and_writ
         code, _ = run_cli(capsys, ["backends", "--backends", str(registry)])
         assert_nothing_written(before, fingerprint(folder), 2)
         code, _ = run_cli(capsys, ["evaluate", str(run), "--backend", name, "--backends", str(registry),
-                                   "--limit", "4", "--quiet"])
+                                   "--test-limit", "4", "--quiet"])
         assert_nothing_written(before, fingerprint(folder), code, allowed_new=("run/eval-", "run/ledger-"))
 
 
@@ -727,7 +727,7 @@ def test_a_damaged_checkpoint_evaluates_resumes_or_is_one_line_and_writes_nothin
 # (5) QPU ledgers
 
 
-IBM_LOCAL = ["--backend", "ibm_local", "--limit", "3", "--quiet"]
+IBM_LOCAL = ["--backend", "ibm_local", "--test-limit", "3", "--quiet"]
 JOB_KEYS = ("index", "rows", "job_id", "status", "usage_s", "evs", "errors", "tag", "submitted")
 JOB_VALUES = [None, "x", "", 5, -1, 2.5, NAN, [], [0], [0, 99], [[0.1, 0.2]], [["a", "b"]], {}, {"a": 1}, True]
 ledger_damage = st.one_of(
@@ -840,7 +840,7 @@ def other_readers(run: Path, png: Path) -> list[tuple[list[str], tuple[str, ...]
     return [(["transpile", str(run), "--backend", "fake_manila"], ()),
             (["explain", str(run), str(png), "--out", str(run / "explain")], ("explain",)),
             (["noise-study", str(run), "--backend", "fake_manila", "--scales", "1", "--mitigation", "none",
-              "--limit", "2", "--quiet"], ("noise-study",))]
+              "--test-limit", "2", "--quiet"], ("noise-study",))]
 
 
 @examples(6)

@@ -116,7 +116,7 @@ def test_new_options_train_evaluate_on_a_fake_device_and_are_recorded(trainer, t
     run = load_run(out)
     assert run.model.normalise is not None and len(run.model.spec.observables) == 8
     # the noisy device gets the 8 observables mapped to its layout; at noise scale 0 it is exact
-    assert main(["evaluate", str(out), "--backend", "fake_manila", "--noise-scale", "0", "--limit", "6",
+    assert main(["evaluate", str(out), "--backend", "fake_manila", "--noise-scale", "0", "--test-limit", "6",
                  "--quiet"]) == 0
     result = json.loads(next(out.glob("eval-fake_manila*.json")).read_text())
     assert result["mean_abs_expectation_error"] < 1e-6 and result["test"] == result["ideal_test"]

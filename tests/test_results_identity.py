@@ -165,7 +165,7 @@ def test_explain_gives_inputs_with_the_same_stem_distinct_files(tiny_run, tmp_pa
 def test_a_run_spelled_relative_or_absolute_is_one_run_in_the_noise_study(tiny_run_copy, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_run_copy.parent)
     out = tmp_path / "study"
-    argv = ["--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none", "--limit", "4",
+    argv = ["--backend", "fake_manila", "--scales", "0,1", "--mitigation", "none", "--test-limit", "4",
             "--out", str(out), "--quiet"]
     assert main(["noise-study", tiny_run_copy.name, *argv]) == 0
     first = rows(out / "results.csv")

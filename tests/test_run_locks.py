@@ -69,7 +69,7 @@ def test_while_one_command_writes_a_run_a_second_train_or_resume_is_refused(tiny
 
 def test_a_second_noise_study_into_the_same_folder_is_refused_while_the_first_runs(tiny_run_copy, capsys):
     out = tiny_run_copy / "noise-study"
-    argv = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--mitigation", "none", "--limit", "4",
+    argv = ["noise-study", str(tiny_run_copy), "--backend", "fake_manila", "--mitigation", "none", "--test-limit", "4",
             "--quiet"]
     assert main(argv + ["--scales", "0,1"]) == 0
     rows = (out / "results.csv").read_text()

@@ -18,6 +18,7 @@ from qmedimg.cli import main
 from qmedimg.data import datasets, load_dataset, write_synthetic_npz
 from qmedimg.model import predict_probs
 from qmedimg.rundir import build_model, load_data, load_run, make_config, read_record
+from study_checks import check_noise_study
 from support import one_line_error, snapshot
 
 SPLITS = {"n_train": 32, "n_val": 16, "n_test": 16}
@@ -70,7 +71,7 @@ def test_evaluate_a_64_pixel_run_on_exact_aer_and_a_fake_device(run64, tmp_path,
     quantum = json.loads((run / "config.json").read_text())["config"]["model"] == "hybrid"
     backends = ["exact", "aer", "fake_manila"] if quantum else ["exact"]  # a CNN without a circuit: exact only
     for backend in backends:
-        assert main(["evaluate", str(run), "--backend", backend, "--limit", "4", "--quiet"]) == 0, backend
+        assert main(["evaluate", str(run), "--backend", backend, "--test-limit", "4", "--quiet"]) == 0, backend
         result = json.loads(next(run.glob(f"eval-{backend}*.json")).read_text())
         assert result["images"] == 4 and 0 <= result["test"]["acc"] <= 1
     capsys.readouterr()
@@ -117,11 +118,13 @@ def test_noise_study_and_compare_at_64_pixels(data_root, tmp_path, capsys):
                  "--batch-size", "16", "--out", str(out), "--quiet"]) == 0
     for label in ("hybrid", "resnet18"):
         assert json.loads((out / f"{label}-seed0" / "config.json").read_text())["config"]["size"] == 64
+    table = (out / "comparison.md").read_text()
+    assert "| hybrid |" in table and "| resnet18 |" in table
     study = tmp_path / "study"
     assert main(["noise-study", str(out / "hybrid-seed0"), "--backend", "fake_manila", "--scales", "1",
-                 "--mitigation", "none", "--limit", "4", "--out", str(study), "--quiet"]) == 0
-    with open(study / "results.csv", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 1
+                 "--mitigation", "none", "--test-limit", "4", "--out", str(study), "--quiet"]) == 0
+    # one whole row: 4 of the 64-pixel test images, noisy values unlike the ideal ones, metrics as recomputed
+    check_noise_study(study, scales=[1], limit=4, labels=load_run(out / "hybrid-seed0").dataset.test.labels)
     capsys.readouterr()
 
 

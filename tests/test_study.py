@@ -22,7 +22,7 @@ def rows(path):
 
 def study(run, *extra):
     return main(["noise-study", str(run), "--backend", "fake_manila", "--scales", "0,1,3",
-                 "--mitigation", "none,zne", "--limit", "16", "--quiet", *extra])
+                 "--mitigation", "none,zne", "--test-limit", "16", "--quiet", *extra])
 
 
 def test_noise_study_writes_its_files_and_the_physics_holds(tiny_run_copy, capsys):
@@ -64,7 +64,7 @@ def test_rerunning_continues_instead_of_starting_over(tiny_run_copy):
 def test_several_runs_compare_circuits_on_one_plot(tiny_run, ring_run, tmp_path):
     out = tmp_path / "study"
     assert main(["noise-study", str(tiny_run), "--compare-run", str(ring_run), "--backend", "fake_manila",
-                 "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(out), "--quiet"]) == 0
+                 "--scales", "0,2", "--mitigation", "none", "--test-limit", "8", "--out", str(out), "--quiet"]) == 0
     table = rows(out / "results.csv")
     assert {r["circuit"] for r in table} == {"sel", "ring"}
     assert (out / "circuits.png").is_file()
@@ -73,7 +73,7 @@ def test_several_runs_compare_circuits_on_one_plot(tiny_run, ring_run, tmp_path)
 def test_bad_input_is_one_line_and_overwrites_nothing(tiny_run, tmp_path, capsys):
     out = tmp_path / "keep"
     assert main(["noise-study", str(tiny_run), "--backend", "fake_manila", "--scales", "0",
-                 "--mitigation", "none", "--limit", "4", "--out", str(out), "--quiet"]) == 0
+                 "--mitigation", "none", "--test-limit", "4", "--out", str(out), "--quiet"]) == 0
     kept = (out / "results.csv").read_bytes()
     capsys.readouterr()
     cases = [
@@ -85,7 +85,7 @@ def test_bad_input_is_one_line_and_overwrites_nothing(tiny_run, tmp_path, capsys
         (["--optimization-levels", "5"], "unknown value '5'"),
     ]
     for extra, expected in cases:
-        argv = ["noise-study", str(tiny_run), "--scales", "0", "--limit", "4", "--out", str(out), "--quiet"]
+        argv = ["noise-study", str(tiny_run), "--scales", "0", "--test-limit", "4", "--out", str(out), "--quiet"]
         assert main(argv + extra) == 2, extra
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1 and "Traceback" not in err, (extra, err)
@@ -143,7 +143,7 @@ def test_noise_aware_training_runs_the_head_on_the_device_and_compares_in_the_st
     assert isinstance(load_run(out).model.head.qnn.estimator, ExactEstimator)  # evaluation picks its own backend
     study_out = tmp_path / "compare"
     assert main(["noise-study", str(tiny_run), "--compare-run", str(out), "--backend", "fake_manila",
-                 "--scales", "0,2", "--mitigation", "none", "--limit", "8", "--out", str(study_out), "--quiet"]) == 0
+                 "--scales", "0,2", "--mitigation", "none", "--test-limit", "8", "--out", str(study_out), "--quiet"]) == 0
     assert {r["trained_on"] for r in rows(study_out / "results.csv")} == {"exact", "fake_manila"}
 
 

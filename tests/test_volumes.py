@@ -16,6 +16,7 @@ from qmedimg.data import load_dataset, write_synthetic_npz
 from qmedimg.data.synthetic import synthetic_volumes
 from qmedimg.data.volumes import read_volume
 from qmedimg.errors import QmedimgError
+from study_checks import check_noise_study
 
 # learnable in seconds: the compact 3D backbone, 6 short epochs, no moving average (val AUC 1.0 at seeds 0, 1, 2)
 LEARN = {"dataset": None, "backbone": "compact", "epochs": 6, "batch_size": 8, "warmup_epochs": 1, "ema_decay": 0.0}
@@ -90,17 +91,21 @@ def test_train_cli_default_backbone_and_resume_on_volumes(tmp_path, volumes_npz)
 
 @pytest.mark.parametrize("backend", ["aer", "fake_manila"])
 def test_evaluate_a_volume_run_on_noisy_backends(volume_run_copy, backend):
-    assert main(["evaluate", str(volume_run_copy), "--backend", backend, "--limit", "6", "--quiet"]) == 0
+    assert main(["evaluate", str(volume_run_copy), "--backend", backend, "--test-limit", "6", "--quiet"]) == 0
     result = json.loads(next(volume_run_copy.glob(f"eval-{backend}*.json")).read_text())
     assert result["images"] == 6 and result["test"]["n"] == 6
     assert result["test"]["auc"] >= 0.75  # the trained head still separates blob from shell under noise
     assert result["mean_abs_expectation_error"] < 0.2
 
 
-def test_noise_study_on_a_volume_run(volume_run_copy):
+def test_noise_study_on_a_volume_run_writes_ideal_values_at_scale_0_and_noisy_ones_at_1_on_limit_volumes(
+        volume_run_copy, volumes_npz):
     assert main(["noise-study", str(volume_run_copy), "--backend", "fake_manila", "--scales", "0,1",
-                 "--mitigation", "none", "--limit", "4", "--quiet"]) == 0
-    assert (volume_run_copy / "noise-study").is_dir() and any((volume_run_copy / "noise-study").glob("*.csv"))
+                 "--mitigation", "none", "--test-limit", "4", "--quiet"]) == 0
+    study = volume_run_copy / "noise-study"
+    labels = load_dataset(data_file=volumes_npz).test.labels
+    check_noise_study(study, scales=[0, 1], limit=4, labels=labels)
+    assert (study / "summary.md").is_file() and (study / "accuracy_vs_noise.png").stat().st_size > 0
 
 
 def test_compare_hybrid_classical_and_3d_resnet18(tmp_path, volumes_npz):

@@ -198,8 +198,8 @@ class Backend:
             raise QmedimgError(f"--dry-run is for ibm backends; '{self.name}' ({self.kind}) runs locally and "
                                "costs nothing: run it without --dry-run")
         if resume:
-            raise QmedimgError(f"--resume is for ibm backends (it collects submitted jobs); '{self.name}' "
-                               f"({self.kind}) runs locally: run it without --resume")
+            raise QmedimgError(f"--collect-jobs is for ibm backends (it collects submitted jobs); '{self.name}' "
+                               f"({self.kind}) runs locally: run it without --collect-jobs")
 
     def run_head(self, request: HeadRequest, chunk: int = 512) -> HeadResult:
         """(N, O) expectation values of the trained head, through the same ``TorchConnector`` layer as

@@ -100,7 +100,7 @@ class FakeBackend(DeviceBackend):
             if "GPU" not in AerSimulator().available_devices():
                 raise QmedimgError(f"backend '{self.name}': aer_device GPU needs qiskit-aer-gpu and a CUDA GPU, and "
                                    "this Aer simulates on the CPU only; install qiskit-aer-gpu in place of qiskit-aer "
-                                   "(see README, 'Aer on a GPU') or set aer_device: CPU")
+                                   "(see docs/backends.md, 'Aer on a GPU') or set aer_device: CPU")
         return DeviceEstimator(self.device, noise_scale=e.noise_scale, shots=e.shots, seed=e.seed,
                                readout_mitigation=m.readout, zne=m.zne, twirls=m.twirls,
                                trajectories=e.trajectories, simulator=e.simulator,

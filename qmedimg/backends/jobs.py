@@ -175,7 +175,7 @@ class Ledger:
                 ledger.data = read_ledger(path)
                 return ledger
         if resume:
-            raise QmedimgError(f"--resume: no ledger at {path}; nothing was submitted for this run and backend")
+            raise QmedimgError(f"--collect-jobs: no ledger at {path}; nothing was submitted for this run and backend")
         return ledger
 
     @property

@@ -32,6 +32,24 @@ def _executor(args: argparse.Namespace):
     return get_executor(args.executor, args.ray_address)
 
 
+def _check_given_threshold(args: argparse.Namespace, sources: list[dict]) -> None:
+    """A ``--threshold`` given on a multi-class task is refused in one line, 0.5 too. The run's config
+    holds 0.5 whether or not it was given, so the check that refuses other values cannot see an explicit
+    0.5: it is checked here, where "given" is still known, on each data source (loaded once more, only then)."""
+    from qmedimg.data import MULTI_LABEL, load_dataset
+    from qmedimg.rundir import TrainConfig
+
+    if args.threshold is None or args.threshold != TrainConfig.model_fields["threshold"].default:
+        return  # not given, or a value the run's own check sees
+    data_keys = ("dataset", "data_file", "data_root", "size", "classes", "limit")
+    for source in sources:
+        dataset = load_dataset(**{k: v for k, v in source.items() if k in data_keys})  # the task, whatever the seed
+        if dataset.task not in ("binary-class", MULTI_LABEL):
+            raise QmedimgError(f"--threshold {args.threshold}: {dataset.name} is {dataset.task} "
+                               f"({dataset.num_classes} classes, decided by the most probable one); a decision "
+                               "threshold is for binary-class and multi-label tasks: drop --threshold")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from qmedimg.rundir import make_config
     from qmedimg.workflows.train import resume, train
@@ -53,7 +71,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             "augment": args.augment, "seed": args.seed, "out": args.out, "backend": args.backend,
             "noise_scale": args.noise_scale, "backends_file": args.backends, "amp": args.amp or None,
         }.items() if v is not None}
-        metrics = train(make_config(**fields), progress=not args.quiet, device=args.device)
+        config = make_config(**fields)
+        _check_given_threshold(args, [fields])
+        metrics = train(config, progress=not args.quiet, device=args.device)
         out = args.out
     test, p = metrics["test"], metrics["parameters"]
     print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
@@ -78,9 +98,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from qmedimg.workflows.evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.limit,
-                          dry_run=args.dry_run, resume=args.resume, progress=not args.quiet, device=args.device,
-                          **_overrides(args))
+    result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.test_limit,
+                          data_file=args.data_file, dry_run=args.dry_run, resume=args.collect_jobs,
+                          progress=not args.quiet, device=args.device, **_overrides(args))
     if args.dry_run:
         d, t = result["dry_run"], result["transpile"]
         print(f"dry run on {result['backend']} ({result['device']}): nothing submitted")
@@ -98,8 +118,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     chosen = result["threshold"]
     at = f" (at the run's threshold {chosen['value']:.4f}, {chosen['rule']})" if chosen["rule"] not in (
         "fixed", "most probable class") and isinstance(chosen["value"], float) else ""
-    print(f"{result['backend']} ({result['device']}), {result['images']} test images: "
+    of = f" of {args.data_file}" if args.data_file else ""
+    print(f"{result['backend']} ({result['device']}), {result['images']} test images{of}: "
           f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}{at}")
+    spread = result.get("test_statistical_error")
+    if spread:
+        print(f"  statistical error of the noise trajectories (at most): ACC {spread['acc']:.4f}  AUC {spread['auc']:.4f}")
     print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
           f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
     tr = result.get("transpile")
@@ -157,7 +181,7 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
         scales=parse_list(args.scales, float, "scales"), mitigations=parse_list(args.mitigation, str, "mitigation"),
         shots=parse_list(args.shots, int, "shots"),
         optimization_levels=parse_list(args.optimization_levels, int, "optimization-levels", valid=[0, 1, 2, 3]),
-        repeats=args.repeats, backends_file=args.backends, limit=args.limit, out=args.out,
+        repeats=args.repeats, backends_file=args.backends, limit=args.test_limit, out=args.out,
         allow_qpu=args.allow_qpu, dry_run=args.dry_run, progress=not args.quiet,
         executor=_executor(args), threads=args.threads, device=args.device, cross_check=args.cross_check)
     if args.dry_run:
@@ -201,6 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         if args.dataset or args.data_file:
             raise QmedimgError("--datasets replaces --dataset/--data-file: give one of them")
         data = [{**data, "dataset": flag.strip()} for flag in args.datasets.split(",")]
+    _check_given_threshold(args, [data] if isinstance(data, dict) else data)
     out = compare(data, seeds=parse_seeds(args.seeds), models=[m for m in args.models.split(",") if m],
                   circuits=args.circuits.split(","), out=args.out, progress=not args.quiet,
                   executor=_executor(args), threads=args.threads, device=args.device, dry_run=args.dry_run,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from qmedimg.cli.deprecated import add_deprecated
 from qmedimg.errors import QmedimgError
 
 EPILOG_TRAIN = """examples:
@@ -139,14 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "instead of submitting again.",
                        epilog="examples:\n  qmedimg evaluate runs/breast\n"
                        "  qmedimg evaluate runs/breast --backend fake_brisbane --shots 4096\n"
-                       "  qmedimg evaluate runs/breast --backend fake_brisbane --noise-scale 2 --limit 50\n"
+                       "  qmedimg evaluate runs/breast --backend fake_brisbane --noise-scale 2 --test-limit 50\n"
                        "  qmedimg evaluate runs/breast --backend ibm_brisbane --dry-run\n"
-                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --resume")
+                       "  qmedimg evaluate runs/breast --backend ibm_brisbane --collect-jobs\n"
+                       "  qmedimg evaluate runs/breast --data-file hospital-test.npz   # the run's data file is gone")
     e.add_argument("run_dir", metavar="RUN_DIR")
     _backend_options(e)
-    e.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
+    _test_limit_option(e)
+    e.add_argument("--data-file", metavar="PATH.npz", help="evaluate on this npz's test split (MedMNIST's layout; "
+                   "test_images and test_labels suffice) instead of the run's own data, e.g. when that file is gone; "
+                   "-> eval-<backend>-on-<name>.json")
     e.add_argument("--dry-run", action="store_true", help="ibm: print what would be sent and a QPU-time estimate")
-    e.add_argument("--resume", action="store_true", help="ibm: collect the jobs of an earlier, interrupted call")
+    e.add_argument("--collect-jobs", action="store_true", help="ibm: collect the jobs an earlier, interrupted call "
+                   "submitted (ledger-<backend>.json); refused where nothing was submitted, never a new request")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     _device_options(e)
 
@@ -193,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
     n.add_argument("--optimization-levels", default="1", help="transpiler levels (default 1)")
     n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
-    n.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test images")
+    _test_limit_option(n)
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
     n.add_argument("--dry-run", action="store_true", help="print the grid's points, their resource requests and the "
                    "estimated wall time on 1..16 workers (a point of each kind timed on 8 images), and the QPU time of "
@@ -235,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from none, readout, zne, readout+zne; must include none (default none,readout+zne)")
     g.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
     g.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3], help="transpiler level (default 1)")
-    g.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate only the first N test images")
+    _test_limit_option(g)
     g.add_argument("--max-memory", type=_positive_float, metavar="GB",
                    help="refuse a grid whose largest simulated state needs more (default: memory available now)")
     o = w.add_argument_group("training (each head; compare's short recipe)")
@@ -321,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", metavar="NAME|PATH")
     c.add_argument("--qubits", type=_positive_int)
     c.add_argument("--layers", type=_positive_int)
+    for name, command in sub.choices.items():
+        add_deprecated(command, name)  # old spellings of renamed options, for one release
     return parser
 
 
@@ -334,13 +342,17 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
 
 
+def _test_limit_option(group) -> None:
+    group.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate only the first N test images")
+
+
 def _decision_options(group) -> None:
     group.add_argument("--balanced-sampling", action="store_true",
                        help="draw training images with every class equally likely (seeded; not with --class-weights)")
-    group.add_argument("--threshold", type=_threshold, metavar="P|val|youden",
+    group.add_argument("--threshold", type=_threshold, default=None, metavar="P|val|youden",
                        help="binary tasks: P(class 1) above which the run says class 1, or chosen on the validation "
                        "split at the end of training: val = best accuracy, youden = best sensitivity + specificity "
-                       "(default 0.5; multi-label: per label)")
+                       "(not given: 0.5; multi-label: per label; any value, 0.5 too, is refused on multi-class tasks)")
 
 
 def _cross_check_option(parser: argparse.ArgumentParser) -> None:
@@ -361,9 +373,10 @@ def _executor_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _device_options(parser: argparse.ArgumentParser, amp: bool = False) -> None:
-    g = parser.add_argument_group("device (the CNN's; a quantum head's estimator always runs on the CPU)")
+    g = parser.add_argument_group("torch device (the CNN's; the quantum device is the --backend entry, and a quantum "
+                                  "head's estimator runs on the CPU)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the network runs: auto = cuda if torch sees a GPU, else cpu (default auto)")
+                   help="torch device the network runs on: auto = cuda if torch sees a GPU, else cpu (default auto)")
     if amp:
         g.add_argument("--amp", action="store_true",
                        help="train the CNN under float16 autocast (CUDA only; the head stays float32)")
@@ -371,7 +384,8 @@ def _device_options(parser: argparse.ArgumentParser, amp: bool = False) -> None:
 
 def _backend_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
     g = parser.add_argument_group("backend (entries of backends.yaml; options override the entry)")
-    g.add_argument("--backend", required=required, metavar="NAME", help="registry entry (default exact)")
+    g.add_argument("--backend", required=required, metavar="NAME",
+                   help="registry entry: the quantum device or simulator (default exact)")
     g.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
     g.add_argument("--shots", type=_shots, metavar="S|none",
                    help="shots per image, or none for exact expectation values (default: the entry's)")

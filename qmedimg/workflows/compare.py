@@ -51,7 +51,7 @@ from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_training
 from qmedimg.workflows.train import train_or_resume
 
 MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
-# short schedules: the moving average's BatchNorm statistics lag its weights (README, Known issues)
+# short schedules: the moving average's BatchNorm statistics lag its weights (docs/known-issues.md)
 COMPARE_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}
 
 

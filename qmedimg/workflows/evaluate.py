@@ -1,27 +1,34 @@
 """Evaluation of a trained run on any registry backend: test metrics next to the ideal (exact) ones
-on the same images, written to ``eval-<backend>.json`` in the run directory (``--limit N``, when it
+on the same images, written to ``eval-<backend>.json`` in the run directory (``--test-limit N``, when it
 cuts the test split, writes ``eval-<backend>-limitN.json`` instead: a partial result never replaces
-the full split's).
+the full split's). The test split is the run's own data's, read and checked unchanged since training; when
+that data file is gone (a model received without its training set), ``--data-file TEST.npz`` gives one
+(:func:`~qmedimg.artifact.read_test_split`), written to ``eval-<backend>-on-TEST.json``.
 
 Example::
 
     from qmedimg.workflows.evaluate import evaluate_run
     result = evaluate_run("runs/breast", "fake_brisbane", shots=4096)
     result["test"]["acc"], result["ideal_test"]["acc"], result["mean_abs_expectation_error"]
+    evaluate_run("runs/breast", data_file="hospital-test.npz")    # another test split -> eval-exact-on-hospital-test.json
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 
+from qmedimg.artifact import read_test_split
 from qmedimg.backends import get_backend
+from qmedimg.data import Split
+from qmedimg.errors import QmedimgError
 from qmedimg.files import write_json
-from qmedimg.metrics import compute_metrics
+from qmedimg.metrics import compute_metrics, statistical_spread
 from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
-from qmedimg.rundir import load_run
+from qmedimg.rundir import Run, load_run
 
 
 def _tag(overrides: dict) -> str:
@@ -42,7 +49,7 @@ def _tag(overrides: dict) -> str:
 
 
 def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_file: str | Path | None = None,
-                 limit: int | None = None, dry_run: bool = False, resume: bool = False, progress: bool = False,
+                 limit: int | None = None, data_file: str | Path | None = None, dry_run: bool = False, resume: bool = False, progress: bool = False,
                  device: str = "auto", **overrides) -> dict:
     """Test metrics of a trained run on any registry backend; writes ``eval-<backend>[-overrides][-limitN].json``
     (``-limitN`` when ``limit`` leaves out part of the test split, so it never overwrites the full one).
@@ -53,10 +60,17 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         evaluate_run("runs/breast", "fake_brisbane", shots=4096)         # noisy device, sampled
         evaluate_run("runs/breast", "fake_brisbane", shots=None)         # exact noisy values
         evaluate_run("runs/breast", "ibm_brisbane", dry_run=True)        # what a QPU run would send
+        evaluate_run("runs/breast", data_file="test.npz")                # a test split of its own: eval-exact-on-test.json
 
     ``overrides`` replace the backend entry's keys (``shots``, ``noise_scale``, ``transpile={...}``).
     The result holds the same metrics as training, the ideal (exact) metrics on the same images,
-    the mean |Δ expectation| against ideal, transpile statistics, mitigation, shots and wall time.
+    the mean |Δ expectation| against ideal, transpile statistics, mitigation, shots and wall time; where
+    values are means over noise trajectories, ``test_statistical_error`` (ACC and AUC's, an upper estimate:
+    :func:`~qmedimg.metrics.statistical_spread`).
+    ``data_file``: a MedMNIST-layout npz whose test split (``test_images`` and ``test_labels`` suffice) is evaluated
+    instead of the run's own, checked to be the run's kind (image shape, channels, 2D/3D, task, labels) and
+    recorded (``data_file``: path and sha256); without it the run's own data file must be there (one line saying
+    ``--data-file`` otherwise).
     ``dry_run`` and ``resume`` are for backends that submit jobs (ibm); elsewhere they are refused
     before anything runs or is written. ``device`` is where the CNN runs (``auto``: CUDA if torch sees a
     GPU); it is recorded as ``torch_device`` (``device`` there is the quantum backend's device).
@@ -67,7 +81,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     run = load_run(run_dir, device=device)
     run.check_backend(target)
     model, quantum = run.model, run.config.quantum
-    test = run.dataset.test
+    test = _test_split(run, data_file)
     images, labels = test.images[:limit], test.labels[:limit]
     start = time.perf_counter()
     if quantum:  # load the device, transpile, build the noise model: once, timed apart
@@ -102,10 +116,34 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         "images": int(len(images)), "limit": limit, "torch_device": str(model_device(model)),
         # which weights: the digest of config and checkpoint, the epoch it holds, and whether training had ended
         "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
+        **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
         **extra,
     }
+    sampled = (outcome.get("simulation") or {}).get("statistical_error")
+    if quantum and sampled:  # values averaged over noise trajectories: how far that moves ACC and AUC
+        outcome["test_statistical_error"] = statistical_spread(labels, values, sampled,
+                                                               lambda v: probs_from_head(model, v),
+                                                               run.dataset.task, run.threshold)
     cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
-    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}{cut}.json", outcome)
+    on = "" if data_file is None else f"-on-{Path(data_file).stem}"  # never in place of the run's own test split's
+    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}{on}{cut}.json", outcome)
     outcome["path"] = str(path)
     return outcome
+
+
+def _test_split(run: Run, data_file: str | Path | None) -> Split:
+    """The images evaluated: ``data_file``'s test split (checked against the run), else the run's own."""
+    if data_file is not None:
+        return read_test_split(data_file, run.dataset, run.config.classes)
+    try:
+        return run.dataset.test
+    except QmedimgError as exc:
+        raise QmedimgError(f"{exc}; evaluate reads the run's test split from it: to evaluate without it, pass "
+                           "--data-file TEST.npz (a MedMNIST-layout npz; test_images and test_labels suffice)") from None
+
+
+def _file_record(path: Path) -> dict:
+    """Which test file was evaluated: its path and sha256."""
+    with open(path, "rb") as f:
+        return {"path": str(path.resolve()), "sha256": hashlib.file_digest(f, "sha256").hexdigest()}

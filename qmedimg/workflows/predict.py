@@ -16,6 +16,10 @@ A run trained on volumes (the 3D sets) reads ``.npy``/``.npz`` volumes and NIfTI
 files, resized trilinearly to its size³ (:mod:`qmedimg.data.volumes`); a 2D image given to it, a volume
 given to a 2D run, or an array of another dimensionality is reported and skipped like an unreadable file.
 
+Both need only the run directory (config.json and checkpoint.pt), not the data the run trained on: a
+hospital can use a model it receives without the training set (only ``head_space.png`` plots the run's
+test split, and is left out, with a line on stderr, when that data is not here).
+
 Images get exactly the run's preprocessing (:mod:`qmedimg.data.images`). What a QPU backend receives
 is only the head's input angles and the circuit's weights; pixels, file names and DICOM metadata
 never leave this module.
@@ -23,12 +27,14 @@ never leave this module.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from qmedimg.artifact import RecordedData
 from qmedimg.backends import get_backend
 from qmedimg.data import Dataset, ImageError, list_images, read_image, to_tensor
 from qmedimg.data.volumes import is_volume_file, load_volume_array, read_volume
@@ -108,7 +114,7 @@ def _write_csv(path: Path, rows: list[dict], names: list[str]) -> Path:
                              *(f"{x:.6f}" for x in r["expectations"])] for r in rows], header=header)
 
 
-def read_input(path: Path, dataset: Dataset) -> np.ndarray:
+def read_input(path: Path, dataset: Dataset | RecordedData) -> np.ndarray:
     """One input file as the run's data: an image (C, size, size) for a 2D run, a volume (1, size, size,
     size) for a run on volumes; :class:`ImageError` (the file is reported and skipped) for a file of the
     other kind or one that cannot be read."""
@@ -120,6 +126,21 @@ def read_input(path: Path, dataset: Dataset) -> np.ndarray:
         raise ImageError(f"{path}: holds {what}, but the run was trained on 2D images; give PNG/JPEG/TIFF/DICOM "
                          "images")
     return read_image(path, dataset.channels, dataset.size)
+
+
+def _head_space_split(data: RecordedData, nothing_else: bool):
+    """The run's test split for head_space.png, or None (why: on stderr) for a multi-label run, whose images have
+    no one class to colour, or when the run's data cannot be read; one line when that leaves nothing to draw."""
+    try:
+        if not data.multi_label:
+            return data.test
+        why = "it colours the test images by their class, and a multi-label run's have none"
+    except QmedimgError as exc:
+        why = f"it plots the run's test split, and {exc}"
+    if nothing_else:
+        raise QmedimgError(f"nothing to explain: no images given, and head_space.png is not drawn: {why}")
+    print(f"qmedimg: head_space.png left out: {why}", file=sys.stderr)
+    return None
 
 
 def _stem(path: Path) -> str:
@@ -140,7 +161,8 @@ def _unique_name(stem: str, used: set[str]) -> str:
 def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, device: str = "auto") -> list[Path]:
     """Grad-CAM (captum's ``LayerGradCam`` on the backbone's last convolution, gradients through the
     quantum head) for the predicted class of each image, saved as ``<stem>-gradcam.png`` (original |
-    overlay); plus ``head_space.png``, the run's test-set head values pairwise, coloured by class.
+    overlay); plus ``head_space.png``, the run's test-set head values pairwise, coloured by class (left
+    out, with a line on stderr, when the run's data file is not here: the Grad-CAMs need only the run).
     Inputs sharing a stem (``a/scan.png``, ``b/scan.png``) get distinct files, numbered in input
     order: ``scan-gradcam.png``, ``scan-2-gradcam.png``. Images are resized to the run's size; the
     network runs on ``device``."""
@@ -156,6 +178,7 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
     cam = LayerGradCam(model, convs[-1])
     used: set[str] = set()
     arrays = [(path, read_input(path, run.dataset)) for path in list_images(images)]  # all read before any is drawn
+    test = _head_space_split(run.dataset, nothing_else=not arrays) if run.config.quantum else None
     out.mkdir(parents=True, exist_ok=True)
     for path, array in arrays:
         x = to_tensor(array[None]).to(model_device(model)).requires_grad_(True)
@@ -172,8 +195,7 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
         title = f"{path.name}: {names[predicted]} (p = {float(probs[predicted]):.2f})"
         (plot_gradcam_volume if run.dataset.dims == 3 else plot_gradcam)(array, heat, target, title)
         written.append(target)
-    if run.config.quantum:
-        test = run.dataset.test
+    if test is not None:
         values = ideal_head_values(model, head_angles(model, test.images))
         plot_head_space(values, test.labels, names, out / "head_space.png")
         written.append(out / "head_space.png")

@@ -387,7 +387,7 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
         "backend": config.backend,
         "dataset": dataset.name,
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),  # float32 rounding depends on it (README, Training)
+        "torch_threads": torch.get_num_threads(),  # float32 rounding depends on it (docs/ray.md)
     })
     usage = {split: head_usage(model, getattr(dataset, split).images) for split in ("val", "test")}
     if usage["test"] is not None:

@@ -70,7 +70,7 @@ from qmedimg.workflows.study_points import (IDEAL, NOISE_AWARE, Point, choose_cr
                                             cross_checkable, no_cross_check, point_name, read_point)
 from qmedimg.workflows.train import train_or_resume
 
-STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (README, Known issues)
+STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (docs/known-issues.md)
 GRID_COLUMNS = ["qubits", "layers", "seed"]
 INTERVALS = {"resamples": 2000, "level": 0.95, "seed": 0}  # the paired bootstrap of the noise-aware comparison
 

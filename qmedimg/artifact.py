@@ -1,0 +1,258 @@
+"""A trained run as a model that needs only its folder (as a Hugging Face model folder carries its config
+beside its weights): what ``config.json`` records beside the run's config — its data (:class:`RecordedData`),
+its circuit with the OpenQASM text pinned (:func:`circuit_record`), the package versions (:func:`versions`)
+— is enough to build the network and use it on new images without the data it trained on. That data is
+read only when a split is asked for, and a test split of one's own (:func:`read_test_split`) stands in for
+the run's when the training data is gone.
+
+Example::
+
+    from qmedimg.artifact import RecordedData, read_test_split
+    data = RecordedData.from_record(record["dataset"], "runs/breast/config.json", load=lambda: ...)
+    data.channels, data.size, data.dims, data.task, data.label_names     # from config.json, no file read
+    data.test.images                                                     # now ``load()`` reads the data
+    test = read_test_split("hospital-test.npz", data, classes=None)      # test_images and test_labels suffice
+
+``config.json``'s ``"dataset"`` (:meth:`~qmedimg.data.Dataset.info`) has recorded the name, task, label
+names, channels and size since the first runs, and ``dims`` since volumes: a record without ``dims`` is a
+2D run's (``BEFORE_FIELD``). A record lacking another of them, or none at all, gives ``None``: the run's
+data file is then read once for them (:func:`qmedimg.rundir.load_run`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from qmedimg.data import MULTI_LABEL, Dataset, Split
+from qmedimg.errors import QmedimgError
+from qmedimg.quantum.circuits import CircuitSpec
+
+NEEDED = ("name", "task", "label_names", "channels", "size")  # what building and using the network reads
+BEFORE_FIELD = {"dims": 2}  # runs recorded before volumes existed were all on 2D images
+TASKS = ("binary-class", "multi-class", MULTI_LABEL)
+
+
+@dataclass(frozen=True, eq=False)
+class RecordedData:
+    """A run's data as its config.json records it, spelled as :class:`~qmedimg.data.Dataset` spells it
+    (``name``, ``task``, ``label_names``, ``channels``, ``size``, ``dims``, ``num_classes``,
+    ``multi_label``); its ``train``, ``val`` and ``test`` splits come from ``load()`` (the data file,
+    checked unchanged since training) the first time one is asked for, and a failure to read them is
+    one line, raised each time one is asked for."""
+
+    name: str
+    task: str
+    label_names: tuple[str, ...]
+    channels: int
+    size: int
+    dims: int
+    source: str = ""  # the data file it trained on ("synthetic" for generated data)
+    load: Callable[[], Dataset] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> RecordedData:
+        """A dataset already loaded, as its record would say it."""
+        return cls(dataset.name, dataset.task, dataset.label_names, dataset.channels, dataset.size, dataset.dims,
+                   dataset.source, load=lambda: dataset)
+
+    @classmethod
+    def from_record(cls, record, where: str | Path, load: Callable[[], Dataset]) -> RecordedData | None:
+        """config.json's ``"dataset"`` object, checked; None when it predates a field the network needs (or is
+        not an object), one line naming ``where`` and the field when a field is damaged."""
+        if not isinstance(record, dict) or any(key not in record for key in NEEDED):
+            return None
+        record = {**BEFORE_FIELD, **record}
+        names = record["label_names"]
+        count = record.get("num_classes", len(names) if isinstance(names, list) else None)
+        checks = {
+            "name": isinstance(record["name"], str),
+            "task": isinstance(record["task"], str) and record["task"] in TASKS,
+            "label_names": isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)
+            and (record["task"] != "binary-class" or len(names) == 2),
+            "num_classes": type(count) is int and isinstance(names, list) and count == len(names),
+            "channels": record["channels"] in (1, 3) and type(record["channels"]) is int,
+            "size": type(record["size"]) is int and record["size"] > 0,
+            "dims": record["dims"] in (2, 3) and type(record["dims"]) is int
+            and (record["dims"] == 2 or record["channels"] == 1),
+            "source": isinstance(record.get("source", ""), str),
+        }
+        bad = next((key for key, fine in checks.items() if not fine), None)
+        if bad is not None:
+            raise QmedimgError(f"{where}: dataset.{bad} is {str(record.get(bad))!r:.60}, not what the run's data "
+                               "recorded; restore the file or train again")
+        return cls(record["name"], record["task"], tuple(names), record["channels"], record["size"], record["dims"],
+                   record.get("source", ""), load=load)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes, or labels of a multi-label dataset: the network's outputs."""
+        return len(self.label_names)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
+
+    @functools.cached_property
+    def loaded(self) -> Dataset:
+        """The data itself, read once (``load()``)."""
+        if self.load is None:
+            raise QmedimgError(f"{self.name}: only its record is here, no data to read its splits from")
+        return self.load()
+
+    @property
+    def train(self) -> Split:
+        return self.loaded.train
+
+    @property
+    def val(self) -> Split:
+        return self.loaded.val
+
+    @property
+    def test(self) -> Split:
+        return self.loaded.test
+
+
+def circuit_record(spec: CircuitSpec) -> dict:
+    """What config.json records of a run's circuit, its OpenQASM text pinned (:func:`qmedimg.rundir.run_circuit`
+    builds the run's circuit from it)."""
+    return {"name": spec.name, "path": str(spec.path), "qubits": spec.num_qubits, "layers": spec.layers,
+            "weights": len(spec.weights), "outputs": len(spec.observables), "qasm": spec.qasm,
+            "sha256": hashlib.sha256(spec.qasm.encode()).hexdigest()}
+
+
+def versions() -> dict:
+    """The versions of Python and of the packages that produce a run's numbers (config.json's ``versions``)."""
+    pkgs = ["qmedimg", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
+            "torch", "medmnist", "numpy"]
+    return {"python": platform.python_version(), **{p: version(p) for p in pkgs}}
+
+
+def recorded_sha256(record: dict, where: str | Path) -> str | None:
+    """The sha256 config.json records of the run's data file (None: none recorded), or one line if damaged."""
+    recorded = record.get("dataset")
+    recorded = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if recorded is not None and not isinstance(recorded, str):
+        raise QmedimgError(f"{where}: dataset.sha256 is {recorded!r:.40}, not the data file's sha256 text; restore "
+                           "the file or train again")
+    return recorded
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    """An image's (C, H, W) or a volume's (1, D, H, W) shape as a sentence says it."""
+    if len(shape) == 4:
+        return f"{'×'.join(map(str, shape[1:]))} volumes"
+    return f"{shape[1]}×{shape[2]} {'gray' if shape[0] == 1 else 'RGB'} images"
+
+
+def read_test_split(path: str | Path, data: RecordedData, classes: list[int] | None = None) -> Split:
+    """The test split of a MedMNIST-layout npz (``test_images`` and ``test_labels`` suffice; other arrays
+    are not read), as the run's data: gray (N, H, W) or (N, H, W, 1), RGB (N, H, W, 3), volumes (N, D, H, W)
+    — channel-first too — of the run's size, uint8 (or whole numbers 0..255); labels in the run's data file's
+    numbering, the run's ``classes`` kept and renumbered as in training (every image of the split: a run's
+    ``limit`` was for its own data). One line naming the file when it is not the run's kind: another image
+    shape, channels or 2D/3D, another task, a label the run does not have, or other ``label_names``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise QmedimgError(f"data file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in ("test_images", "test_labels") if key not in npz.files]
+            if missing:
+                raise QmedimgError(f"{path} has no '{missing[0]}' array; a test file needs test_images and "
+                                   "test_labels (MedMNIST's layout)")
+            images, labels = npz["test_images"], npz["test_labels"]
+            names = npz["label_names"] if "label_names" in npz.files else None
+    except QmedimgError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise QmedimgError(f"{path} is not a readable npz archive ({reason}); expected a MedMNIST-layout npz") from None
+    images = _run_images(images, data, path)
+    labels = _run_labels(labels, names, data, classes, path)
+    if len(labels) != len(images):
+        raise QmedimgError(f"{path}: the test split has {len(images)} images but {len(labels)} labels")
+    if classes is not None and not data.multi_label:
+        keep = labels >= 0
+        images, labels = images[keep], labels[keep]
+    if len(labels) == 0:
+        raise QmedimgError(f"{path}: the test split holds no image of the run's classes ({', '.join(data.label_names)})")
+    return Split(np.ascontiguousarray(images), labels)
+
+
+def _run_images(images: np.ndarray, data: RecordedData, path: Path) -> np.ndarray:
+    """``images`` channel-first uint8 if they are the run's kind, else one line naming the layouts it takes."""
+    side = (data.size,) * data.dims
+    if data.dims == 3:
+        layouts = [(*side,), (1, *side)]
+    else:
+        layouts = [(*side,), (*side, 1), (1, *side)] if data.channels == 1 else [(*side, 3), (3, *side)]
+    if images.shape[1:] not in layouts:
+        taken = " or ".join(str(("N", *shape)).replace("'", "") for shape in layouts)
+        raise QmedimgError(f"{path}: test_images have shape {images.shape}, but the run was trained on "
+                           f"{_shape_text((data.channels, *side))}: {taken}")
+    if images.ndim == data.dims + 1:
+        images = images[:, None]
+    elif images.shape[-1] == data.channels and images.shape[1] != data.channels:
+        images = images.transpose(0, 3, 1, 2)
+    if images.dtype != np.uint8 and not _whole_numbers(images, 255):
+        raise QmedimgError(f"{path}: test_images have dtype {images.dtype} and values outside whole numbers 0..255; "
+                           "expected uint8")
+    return images.astype(np.uint8, copy=False)
+
+
+def _run_labels(labels: np.ndarray, names, data: RecordedData, classes: list[int] | None, path: Path) -> np.ndarray:
+    """``labels`` as the run numbers them (-1: an image of a class the run left out), else one line."""
+    task = f"the run is {data.task} ({', '.join(data.label_names)})"
+    multi = labels.ndim == 2 and labels.shape[1] > 1
+    labels = labels.reshape(-1) if labels.ndim == 2 and not multi else labels
+    if multi != data.multi_label or labels.ndim != (2 if multi else 1):
+        what = "one column per label (multi-label)" if multi else f"of shape {labels.shape}"
+        raise QmedimgError(f"{path}: test_labels are {what}, but {task}")
+    if not _whole_numbers(labels, 1 if multi else 2**53):
+        raise QmedimgError(f"{path}: test_labels of dtype {labels.dtype} are not whole numbers "
+                           f"{'0 or 1' if multi else '>= 0'}; {task}")
+    labels = labels.astype(np.int64)
+    if names is not None:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise QmedimgError(f"{path}: label_names must be a 1-D array of strings, not {names.dtype} {names.shape}")
+        names = tuple(str(n) for n in names)
+    width = labels.shape[1] if multi else (len(names) if names is not None else None)
+    outside = np.flatnonzero(labels >= width) if width is not None and not multi else []
+    if len(outside):
+        raise QmedimgError(f"{path}: test_labels hold label {labels[outside[0]]} (index {outside[0]}), outside its "
+                           f"{width} label_names")
+    if classes is not None and width is not None and max(classes) >= width:
+        raise QmedimgError(f"{path}: the run kept classes {classes} of its data, but this file has {width}")
+    if classes is not None:
+        names = None if names is None else tuple(names[c] for c in classes)
+        if multi:
+            labels = labels[:, classes]
+        else:
+            relabel = np.full(max(int(labels.max(initial=0)), *classes) + 1, -1, dtype=np.int64)
+            relabel[classes] = np.arange(len(classes))
+            labels = relabel[labels]
+    if names is not None and names != data.label_names:
+        raise QmedimgError(f"{path}: label_names are {', '.join(names)}, but {task}")
+    if multi and labels.shape[1] != data.num_classes:
+        raise QmedimgError(f"{path}: test_labels have {labels.shape[1]} columns, but {task}")
+    outside = np.flatnonzero(labels >= data.num_classes) if not multi else np.array([], dtype=int)
+    if outside.size:
+        raise QmedimgError(f"{path}: test_labels hold label {labels[outside[0]]} (index {outside[0]}), but {task}: "
+                           f"labels 0..{data.num_classes - 1}")
+    return labels
+
+
+def _whole_numbers(a: np.ndarray, high: float) -> bool:
+    """True if ``a`` is numeric and every value is a whole number in 0..high."""
+    if a.dtype.kind not in "biuf":
+        return False
+    return a.size == 0 or bool(np.all(np.isfinite(a)) and np.all(a == np.floor(a)) and a.min() >= 0 and a.max() <= high)
