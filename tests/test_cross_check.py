@@ -33,7 +33,7 @@ def registry(tmp_path):
 
 def study(run, registry, out, *extra):
     return main(["noise-study", str(run), "--backend", "manila", "--backends", str(registry), "--scales", "0,1",
-                 "--mitigation", "none", "--limit", "8", "--out", str(out), "--quiet", *extra])
+                 "--mitigation", "none", "--test-limit", "8", "--out", str(out), "--quiet", *extra])
 
 
 def test_cross_check_rows_are_aer_keyed_apart_and_compared_in_the_summary(tiny_run, registry, tmp_path, capsys):
@@ -45,6 +45,8 @@ def test_cross_check_rows_are_aer_keyed_apart_and_compared_in_the_summary(tiny_r
     assert (noisy["simulator"], noisy["simulation"], noisy["trajectories"]) == ("qmedimg", "trajectories", "200")
     assert 0 < float(noisy["statistical_error"]) < 0.2 and noisy["cross_check"] == ""
     assert (ideal["simulator"], ideal["simulation"], ideal["statistical_error"]) == ("aer", "statevector", "")
+    assert float(noisy["acc_statistical_error"]) >= 0 and ideal["acc_statistical_error"] == ""  # ACC's own error
+    assert "simulated by noise trajectories carry a statistical error: at most" in (out / "summary.md").read_text()
 
     assert study(tiny_run, registry, out, "--cross-check", "1") == 0
     assert computed(out) == 1, "the sampler's row was taken for the Aer cross-check, or the grid recomputed"
@@ -86,7 +88,7 @@ def test_cross_check_rows_are_aer_keyed_apart_and_compared_in_the_summary(tiny_r
 def test_a_negative_cross_check_is_one_line_and_writes_nothing(tiny_run, tmp_path, capsys):
     out = tmp_path / "study"
     assert main(["noise-study", str(tiny_run), "--backend", "fake_manila", "--scales", "1", "--mitigation", "none",
-                 "--limit", "4", "--out", str(out), "--cross-check", "-1", "--quiet"]) == 2
+                 "--test-limit", "4", "--out", str(out), "--cross-check", "-1", "--quiet"]) == 2
     assert main(["width-study", "--dataset", "synthetic", "--limit", "24", "--qubits", "4", "--layers", "1",
                  "--backend", "fake_manila", "--scales", "1", "--mitigation", "none", "--cross-check", "-2",
                  "--out", str(out), "--quiet"]) == 2
@@ -121,12 +123,13 @@ def test_the_choice_is_noisy_exact_points_first_then_the_widest_heads_then_grid_
     assert choose_cross_checks(points, widths, set(), 3) == []
 
 
-def test_a_results_csv_from_before_the_simulation_columns_is_reused_and_upgraded(tiny_run, tmp_path):
+@pytest.mark.parametrize("past", [0, 3], ids=["before-simulation-columns", "before-acc-auc-errors"])
+def test_a_results_csv_from_before_the_simulation_columns_is_reused_and_upgraded(tiny_run, tmp_path, past):
     out = noise_study([tiny_run], backends=["exact"], limit=4, out=tmp_path / "study", progress=False)
     results = out / "results.csv"
     current = rows(results)
     with open(results, "w", newline="") as handle:  # what qmedimg wrote before the columns existed
-        writer = csv.DictWriter(handle, fieldnames=PAST_HEADERS[0], extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=PAST_HEADERS[past], extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(current)
     noise_study([tiny_run], backends=["exact"], limit=4, out=out, progress=False)

@@ -208,7 +208,7 @@ def test_noise_aware_without_a_noisy_device_is_one_line_and_writes_nothing(tmp_p
 def _row(seed, training, mitigation, decision, ideal_decision, labels, error=""):
     return {"backend": "fake_x", "qubits": "8", "layers": "2", "seed": str(seed), "scale": "1.0", "shots": "",
             "repeat": "0", "cross_check": "", "training": training, "mitigation": mitigation,
-            "zne_factors": "1;3;5" if "zne" in mitigation else "", "statistical_error": error,
+            "zne_factors": "1;3;5" if "zne" in mitigation else "", "acc_statistical_error": error,
             "per_image": {"labels": labels, "decision": decision, "ideal_decision": ideal_decision}}
 
 
@@ -216,7 +216,7 @@ def test_the_sentence_concludes_only_where_the_interval_excludes_zero():
     labels = np.array([0, 1] * 100)
     wrong = np.where(np.arange(200) < 60, 1 - labels, labels)  # 30 % of the images flipped by noise: a clear loss
     mitigated = np.where(np.arange(200) < 20, 1 - labels, labels)  # 10 % still flipped: 20 points recovered
-    rows_ = [_row(0, "ideal", "none", wrong, labels, labels, error="0.004"),
+    rows_ = [_row(0, "ideal", "none", wrong, labels, labels, error="0.0042"),
              _row(0, "noise-aware", "none", labels.copy(), wrong, labels),  # measured against the ideal run's exact ACC
              _row(0, "ideal", "readout+zne", mitigated, labels, labels)]
     lines = noise_aware_section(rows_, {"fake_x": "FakeX"}).splitlines()
@@ -225,7 +225,7 @@ def test_the_sentence_concludes_only_where_the_interval_excludes_zero():
     lost, recovered = table["ideal"], table["recovered"]
     assert lost.estimate == pytest.approx(30.0) and lost.low > 0
     assert (f"An 8×2 head trained ideally loses 30.0 points at calibrated noise [{lost.low:.1f}, {lost.high:.1f}] "
-            "(statistical error ≤ 0.004 per expectation value)") in line
+            "(statistical error of ACC ≤ 0.42 points)") in line
     assert "trained under noise it shows no difference (0.0 points: every image decided the same)" in line
     assert recovered.estimate == pytest.approx(20.0) and recovered.low > 0
     assert line.endswith(f"readout+zne recovers 20.0 points [{recovered.low:.1f}, {recovered.high:.1f}], at 3× the "

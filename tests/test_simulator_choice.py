@@ -39,8 +39,12 @@ def registry(tmp_path):
 def test_eval_files_record_the_simulator_its_trajectories_and_statistical_error(tiny_run_copy, registry, capsys):
     for name in ("sampled", "on_aer"):
         assert main(["evaluate", str(tiny_run_copy), "--backend", name, "--backends", str(registry)]) == 0
-    sampled = json.loads((tiny_run_copy / "eval-sampled.json").read_text())["simulation"]
-    on_aer = json.loads((tiny_run_copy / "eval-on_aer.json").read_text())["simulation"]
+    sampled_file = json.loads((tiny_run_copy / "eval-sampled.json").read_text())
+    on_aer_file = json.loads((tiny_run_copy / "eval-on_aer.json").read_text())
+    sampled, on_aer = sampled_file["simulation"], on_aer_file["simulation"]
+    spread = sampled_file["test_statistical_error"]  # what the trajectories' error does to ACC and AUC
+    assert set(spread) == {"acc", "auc"} and 0 <= spread["acc"] < 0.5 and "test_statistical_error" not in on_aer_file
+    assert "statistical error of the noise trajectories (at most): ACC" in capsys.readouterr().out
     assert sampled["simulator"] == "qmedimg" and sampled["method"] == "trajectories"
     assert sampled["trajectories"] == 300 and 0 < sampled["statistical_error"] < 0.1
     assert on_aer == {"method": "density_matrix", "simulator": "aer", "active_qubits": on_aer["active_qubits"],

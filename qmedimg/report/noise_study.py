@@ -108,7 +108,7 @@ def summary(rows: list[dict]) -> str:
               "images (1: they carry one number; the number of outputs: all carry their own)."]
     if any(r["auc"] == "nan" or r["ideal_auc"] == "nan" for r in rows):
         lines.append("AUC — : undefined, some classes are absent from the evaluated images (MedMNIST's multi-class "
-                     "AUC averages one-vs-rest over every class); a larger --limit includes them.")
+                     "AUC averages one-vs-rest over every class); a larger --test-limit includes them.")
     if any(r.get("effective_dimension", "") == "" for r in rows):
         lines.append("Effective dimension — : not recorded (rows from before qmedimg recorded it, or one image).")
     lines += ["",
@@ -123,6 +123,8 @@ def summary(rows: list[dict]) -> str:
             cells.append(f"{hit[0]:g}" if hit else f"> {scales.max():g}")
         lines.append(f"| {curve_label(key, many, group)} | {acc[0]:.4f} | " + " | ".join(cells) + " |")
     lines += ["", *_dimension_table(groups, many)]
+    if statistical_note(rows):
+        lines.append(statistical_note(rows))
     lines += ["", "## What mitigation recovers (at noise scale 1)", "",
               "| run / backend / shots / opt | mitigation | ACC | AUC | effective dimension | mean abs Δ | Δ vs none "
               "| shot cost |", "|---|---|---|---|---|---|---|---|"]
@@ -152,6 +154,22 @@ def summary(rows: list[dict]) -> str:
               "extra shots here (on hardware, TREX adds calibration shots).",
               "Plots: `accuracy_vs_noise.png`, `expectation_error.png`" + (", `circuits.png`" if many else "") + "."]
     return "\n".join(lines) + "\n"
+
+
+def statistical_note(rows: list[dict]) -> str:
+    """The sentence on the statistical error of rows simulated by noise trajectories: the largest of their ACC
+    and AUC (upper estimates: :func:`qmedimg.metrics.statistical_spread`), or '' when no row has one."""
+    sampled = [r for r in rows if r.get("acc_statistical_error", "") not in ("", None)]
+    if not sampled:
+        return ""
+    acc = max(float(r["acc_statistical_error"]) for r in sampled)
+    auc = max((float(r["auc_statistical_error"]) for r in sampled if r.get("auc_statistical_error", "") != ""
+               and np.isfinite(float(r["auc_statistical_error"]))), default=None)
+    auc_text = f" and of AUC {auc:.4f}" if auc is not None else ""
+    return (f"{len(sampled)} row{'s' * (len(sampled) != 1)} simulated by noise trajectories carry a statistical "
+            f"error: at most {100 * acc:.2f} ACC points{auc_text} (the spread of each metric when every expectation "
+            "value moves by its row's largest standard error; columns acc_statistical_error and "
+            "auc_statistical_error of results.csv).")
 
 
 CROSS_CHECKED = (("acc", "ACC"), ("auc", "AUC"), ("mean_abs_expectation_error", "mean abs Δ expectation"))

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from qmedimg.report.intervals import Interval, correct, seeded_difference
+from qmedimg.report.noise_study import statistical_note
 from qmedimg.report.plots import save_figure
 
 WITHIN = 1.0  # points of ACC: "stays within 1 point of its ideal accuracy"
@@ -144,7 +145,10 @@ def summary(rows: list[dict], skipped: list[dict], *, devices: dict[str, str], d
              f"Circuit {circuit}, {source or 'data as configured'}, seeds {', '.join(map(str, seeds))}; "
              f"{'exact expectation values' if shots == '' else shots + ' shots'}. Accuracy lost = ideal (exact) test "
              "ACC − test ACC at noise scale 1 (as calibrated), in points (× 100), mean over seeds; head eff. dim = the "
-             "participation ratio of the head's outputs at scale 1 (how many numbers it carries).", "",
+             "participation ratio of the head's outputs at scale 1 (how many numbers it carries). The 1-point "
+             "threshold of the sentences below is applied to those means, not a test: one test image can be worth "
+             "more than a point, and only a paired interval (the noise-aware section, with --noise-aware) says "
+             "whether a loss can be told from zero.", "",
              "## Per device", ""]
     for backend, device in devices.items():
         named = backend if device == backend else f"{backend} ({device})"
@@ -167,6 +171,8 @@ def summary(rows: list[dict], skipped: list[dict], *, devices: dict[str, str], d
                          f"{_number(f['fidelity'], '.3f')} | "
                          f"{f['ideal_acc']:.4f} | {f['acc']:.4f} | {f['lost']:.1f} | {f['ideal_auc']:.4f} | "
                          f"{f['auc']:.4f} | {_number(f['effective_dimension'], '.2f')} |{extra}")
+    if statistical_note(rows):
+        lines += ["", statistical_note(rows)]
     costly = [(lost, b, h) for lost, b, h in losses if lost >= WITHIN - 1e-9]
     lines += ["", "## Where noise starts to cost accuracy", ""]
     if costly:
@@ -271,7 +277,7 @@ head's exact ACC on the same images."""
 def strategy_losses(rows: list[dict], backend: str, *, resamples: int = 2000, level: float = 0.95,
                     seed: int = 0) -> dict[tuple, dict]:
     """{(qubits, layers): {strategy: Interval in points, "recovered": Interval, "factors": N, "errors":
-    {strategy: largest statistical error or None}}} on ``backend`` at scale 1, from rows holding
+    {strategy: largest statistical error of ACC, in points, or None}}} on ``backend`` at scale 1, from rows holding
     ``per_image`` (labels, decision, ideal_decision): per seed, paired on that seed's images, against the
     ideally trained head's exact decisions; a strategy no row of the head has is left out."""
     shots, by = primary_shots(rows), {}
@@ -300,8 +306,8 @@ def strategy_losses(rows: list[dict], backend: str, *, resamples: int = 2000, le
                     pairs.setdefault("recovered", []).append((scored, noisy))
         figures = {name: seeded_difference(p, resamples=resamples, level=level, seed=seed).scaled(100)
                    for name, p in pairs.items()}
-        figures["errors"] = {name: max((float(r["statistical_error"]) for r in group
-                                        if r.get("statistical_error", "") != ""), default=None)
+        figures["errors"] = {name: max((100 * float(r["acc_statistical_error"]) for r in group
+                                        if r.get("acc_statistical_error", "") != ""), default=None)
                              for name, group in used.items()}
         zne = used.get("mitigated")
         figures["factors"] = len(zne[0]["zne_factors"].split(";")) if zne and zne[0].get("zne_factors") else 1
@@ -312,7 +318,7 @@ def strategy_losses(rows: list[dict], backend: str, *, resamples: int = 2000, le
 def _said(subject: str, iv: Interval, up: str, down: str, noun: str, where: str = "", error=None) -> str:
     """A clause with a conclusion word only where the interval excludes zero (``up`` for a positive figure,
     ``down`` for a negative one), else the figure and the note that its interval includes zero."""
-    err = f" (statistical error ≤ {error:.2g} per expectation value)" if error is not None else ""
+    err = f" (statistical error of ACC ≤ {error:.2f} points)" if error is not None else ""
     if iv.all_zero:
         return f"{subject} shows no difference{where} (0.0 points: every image decided the same){err}"
     if iv.excludes_zero:

@@ -74,15 +74,18 @@ COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitiga
            "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "effective_dimension",
            "ideal_effective_dimension", "head_outputs", "mean_abs_expectation_error",
            "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "cross_check", "training",
-           "simulation", "simulator", "trajectories", "statistical_error", "wall_s", "inputs"]
+           "simulation", "simulator", "trajectories", "statistical_error", "acc_statistical_error",
+           "auc_statistical_error", "wall_s", "inputs"]
 # results.csv files written before the simulation columns were recorded (blank: a grid point, simulation unknown)
 SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", "statistical_error")
 # and before the head's effective dimension was recorded: upgraded, rows kept
 ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
 TRAINING_COLUMNS = ("training",)  # before the training mode was recorded: those rows read ideal
-LEGACY_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
-PAST_HEADERS = ([c for c in COLUMNS if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
-                [c for c in COLUMNS if c not in TRAINING_COLUMNS])
+METRIC_ERROR_COLUMNS = ("acc_statistical_error", "auc_statistical_error")  # before ACC/AUC errors: blank
+_NOW = [c for c in COLUMNS if c not in METRIC_ERROR_COLUMNS]
+LEGACY_COLUMNS = [c for c in _NOW if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
+PAST_HEADERS = ([c for c in _NOW if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
+                [c for c in _NOW if c not in TRAINING_COLUMNS], _NOW)
 """Headers older qmedimg wrote: read with the missing cells blank, upgraded in place."""
 
 
@@ -328,7 +331,7 @@ def _provenance(points: int, checks: int, computed: int, changed: int, lost: int
     also = f" and {checks} cross-check point{'s' * (checks != 1)}" if checks else ""
     line = f"\n{points} grid points{also}: {total - computed} reused from results.csv, {computed} computed now"
     if changed:
-        line += (f"; {changed} of them recomputed because their inputs changed (checkpoint or config, --limit or "
+        line += (f"; {changed} of them recomputed because their inputs changed (checkpoint or config, --test-limit or "
                  "the backend's definition) — the earlier rows stay in results.csv, left out of this summary")
     if lost:
         line += f"; {lost} recomputed because their per-image file (point-<id>.npz) was missing"

@@ -38,7 +38,7 @@ from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
 from qmedimg.files import write_atomic
-from qmedimg.metrics import compute_metrics, decisions
+from qmedimg.metrics import compute_metrics, decisions, statistical_spread
 from qmedimg.model import head_angles, ideal_head_values, participation_ratio, probs_from_head
 from qmedimg.rundir import TrainConfig, load_run, training_backend
 
@@ -268,6 +268,9 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
         report = backend.transpile_report(run.model.spec) or {}
         simulation = backend.record(run.model.spec).get("simulation") or {}  # kinds that simulate say how
         factors = backend.zne_factors() if "zne" in point.mitigation else []
+        error = simulation.get("statistical_error")
+        spread = statistical_spread(labels, values, error, lambda v: probs_from_head(run.model, v),
+                                    run.dataset.task, run.threshold) if error else {}
         rows.append({
             "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
             "backend": point.backend, "device": backend.device_name, "scale": text(point.scale),
@@ -284,7 +287,8 @@ def run_study_cell(cell: StudyCell) -> list[dict]:
             "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
             "simulation": simulation.get("method", ""), "simulator": simulation.get("simulator", ""),
             "trajectories": text(simulation.get("trajectories")),
-            "statistical_error": text(simulation.get("statistical_error")),
+            "statistical_error": text(error), "acc_statistical_error": text(spread.get("acc")),
+            "auc_statistical_error": text(spread.get("auc")),
             "wall_s": round(wall, 3), "inputs": inputs,
             PER_IMAGE: per_image(labels, probs, ideal_probs, run.dataset.task, run.threshold)})
     return rows

@@ -1,0 +1,34 @@
+"""The statistical error of ACC/AUC from head values that carry one (metrics.statistical_spread)."""
+
+import numpy as np
+import pytest
+
+from qmedimg.metrics import statistical_spread
+
+
+def probs_of(values):
+    """A one-output head read as P(class 1) (clipped to [0, 1])."""
+    p = np.clip(values[:, 0], 0, 1)
+    return np.stack([1 - p, p], axis=1)
+
+
+def test_an_image_on_the_threshold_makes_acc_a_coin_flip_of_one_image():
+    labels = np.array([1, 1])
+    values = np.array([[0.5], [0.9]])  # the first image sits on the 0.5 threshold, the second far from it
+    spread = statistical_spread(labels, values, 0.01, probs_of, "binary-class", 0.5, draws=400)
+    assert spread["acc"] == pytest.approx(0.25, abs=0.02)  # ACC 0.5 or 1.0, each half the time
+
+
+def test_values_far_from_the_threshold_give_no_acc_error_and_it_grows_with_the_error():
+    labels = np.array([0, 1, 0, 1])
+    values = np.array([[0.1], [0.9], [0.2], [0.8]])
+    assert statistical_spread(labels, values, 0.01, probs_of, "binary-class", 0.5)["acc"] == 0.0
+    small, large = (statistical_spread(labels, values, e, probs_of, "binary-class", 0.5)["acc"] for e in (0.2, 0.5))
+    assert 0 < small < large
+
+
+def test_it_is_seeded():
+    labels = np.array([0, 1, 1])
+    values = np.array([[0.45], [0.55], [0.5]])
+    first, again = (statistical_spread(labels, values, 0.05, probs_of, "binary-class", 0.5, seed=3) for _ in range(2))
+    assert first == again and first["auc"] > 0
