@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from qmedimg.data import MULTI_LABEL, Dataset, Split
+from qmedimg.data.datasets import LabelSpace, read_npz, whole_numbers
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
 
@@ -41,7 +42,7 @@ TASKS = ("binary-class", "multi-class", MULTI_LABEL)
 
 
 @dataclass(frozen=True, eq=False)
-class RecordedData:
+class RecordedData(LabelSpace):
     """A run's data as its config.json records it, spelled as :class:`~qmedimg.data.Dataset` spells it
     (``name``, ``task``, ``label_names``, ``channels``, ``size``, ``dims``, ``num_classes``,
     ``multi_label``); its ``train``, ``val`` and ``test`` splits come from ``load()`` (the data file,
@@ -90,15 +91,6 @@ class RecordedData:
                                "recorded; restore the file or train again")
         return cls(record["name"], record["task"], tuple(names), record["channels"], record["size"], record["dims"],
                    record.get("source", ""), load=load)
-
-    @property
-    def num_classes(self) -> int:
-        """Classes, or labels of a multi-label dataset: the network's outputs."""
-        return len(self.label_names)
-
-    @property
-    def multi_label(self) -> bool:
-        return self.task == MULTI_LABEL
 
     @functools.cached_property
     def loaded(self) -> Dataset:
@@ -161,21 +153,9 @@ def read_test_split(path: str | Path, data: RecordedData, classes: list[int] | N
     shape, channels or 2D/3D, another task, a label the run does not have, or other ``label_names``.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise QmedimgError(f"data file {path} not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in ("test_images", "test_labels") if key not in npz.files]
-            if missing:
-                raise QmedimgError(f"{path} has no '{missing[0]}' array; a test file needs test_images and "
-                                   "test_labels (MedMNIST's layout)")
-            images, labels = npz["test_images"], npz["test_labels"]
-            names = npz["label_names"] if "label_names" in npz.files else None
-    except QmedimgError:
-        raise
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise QmedimgError(f"{path} is not a readable npz archive ({reason}); expected a MedMNIST-layout npz") from None
+    arrays, names = read_npz(path, ("test_images", "test_labels"),
+                             "a test file needs test_images and test_labels (MedMNIST's layout)")
+    images, labels = arrays["test_images"], arrays["test_labels"]
     images = _run_images(images, data, path)
     labels = _run_labels(labels, names, data, classes, path)
     if len(labels) != len(images):
@@ -203,7 +183,7 @@ def _run_images(images: np.ndarray, data: RecordedData, path: Path) -> np.ndarra
         images = images[:, None]
     elif images.shape[-1] == data.channels and images.shape[1] != data.channels:
         images = images.transpose(0, 3, 1, 2)
-    if images.dtype != np.uint8 and not _whole_numbers(images, 255):
+    if images.dtype != np.uint8 and not whole_numbers(images, 255):
         raise QmedimgError(f"{path}: test_images have dtype {images.dtype} and values outside whole numbers 0..255; "
                            "expected uint8")
     return images.astype(np.uint8, copy=False)
@@ -217,14 +197,10 @@ def _run_labels(labels: np.ndarray, names, data: RecordedData, classes: list[int
     if multi != data.multi_label or labels.ndim != (2 if multi else 1):
         what = "one column per label (multi-label)" if multi else f"of shape {labels.shape}"
         raise QmedimgError(f"{path}: test_labels are {what}, but {task}")
-    if not _whole_numbers(labels, 1 if multi else 2**53):
+    if not whole_numbers(labels, 1 if multi else 2**53):
         raise QmedimgError(f"{path}: test_labels of dtype {labels.dtype} are not whole numbers "
                            f"{'0 or 1' if multi else '>= 0'}; {task}")
     labels = labels.astype(np.int64)
-    if names is not None:
-        if names.ndim != 1 or names.dtype.kind not in "US":
-            raise QmedimgError(f"{path}: label_names must be a 1-D array of strings, not {names.dtype} {names.shape}")
-        names = tuple(str(n) for n in names)
     width = labels.shape[1] if multi else (len(names) if names is not None else None)
     outside = np.flatnonzero(labels >= width) if width is not None and not multi else []
     if len(outside):
@@ -250,9 +226,3 @@ def _run_labels(labels: np.ndarray, names, data: RecordedData, classes: list[int
                            f"labels 0..{data.num_classes - 1}")
     return labels
 
-
-def _whole_numbers(a: np.ndarray, high: float) -> bool:
-    """True if ``a`` is numeric and every value is a whole number in 0..high."""
-    if a.dtype.kind not in "biuf":
-        return False
-    return a.size == 0 or bool(np.all(np.isfinite(a)) and np.all(a == np.floor(a)) and a.min() >= 0 and a.max() <= high)

@@ -39,16 +39,12 @@ class Split:
     labels: np.ndarray  # int64, (N,); multi-label: (N, K) of 0/1
 
 
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    name: str
-    task: str  # "binary-class", "multi-class" or "multi-label, binary-class"
+class LabelSpace:
+    """What a data set's ``label_names`` and ``task`` say of the network's outputs: shared by a loaded
+    :class:`Dataset` and a run's record of one (:class:`qmedimg.artifact.RecordedData`)."""
+
     label_names: tuple[str, ...]
-    train: Split
-    val: Split
-    test: Split
-    source: str  # path of the npz read, or "synthetic"
-    sha256: str  # of that npz ("" for synthetic)
+    task: str
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +55,18 @@ class Dataset:
     def multi_label(self) -> bool:
         """Labels (N, K) of 0/1, one sigmoid output each (MedMNIST's "multi-label, binary-class")."""
         return self.task == MULTI_LABEL
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset(LabelSpace):
+    name: str
+    task: str  # "binary-class", "multi-class" or "multi-label, binary-class"
+    label_names: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    source: str  # path of the npz read, or "synthetic"
+    sha256: str  # of that npz ("" for synthetic)
 
     @property
     def channels(self) -> int:
@@ -112,7 +120,7 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
         if data_root is not None:
             raise QmedimgError("data_root is only for MedMNIST flags; with data_file give the npz path itself")
         path = Path(data_file).expanduser()
-        arrays, names = _read_npz(path)
+        arrays, names = read_npz(path)
         ds = _build(path.stem, arrays, names, path)
         if size != 28 and size != ds.size:
             shape = f"{ds.size}³ volumes" if ds.dims == 3 else f"{ds.size}x{ds.size} images"
@@ -124,7 +132,7 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
     else:
         flag, path = _flag_file(dataset, data_root, size)
         labels = _medmnist_info()[flag]["label"]
-        ds = _build(flag, _read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path, medmnist=True)
+        ds = _build(flag, read_npz(path)[0], tuple(labels[str(i)] for i in range(len(labels))), path, medmnist=True)
         if ds.size != size:  # e.g. a 28×28 file saved under MedMNIST+'s name for 64×64
             raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but its name says size {size} "
                                f"(MedMNIST names files {flag}.npz for 28, {flag}_{{size}}.npz for 64/128/224)")
@@ -215,16 +223,18 @@ def _download(python_class: str, root: Path, size: int, path: Path) -> bool:
         socket.setdefaulttimeout(old_timeout)
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
-    """Read the six MedMNIST arrays (and optional label_names) from an npz."""
+def read_npz(path: Path, keys: tuple[str, ...] = KEYS,
+             needs: str = f"a data file needs {', '.join(KEYS)}") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """Read ``keys`` (the six MedMNIST arrays) and the optional label_names from an npz, never unpickling;
+    one line naming the file when it is missing, unreadable or lacks a key (``needs`` says what it needs)."""
     if not path.is_file():
         raise QmedimgError(f"data file {path} not found")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in KEYS if key not in npz.files]
+            missing = [key for key in keys if key not in npz.files]
             if missing:
-                raise QmedimgError(f"{path} has no '{missing[0]}' array; a data file needs {', '.join(KEYS)}")
-            arrays = {key: npz[key] for key in KEYS}
+                raise QmedimgError(f"{path} has no '{missing[0]}' array; {needs}")
+            arrays = {key: npz[key] for key in keys}
             names = npz["label_names"] if "label_names" in npz.files else None
     except QmedimgError:
         raise
@@ -250,7 +260,7 @@ def _images(a: np.ndarray, where: str) -> np.ndarray:
     elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
         raise QmedimgError(f"{where} has shape {a.shape}; expected (N, H, W) gray or (N, H, W, 3) RGB images, "
                            "or (N, D, H, W) volumes")
-    if a.dtype != np.uint8 and not _whole_numbers(a, 255):
+    if a.dtype != np.uint8 and not whole_numbers(a, 255):
         raise QmedimgError(f"{where} has dtype {a.dtype} and values outside whole numbers 0..255; expected uint8")
     return np.ascontiguousarray(a, dtype=np.uint8)
 
@@ -258,18 +268,18 @@ def _images(a: np.ndarray, where: str) -> np.ndarray:
 def _labels(a: np.ndarray, where: str) -> np.ndarray:
     """Class labels (N,) from (N,) or (N, 1); or, for multi-label data (N, K) with K > 1, 0/1 per label."""
     if a.ndim == 2 and a.shape[1] > 1:
-        if not _whole_numbers(a, 1):
+        if not whole_numbers(a, 1):
             bad = a[(a != 0) & (a != 1)].reshape(-1)[:1]
             raise QmedimgError(f"{where} has shape {a.shape}: multi-label data (one column per label) must hold 0 or 1, "
                                f"found {bad[0] if bad.size else a.dtype}")
         return a.astype(np.int64)
     a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
-    if a.ndim != 1 or not _whole_numbers(a, MAX_LABEL):  # beyond it a float or uint64 label wraps in int64
+    if a.ndim != 1 or not whole_numbers(a, MAX_LABEL):  # beyond it a float or uint64 label wraps in int64
         raise QmedimgError(f"{where} has shape {a.shape} dtype {a.dtype}; expected integer labels >= 0 of shape (N, 1)")
     return a.astype(np.int64)
 
 
-def _whole_numbers(a: np.ndarray, high: float) -> bool:
+def whole_numbers(a: np.ndarray, high: float) -> bool:
     """True if `a` is numeric and every value is a whole number in 0..high (finite: inf == floor(inf))."""
     if a.dtype.kind not in "biuf":
         return False
