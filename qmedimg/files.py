@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -27,6 +28,16 @@ from qmedimg.errors import QmedimgError
 _UMASK = os.umask(0o022)  # read once: mkstemp makes 0600 files, results get the usual 0666 & ~umask
 os.umask(_UMASK)
 
+
+def shipped(name: str) -> Path:
+    """Where one of qmedimg's own top-level files is (``circuits``, ``backends.yaml``): in the source tree this
+    module runs from (a checkout or an editable install, whose ``pyproject.toml`` is there: edits count at
+    once), else the copy a wheel ships as ``qmedimg/_shipped/NAME`` (setup.py puts it there), found through
+    importlib.resources (pip unpacks a wheel, so that copy is a real file or directory)."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / name).exists():
+        return root / name
+    return Path(str(resources.files("qmedimg") / "_shipped" / name))
 
 def os_error(path: Path | str, exc: OSError, doing: str = "cannot write") -> QmedimgError:
     """One line for an OSError on ``path``: the file and the operating system's reason."""

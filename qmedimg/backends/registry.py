@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -30,23 +29,12 @@ from qmedimg.backends.fake import FakeBackend
 from qmedimg.backends.ibm import IbmBackend
 from qmedimg.backends.options import entry_error, quoted, with_keys
 from qmedimg.errors import QmedimgError
+from qmedimg.files import shipped
 
 KINDS: dict[str, type[Backend]] = {cls.kind: cls for cls in (ExactBackend, AerBackend, FakeBackend, IbmBackend)}
 """Every backend kind by its ``kind:`` name."""
 
-
-def _own_registry() -> Path:
-    """Where qmedimg's own ``backends.yaml`` is (the last choice of :func:`registry_path`): the top-level file of
-    the source tree this module runs from (a checkout or an editable install, so edits there count at once), else
-    the copy a wheel ships as ``qmedimg/_shipped/backends.yaml`` (setup.py puts it there), found through
-    importlib.resources."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "backends.yaml").is_file():
-        return root / "backends.yaml"
-    return Path(str(resources.files("qmedimg") / "_shipped" / "backends.yaml"))
-
-
-DEFAULT_FILE: Path = _own_registry()
+DEFAULT_FILE: Path = shipped("backends.yaml")  # the checkout's own, or the wheel's copy
 SECRET_KEY = re.compile(r"token|api[_-]?key|secret|password|credential", re.IGNORECASE)
 CREDENTIALS_HINT = ("credentials never go in a backends file: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
                     "or run QiskitRuntimeService.save_account(token=..., instance=...) once")

@@ -14,7 +14,6 @@ import re
 import traceback
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,20 +25,9 @@ from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 
 from qmedimg.errors import QmedimgError
+from qmedimg.files import shipped
 
-
-def _own_circuits() -> Path:
-    """Where qmedimg's own circuit templates are (the default ``directory`` below): the top-level ``circuits/``
-    of the source tree this module runs from (a checkout or an editable install, so edits there count at once),
-    else the copy a wheel ships as ``qmedimg/_shipped/circuits`` (setup.py puts it there), found through
-    importlib.resources. pip always unpacks a wheel, so that copy is a real directory."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "circuits").is_dir():
-        return root / "circuits"
-    return Path(str(resources.files("qmedimg") / "_shipped" / "circuits"))
-
-
-CIRCUITS_DIR: Path = _own_circuits()
+CIRCUITS_DIR: Path = shipped("circuits")  # the checkout's own, or the wheel's copy
 
 _INPUT = re.compile(r"x(\d+)")
 _TOKEN = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\*)?((?:[IXYZ]\d+)+)")
