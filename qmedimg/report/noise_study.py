@@ -123,8 +123,9 @@ def summary(rows: list[dict]) -> str:
             cells.append(f"{hit[0]:g}" if hit else f"> {scales.max():g}")
         lines.append(f"| {curve_label(key, many, group)} | {acc[0]:.4f} | " + " | ".join(cells) + " |")
     lines += ["", *_dimension_table(groups, many)]
-    if statistical_note(rows):
-        lines.append(statistical_note(rows))
+    note = statistical_note(rows)
+    if note:
+        lines.append(note)
     lines += ["", "## What mitigation recovers (at noise scale 1)", "",
               "| run / backend / shots / opt | mitigation | ACC | AUC | effective dimension | mean abs Δ | Δ vs none "
               "| shot cost |", "|---|---|---|---|---|---|---|---|"]

@@ -171,8 +171,9 @@ def summary(rows: list[dict], skipped: list[dict], *, devices: dict[str, str], d
                          f"{_number(f['fidelity'], '.3f')} | "
                          f"{f['ideal_acc']:.4f} | {f['acc']:.4f} | {f['lost']:.1f} | {f['ideal_auc']:.4f} | "
                          f"{f['auc']:.4f} | {_number(f['effective_dimension'], '.2f')} |{extra}")
-    if statistical_note(rows):
-        lines += ["", statistical_note(rows)]
+    note = statistical_note(rows)
+    if note:
+        lines += ["", note]
     costly = [(lost, b, h) for lost, b, h in losses if lost >= WITHIN - 1e-9]
     lines += ["", "## Where noise starts to cost accuracy", ""]
     if costly:

@@ -82,10 +82,10 @@ SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", 
 ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
 TRAINING_COLUMNS = ("training",)  # before the training mode was recorded: those rows read ideal
 METRIC_ERROR_COLUMNS = ("acc_statistical_error", "auc_statistical_error")  # before ACC/AUC errors: blank
-_NOW = [c for c in COLUMNS if c not in METRIC_ERROR_COLUMNS]
-LEGACY_COLUMNS = [c for c in _NOW if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
-PAST_HEADERS = ([c for c in _NOW if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
-                [c for c in _NOW if c not in TRAINING_COLUMNS], _NOW)
+_BEFORE_METRIC_ERRORS = [c for c in COLUMNS if c not in METRIC_ERROR_COLUMNS]
+LEGACY_COLUMNS = [c for c in _BEFORE_METRIC_ERRORS if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
+PAST_HEADERS = ([c for c in _BEFORE_METRIC_ERRORS if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
+                [c for c in _BEFORE_METRIC_ERRORS if c not in TRAINING_COLUMNS], _BEFORE_METRIC_ERRORS)
 """Headers older qmedimg wrote: read with the missing cells blank, upgraded in place."""
 
 
