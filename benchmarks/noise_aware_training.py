@@ -51,7 +51,7 @@ def shifted_rows_rate(backend, spec, timed_rows: int = 4) -> tuple[float, int]:
     circuit, observables = backend.prepare(spec)
     rows_per_sample = 1 + 2 * circuit.num_parameters
     rows = np.random.default_rng(0).uniform(-np.pi, np.pi, (timed_rows, circuit.num_parameters))
-    estimator = backend.estimator
+    estimator = backend.training_head(spec)["estimator"]
     estimator.run([(circuit, [[o] for o in observables], rows[:1])]).result()  # noise model built, untimed
     start = time.perf_counter()
     estimator.run([(circuit, [[o] for o in observables], rows)]).result()
@@ -82,7 +82,7 @@ def main() -> None:
         spec = load_circuit("sel", qubits=qubits, layers=layers)
         extra = {} if args.training_trajectories is None else {"training_trajectories": args.training_trajectories}
         sampler = get_backend(args.backend, simulator="trajectories", **extra)
-        active = len(sampler.transpile_report(spec)["physical_qubits"])
+        active = len(sampler.describe(spec).transpile["physical_qubits"])
         line = []
         model = build_model(config, dataset, sampler)
         line.append(f"sampler ({sampler.entry.training_trajectories} trajectories) "

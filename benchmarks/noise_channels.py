@@ -5,7 +5,7 @@
 
 For each device it transpiles ``load_circuit("sel", qubits, layers)`` the way the backend does
 (``get_backend(name).prepare(spec)``), builds the noise model exactly as qmedimg does for that circuit's
-active qubits (``backend.estimator.prepare(isa)``: ``noise.calibration`` -> ``noise.noise_model`` at the
+active qubits (``backend.training_head(spec)["estimator"].prepare(isa)``: ``noise.calibration`` -> ``noise.noise_model`` at the
 entry's ``noise_scale``, 1 for the shipped entries) and prints, for every (instruction, qubits) of the
 model: the QuantumError's terms (count, probabilities), the operations inside each term classified as
 pauli / unitary / reset / kraus / superop, whether the error is a mixture of unitaries, the Kraus rank of
@@ -104,15 +104,15 @@ def inventory(name: str, qubits: int, layers: int, brief: bool) -> dict:
     spec = load_circuit("sel", qubits=qubits, layers=layers)
     prepared = backend.prepare(spec)
     small, physical = prepared.active
-    est = backend.estimator
+    est = backend.training_head(spec)["estimator"]
     p = est.prepare(prepared.circuit)  # exactly qmedimg's path: trim, calibration(scale), noise_model
     model = p.noise
     sim_circuit = p.variants[0][0]
-    print(f"\n=== {name}: device {backend.device.name}, noise_scale {est.noise_scale}, "
+    print(f"\n=== {name}: device {est.device.name}, noise_scale {est.noise_scale}, "
           f"{len(p.qubits)} active qubits {p.qubits}, method {p.method}")
     print(f"ISA ops (active part): {dict(small.count_ops())}; delays in ISA circuit: "
           f"{'delay' in prepared.circuit.count_ops()}")
-    target = backend.device.target
+    target = est.device.target
     t_rows = []
     for i, q in enumerate(p.qubits):
         qp = target.qubit_properties[q]
@@ -166,7 +166,7 @@ def inventory(name: str, qubits: int, layers: int, brief: bool) -> dict:
     unused = sorted({(n, q) for n, q, _, u in rows if u == 0 and n in ("sx", "x", "ecr", "cz")})
     circuit_noisy_ops = sorted({n for (n, q) in used if n in model._local_quantum_errors})
     circuit_noiseless_ops = sorted({n for (n, q) in used if n not in model._local_quantum_errors})
-    return {"name": name, "device": backend.device.name, "kinds": kinds, "max_rank": max_rank,
+    return {"name": name, "device": est.device.name, "kinds": kinds, "max_rank": max_rank,
             "n_readout": len(model._local_readout_errors), "ro_asym": ro_asym, "ratios": ratios,
             "noisy_instr": sorted(model._local_quantum_errors), "circuit_noisy_ops": circuit_noisy_ops,
             "circuit_noiseless_ops": circuit_noiseless_ops, "unused_gate_errors": len(unused),
@@ -217,7 +217,7 @@ def timing() -> None:
         backend = get_backend("fake_brisbane", **overrides)
         spec = load_circuit("sel", qubits=qubits, layers=2)
         circuit, observables = backend.prepare(spec)
-        est = backend.estimator
+        est = backend.training_head(spec)["estimator"]
         t0 = time.perf_counter()
         sim = est.simulation(circuit)
         t_prep = time.perf_counter() - t0

@@ -54,7 +54,7 @@ def main() -> None:
         return wide(args)
     spec = load_circuit(args.circuit)
     backend = get_backend("fake_brisbane")
-    device = backend.device
+    device = backend.training_head(spec)["estimator"].device
     isa, observables = backend.prepare(spec)
     rng = np.random.default_rng(0)
     print(f"circuit {spec.name}: {spec.num_qubits} qubits; device {device.name} ({device.num_qubits} qubits); "
@@ -72,8 +72,7 @@ def main() -> None:
 
     for name, overrides in (("fake_brisbane", {}), ("fake_brisbane_mitigated", {})):
         target = get_backend(name, **overrides)
-        circuit, obs = target.prepare(spec)
-        head = QuantumHead(spec, target.estimator, target.precision, circuit=circuit, observables=obs)
+        head = QuantumHead(spec, **target.training_head(spec))  # its estimator, ISA circuit, observables, precision
         angles = torch.from_numpy(rng.uniform(-np.pi, np.pi, (1024, spec.num_qubits)))
         with torch.no_grad():
             start = time.perf_counter()
@@ -105,7 +104,7 @@ def wide(args) -> None:
     backend = get_backend("fake_brisbane")
     start = time.perf_counter()
     backend.warm_up(spec)
-    estimator = backend.estimator
+    estimator = backend.training_head(spec)["estimator"]
     if args.trajectories:
         estimator.trajectories = args.trajectories
     simulation = estimator.simulation(backend.prepare(spec).circuit)
@@ -114,8 +113,8 @@ def wide(args) -> None:
     values = backend.run_head(HeadRequest(spec, weights, angles)).values
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     again = backend.with_overrides().run_head(HeadRequest(spec, weights, angles[:8])).values
-    report = backend.transpile_report(spec)
-    print(f"{spec.name} {spec.num_qubits} qubits x {spec.layers} layers on {backend.device.name}: "
+    report = backend.describe(spec).transpile
+    print(f"{spec.name} {spec.num_qubits} qubits x {spec.layers} layers on {estimator.device.name}: "
           f"{simulation['active_qubits']} active qubits, {report['two_qubit_gates']} two-qubit gates, "
           f"depth {report['depth']}; method {simulation['method']}"
           + (f", {simulation['trajectories']} trajectories per image" if simulation["trajectories"] else ""))

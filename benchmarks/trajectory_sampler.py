@@ -53,12 +53,12 @@ def main() -> None:
         backend = get_backend(args.backend, simulator=simulator, trajectories=args.trajectories)
         start = time.perf_counter()
         backend.warm_up(spec)
-        simulation = backend.estimator.simulation(backend.prepare(spec).circuit)
+        simulation = backend.describe(spec).simulation
         setup = time.perf_counter() - start
         start = time.perf_counter()
         values = backend.run_head(HeadRequest(spec, weights, angles[:count])).values
         wall = time.perf_counter() - start
-        simulation = backend.estimator.simulation(backend.prepare(spec).circuit)
+        simulation = backend.describe(spec).simulation  # after the run: its statistical error
         scaled = wall * len(angles) / count
         results[simulator] = (values, simulation["statistical_error"], scaled)
         print(f"  {simulation['simulator']:>7} {simulation['method']} ({simulation['active_qubits']} active qubits): "

@@ -17,6 +17,11 @@ Example::
 names, channels and size since the first runs, and ``dims`` since volumes: a record without ``dims`` is a
 2D run's (``BEFORE_FIELD``). A record lacking another of them, or none at all, gives ``None``: the run's
 data file is then read once for them (:func:`qmedimg.rundir.load_run`).
+
+Both files state their format version, ``"schema"``: config.json's is :data:`CONFIG_SCHEMA` (a file without
+one is version 1: every config.json written before the field), read through one migration,
+:func:`migrate_record`, one step per version; checkpoint.pt's is :data:`qmedimg.model.CHECKPOINT_SCHEMA`, its
+keys typed by :class:`Checkpoint`. A file of a newer schema than this qmedimg knows is refused in one line.
 """
 
 from __future__ import annotations
@@ -27,18 +32,92 @@ import platform
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypedDict
 
 import numpy as np
+import torch
 
 from qmedimg.data import MULTI_LABEL, Dataset, Split
 from qmedimg.data.datasets import LabelSpace, read_npz, whole_numbers
 from qmedimg.errors import QmedimgError
+from qmedimg.files import check_schema
 from qmedimg.quantum.circuits import CircuitSpec
 
 NEEDED = ("name", "task", "label_names", "channels", "size")  # what building and using the network reads
 BEFORE_FIELD = {"dims": 2}  # runs recorded before volumes existed were all on 2D images
 TASKS = ("binary-class", "multi-class", MULTI_LABEL)
+
+CONFIG_SCHEMA = 2
+"""config.json's format version, written as its ``"schema"``: 1 is every config.json written before the field,
+2 the first to record it. Only version 1 gets ``CONFIG_BEFORE_FIELD``: a field missing from a newer file gets
+TrainConfig's default, so a config field added later defaults to the behaviour from before it, or comes with a
+new version and its step in :data:`MIGRATIONS`."""
+
+# What a config field absent from a version-1 config.json means: the behaviour from before it existed
+# (for every model, then for one model: ResNet-18 had the 3×3 stem at every size before ``stem``).
+CONFIG_BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit", "amp": False, "stem": None, "threshold": 0.5,
+                       "balanced_sampling": False}
+CONFIG_BEFORE_FIELD_OF_MODEL = {"resnet18": {"stem": "3x3"}}
+
+
+def migrate_record(record: dict, where: str | Path) -> dict:
+    """config.json's contents (an object) as this qmedimg writes them (:data:`CONFIG_SCHEMA`): migrated one version
+    at a time (:data:`MIGRATIONS`), a new dict; one line naming ``where`` when a newer qmedimg wrote it (or its
+    ``"schema"`` is damaged). The file itself is never rewritten: a run's id digests its config as it is on disk.
+
+    Example::
+
+        migrate_record({"config": {"dataset": "synthetic", "out": "runs/a"}}, "runs/a/config.json")
+        # {"config": {"angle_map": "tanh", ..., "dataset": "synthetic", "out": "runs/a"}, "schema": 2}
+    """
+    version = check_schema(where, record.get("schema", 1), CONFIG_SCHEMA)
+    for step in range(version, CONFIG_SCHEMA):
+        record = {**MIGRATIONS[step](record), "schema": step + 1}
+    return record
+
+
+def _fields_from_before(record: dict) -> dict:
+    """Version 1 -> 2: the config fields a run predates mean the behaviour from before them
+    (``CONFIG_BEFORE_FIELD``, then ``CONFIG_BEFORE_FIELD_OF_MODEL``); anything else is kept as it is."""
+    config = record.get("config")
+    if not isinstance(config, dict):  # damaged: said by the reader, which needs a "config" object
+        return record
+    model = config.get("model", "hybrid")
+    before = CONFIG_BEFORE_FIELD_OF_MODEL.get(model, {}) if isinstance(model, str) else {}  # a list is unhashable
+    return {**record, "config": {**CONFIG_BEFORE_FIELD, **before, **config}}
+
+
+MIGRATIONS = {1: _fields_from_before}
+"""Version N -> N + 1 of config.json, for each N below :data:`CONFIG_SCHEMA`: a function of the record."""
+
+
+class _CheckpointCore(TypedDict):
+    """The keys every checkpoint holds, and their types (:data:`qmedimg.model.CHECKPOINT_KEYS`)."""
+
+    epoch: int  # the last finished epoch
+    model: dict[str, torch.Tensor]  # the network's weights after it (a state_dict)
+    averaged: dict[str, torch.Tensor]  # their moving average (``ema_decay``)
+    best_model: dict[str, torch.Tensor]  # the weights kept (``select``): what evaluate, predict and explain load
+    best: dict  # the kept epoch: {"epoch", "val_auc", "val_acc"}
+    optimizer: dict  # AdamW's state_dict
+    scheduler: dict  # the learning-rate schedule's state_dict
+    generator: torch.Tensor  # the random state of the training images' order and augmentation
+    torch_rng: torch.Tensor  # torch's global random state (dropout)
+    history: list[dict]  # one row per finished epoch: epoch, train_loss, train_acc, val_loss, val_acc, val_auc
+    train_seconds: float  # time in training steps, over all epochs
+    trained_samples: int  # images trained on, over all epochs
+    wall_seconds: float  # the run's wall-clock time so far
+
+
+class Checkpoint(_CheckpointCore, total=False):
+    """``checkpoint.pt``: what training saves after every epoch (``torch.save``, rewritten atomically) and
+    :func:`qmedimg.model.load_checkpoint` reads (``torch.load(weights_only=True)``: tensors, numbers, text, lists
+    and dicts, never code). Every checkpoint holds the keys of :data:`qmedimg.model.CHECKPOINT_KEYS` (typed in
+    its base class); these three only some."""
+
+    schema: int  # its format version (:data:`qmedimg.model.CHECKPOINT_SCHEMA`); none: 1, the same keys otherwise
+    cuda_rng: torch.Tensor  # CUDA's random state, when trained on a GPU
+    scaler: dict  # the float16 loss scaler's state_dict, when trained with ``amp``
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,22 +1,31 @@
 """The CPU cores this process may use (and the memory free for it): one number that torch's threads, the exact estimator's row
 threads and Aer's parallel experiments all follow.
 
-A process starts with every core it may run on. A grid cell sets its own share (``use_cores``) before
-it runs, wherever it runs (this process, or a Ray worker with ``num_cpus`` cores), so two cells on
-one machine do not each spread over every core, and a cell's arithmetic is the same wherever it ran:
-torch's reductions depend on its thread count (the same training with 1 and 2 threads ends with
-different float32 rounding), the row splitting does not.
+A process uses every core it may run on. A grid cell runs inside ``using_cores(n)``, its own share,
+wherever it runs (this process, or a Ray worker with ``num_cpus`` cores), so two cells on one machine
+do not each spread over every core, and a cell's arithmetic is the same wherever it ran: torch's
+reductions depend on its thread count (the same training with 1 and 2 threads ends with different
+float32 rounding), the row splitting does not.
+
+The share is not a module global: it lives in the running context (a :class:`~contextvars.ContextVar`,
+set and put back by ``using_cores``, so it ends with the ``with`` block). torch's thread count cannot
+stand in for it: outside a cell it is torch's own default (the physical cores, whatever the process's
+CPU affinity allows), not every available core.
 
 Example::
 
-    from qmedimg.cores import cores, use_cores
-    use_cores(1)   # torch.get_num_threads() == 1, cores() == 1
+    from qmedimg.cores import cores, using_cores
+    with using_cores(1):   # torch.get_num_threads() == 1, cores() == 1
+        ...
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -26,21 +35,30 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-_cores = available_cores()
+_SHARE: ContextVar[int] = ContextVar("qmedimg_cores")
+"""The share of the ``using_cores`` block running now; unset outside one."""
 
 
 def cores() -> int:
-    """The cores this process uses now (``use_cores``; at start, every available core)."""
-    return _cores
+    """The cores this process uses now: the share of the ``using_cores`` block it runs in, else every
+    available core. Read it in the thread that entered the block (a new thread starts outside it)."""
+    return _SHARE.get(0) or available_cores()
 
 
-def use_cores(count: int) -> None:
-    """Use ``count`` cores from now on: torch's intra-op threads, row threads, Aer's parallel experiments."""
-    global _cores
+@contextmanager
+def using_cores(count: int) -> Iterator[None]:
+    """Use ``count`` cores inside the block (torch's intra-op threads, row threads, Aer's parallel
+    experiments); afterwards the share before it, torch's threads included."""
     if count < 1:
         raise ValueError(f"cores must be >= 1, got {count}")
-    _cores = count
+    before = cores()
+    token = _SHARE.set(count)
     torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        _SHARE.reset(token)
+        torch.set_num_threads(before)
 
 
 def available_memory() -> int:

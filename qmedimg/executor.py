@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from qmedimg.cores import available_cores, cores, use_cores
+from qmedimg.cores import available_cores, cores, using_cores
 from qmedimg.errors import GridIncomplete, QmedimgError
 
 EXECUTORS = ("local", "ray")
@@ -69,12 +69,8 @@ class Outcome:
 
 def run_with_cores(function: Callable, cell: Any, cpus: int) -> Any:
     """``function(cell)`` using ``cpus`` cores (torch threads included); the process's share is put back."""
-    before = cores()
-    use_cores(cpus)
-    try:
+    with using_cores(cpus):
         return function(cell)
-    finally:
-        use_cores(before)
 
 
 def _touch(function: Callable) -> None:

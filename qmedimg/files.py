@@ -197,6 +197,18 @@ def read_json(path: Path | str) -> dict:
                            "re-create it") from None
 
 
+def check_schema(path: Path | str, schema, newest: int) -> int:
+    """The format version ``schema`` a qmedimg file records (config.json's, checkpoint.pt's), or one line naming
+    ``path`` when this qmedimg cannot read it: written by a newer one (above ``newest``), or damaged."""
+    if type(schema) is not int or schema < 1:
+        raise QmedimgError(f"{path}: its schema is {schema!r:.40}, not a format version (a whole number >= 1); the "
+                           "file is corrupt — restore or re-create it")
+    if schema > newest:
+        raise QmedimgError(f"{path}: written by a newer qmedimg (schema {schema}; this one reads up to {newest}): "
+                           "upgrade qmedimg")
+    return schema
+
+
 def append_line(path: Path | str, line: str) -> None:
     """Append one line (a trailing newline is added if missing) with a single write, then fsync: a
     reader sees the line whole or not at all. A line torn by a crash or a full disk is cut off again

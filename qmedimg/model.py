@@ -42,7 +42,7 @@ from torch import nn
 from qmedimg.backbones import autocast, baseline_network, make_backbone
 from qmedimg.data.images import to_tensor
 from qmedimg.errors import QmedimgError
-from qmedimg.files import write_atomic
+from qmedimg.files import check_schema, write_atomic
 from qmedimg.quantum.circuits import CircuitSpec, check_inputs
 from qmedimg.quantum.qnn import QuantumHead
 
@@ -54,8 +54,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def torch_device(name: str | torch.device = "auto") -> torch.device:
     """Where the networks run: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` (or
-    ``cuda:N``) without one is refused in one line. Choosing CUDA sets ``CUBLAS_WORKSPACE_CONFIG``
-    (unless set) before CUDA initialises, as ``torch.use_deterministic_algorithms`` needs there.
+    ``cuda:N``) without one is refused in one line. Choosing CUDA sets cuBLAS's workspace to the 32 MiB
+    of ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (unless that is set) through torch's own setting; only a torch
+    too old to have it gets the variable (its deterministic mode refuses cuBLAS without it).
 
     >>> torch_device("auto")          # on a machine without a GPU
     device(type='cpu')
@@ -76,7 +77,11 @@ def torch_device(name: str | torch.device = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise QmedimgError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
                                f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:  # the workspace CUDA runs have always had
+            if hasattr(torch.backends.cuda, "cublas_workspace_size"):
+                torch.backends.cuda.cublas_workspace_size(4096 * 1024 * 8)  # before the first matrix product
+            else:  # an older torch reads it from the variable only, when cuBLAS starts
+                os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     return device
 
 
@@ -152,16 +157,16 @@ class HybridNet(nn.Module):
     (ISA) and ``observables`` (layout-mapped) to send it and the ``precision`` (keyword arguments
     of :class:`QuantumHead`).
 
-    ``amp`` (a plain attribute, off by default; training on CUDA sets it for ``--amp``): the backbone
-    runs under float16 autocast, everything after it (angles, head, classifier) in float32."""
-
-    amp = False
+    ``amp`` (this network's own attribute, off by default; training on CUDA turns it on for ``--amp`` on
+    the copy it trains, off before evaluating): the backbone runs under float16 autocast, everything after
+    it (angles, head, classifier) in float32."""
 
     def __init__(self, *, channels: int, num_classes: int, spec: CircuitSpec,
                  head_on: dict | None = None, backbone: str = "hqcnn",
                  head: str = "quantum", dropout: float = 0.0, angle_map: str = "tanh", multi_label: bool = False,
-                 dims: int = 2):
+                 dims: int = 2, amp: bool = False):
         super().__init__()
+        self.amp = amp
         self.spec = spec
         self.multi_label = multi_label  # one sigmoid per output (multi-label data), else a softmax over classes
         n = spec.num_qubits  # the model feeds one angle per qubit
@@ -231,11 +236,11 @@ class Baseline(nn.Module):
     VGG-16 is refused. ``amp``: as :class:`HybridNet`'s, for the whole network."""
 
     spec = None
-    amp = False
 
     def __init__(self, name: str, channels: int, num_classes: int, stem: str = "3x3", multi_label: bool = False,
-                 dims: int = 2):
+                 dims: int = 2, amp: bool = False):
         super().__init__()
+        self.amp = amp
         self.multi_label = multi_label  # one sigmoid per output (multi-label data), else a softmax over classes
         self.net = baseline_network(name, channels, num_classes, stem=stem, dims=dims)
 
@@ -342,13 +347,15 @@ def head_usage(model: nn.Module, images: np.ndarray) -> dict | None:
 
 CHECKPOINT_KEYS = ("epoch", "model", "averaged", "best_model", "best", "optimizer", "scheduler", "generator",
                    "torch_rng", "history", "train_seconds", "trained_samples", "wall_seconds")
-"""What every checkpoint holds (train.py writes them all, every epoch)."""
+"""What every checkpoint holds (train.py writes them all, every epoch; typed: :class:`qmedimg.artifact.Checkpoint`)."""
+CHECKPOINT_SCHEMA = 2
+"""checkpoint.pt's format version, its ``"schema"``: one without it is version 1 (the same keys otherwise)."""
 
 
 def load_checkpoint(path: Path, keys: tuple[str, ...] = ("epoch", "best_model")) -> dict:
     """The run's checkpoint (``torch.load(weights_only=True)``, every tensor on the CPU whatever device
-    wrote it), or one line why not: unreadable, or missing one of ``keys`` (loading the kept weights
-    needs the default ones; resuming needs :data:`CHECKPOINT_KEYS`)."""
+    wrote it), or one line why not: unreadable, of a newer ``schema``, or missing one of ``keys`` (loading the
+    kept weights needs the default ones; resuming needs :data:`CHECKPOINT_KEYS`)."""
     file = path / "checkpoint.pt"
     try:
         state = torch.load(file, weights_only=True, map_location="cpu")
@@ -356,6 +363,7 @@ def load_checkpoint(path: Path, keys: tuple[str, ...] = ("epoch", "best_model"))
         raise QmedimgError(f"{file}: cannot be read ({type(exc).__name__})") from None
     if not isinstance(state, dict):
         raise QmedimgError(f"{file}: not a qmedimg checkpoint (holds a {type(state).__name__}, not a dict)")
+    check_schema(file, state.get("schema", 1), CHECKPOINT_SCHEMA)  # version 1 -> 2 only added the key
     missing = [key for key in keys if key not in state]
     if missing:
         raise QmedimgError(f"{file}: not a complete qmedimg checkpoint (no {', '.join(missing)}); restore it, or "

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from qmedimg.artifact import RecordedData, circuit_record, recorded_sha256, versions  # noqa: F401 (train's record)
-from qmedimg.backends import Backend, HeadRequest, get_backend
+from qmedimg.artifact import (CONFIG_SCHEMA, RecordedData, circuit_record, migrate_record,  # noqa: F401
+                              recorded_sha256, versions)  # CONFIG_SCHEMA, circuit_record, versions: train's record
+from qmedimg.backends import Backend, HeadRequest, JobOptions, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.backends.registry import exact_backend
 from qmedimg.data import Dataset, load_dataset
@@ -48,16 +49,9 @@ from qmedimg.model import HybridNet, head_weights, load_checkpoint, load_weights
 from qmedimg.quantum.circuits import CircuitSpec, circuit_from_qasm, load_circuit
 
 
-# What a field absent from an older run's config.json means: the behaviour from before it existed
-# (for every model, then for one model: ResNet-18 had the 3×3 stem at every size before ``stem``).
-BEFORE_FIELD = {"angle_map": "tanh", "readout": "circuit", "amp": False, "stem": None, "threshold": 0.5,
-                "balanced_sampling": False}
-BEFORE_FIELD_OF_MODEL = {"resnet18": {"stem": "3x3"}}
-
-
 class TrainConfig(BaseModel):
-    """Everything that defines a training run; validated once, stored in ``config.json`` (a field
-    added later and missing from an older file means that run's behaviour: ``BEFORE_FIELD``)."""
+    """Everything that defines a training run; validated once, stored in ``config.json`` (a field added later
+    and missing from an older file means that run's behaviour: :func:`~qmedimg.artifact.migrate_record`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -178,7 +172,7 @@ class Run:
 
     def threshold_record(self) -> dict:
         """{"value", "rule"} as metrics.json records it at the end of training. A run trained before
-        thresholds existed decides at 0.5 (``BEFORE_FIELD``); an interrupted run whose rule has not been
+        thresholds existed decides at 0.5 (``CONFIG_BEFORE_FIELD``); an interrupted run whose rule has not been
         applied yet gets it applied now to its kept weights' validation probabilities, once per loaded run."""
         if self.chosen is None:
             self.chosen = self.metrics.get("threshold") or decision_threshold(
@@ -187,7 +181,7 @@ class Run:
 
     def check_backend(self, backend: Backend) -> None:
         """A classical-head run has nothing to put on a backend but the exact one."""
-        if not self.config.quantum and not backend.exact:
+        if not self.config.quantum and not backend.describe().exact:
             raise QmedimgError(f"{self.path}: this run has a classical head; --backend needs a run trained with "
                                "--head quantum")
 
@@ -200,12 +194,14 @@ class Run:
             self.digest = request_id(config=record, checkpoint=checkpoint)
         return self.digest
 
-    def head_request(self, angles: np.ndarray, *, dry_run: bool = False, resume: bool = False,
-                     progress: bool = False, repeat: int = 0) -> HeadRequest:
-        """The trained quantum head on ``angles``, as a backend takes it (QPU ledgers go in the run);
-        ``repeat``: which repetition of the same request (a noise study's repeats)."""
-        return HeadRequest(self.model.spec, head_weights(self.model), angles, ledger_dir=self.path,
-                           run_id=self.run_id(), dry_run=dry_run, resume=resume, progress=progress, repeat=repeat)
+    def head_request(self, angles: np.ndarray, *, progress: bool = False, repeat: int = 0) -> HeadRequest:
+        """The trained quantum head on ``angles``, as a backend takes it; ``repeat``: which repetition of the
+        same request (a noise study's repeats)."""
+        return HeadRequest(self.model.spec, head_weights(self.model), angles, progress=progress, repeat=repeat)
+
+    def job_options(self, *, dry_run: bool = False, resume: bool = False) -> JobOptions:
+        """A QPU backend's job options for this run: its ledger in the run directory, named by :meth:`run_id`."""
+        return JobOptions(ledger_dir=self.path, run_id=self.run_id(), dry_run=dry_run, resume=resume)
 
 
 def decision_threshold(config: TrainConfig, dataset: Dataset, val_probs) -> dict:
@@ -305,8 +301,11 @@ def check_size(config: TrainConfig, dataset: Dataset) -> None:
 
 
 def require_run(run_dir: str | Path) -> Path:
-    """The run directory, or a one-line error if it holds no qmedimg run."""
+    """The run directory, or a one-line error if it holds no qmedimg run (or is a file: an exported run)."""
     path = Path(run_dir)
+    if path.is_file():  # `qmedimg export`'s archive
+        raise QmedimgError(f"{path}: a file, not a run directory; only predict and explain read an exported run as it "
+                           f"is: unzip it into a directory first (unzip {path} -d DIR)")
     if not (path / "config.json").is_file() or not (path / "checkpoint.pt").is_file():
         raise QmedimgError(f"{path}: not a qmedimg run directory (needs config.json and checkpoint.pt, written by "
                            "`qmedimg train --out DIR`)")
@@ -324,15 +323,14 @@ def require_config(run_dir: str | Path) -> Path:
 
 
 def read_record(path: Path) -> dict:
-    """A run directory's ``config.json`` (its ``"config"`` object is the run's TrainConfig, with the fields it
-    predates filled in as ``BEFORE_FIELD``), or one line naming the file and field that are damaged."""
+    """A run directory's ``config.json`` migrated to this qmedimg's schema (:func:`~qmedimg.artifact.migrate_record`:
+    its ``"config"`` object is the run's TrainConfig, with the fields it predates filled in), or one line naming the
+    file and field that are damaged, or saying that a newer qmedimg wrote it."""
     record = read_json(path / "config.json")
+    record = migrate_record(record, path / "config.json") if isinstance(record, dict) else record
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise QmedimgError(f"{path / 'config.json'}: not a qmedimg run config (no \"config\" object); "
                            "the file is corrupt — restore or re-create it")
-    model = record["config"].get("model", "hybrid")
-    before = BEFORE_FIELD_OF_MODEL.get(model, {}) if isinstance(model, str) else {}  # a list is unhashable
-    record["config"] = {**BEFORE_FIELD, **before, **record["config"]}
     try:
         config = make_config(**record["config"])  # every field valid, as when it was trained
     except QmedimgError as exc:

@@ -156,23 +156,26 @@ def test_wide_circuits_run_one_row_per_thread_with_the_same_values(monkeypatch):
 
 @pytest.fixture
 def cores_set():
-    """use_cores(n) for one test; the process's share of cores is put back afterwards."""
-    from qmedimg.cores import cores, use_cores
+    """``cores_set(n)``: use n cores for the rest of one test; the process's share is put back afterwards."""
+    from contextlib import ExitStack
 
-    before = cores()
-    yield use_cores
-    use_cores(before)
+    from qmedimg.cores import using_cores
+
+    with ExitStack() as stack:
+        yield lambda count: stack.enter_context(using_cores(count))
 
 
 def test_split_rows_hands_every_row_to_exactly_one_chunk_on_the_kernel_threads(cores_set):
     import threading
 
-    from qmedimg.quantum.adjoint_kernel import split_rows
+    from qmedimg.quantum.adjoint_kernel import RowThreads, split_rows
+
+    threads = RowThreads()
 
     def spans(rows, chunks):
         calls = []
         split_rows(lambda start, stop: calls.append((int(start), int(stop), threading.current_thread().name)), rows,
-                   chunks)
+                   chunks, threads)
         return sorted(call[:2] for call in calls), {call[2].split("_")[0] for call in calls}
 
     cores_set(3)  # three chunks however many cores this machine has
@@ -182,22 +185,51 @@ def test_split_rows_hands_every_row_to_exactly_one_chunk_on_the_kernel_threads(c
     assert spans(10, 1) == ([(0, 10)], {threading.current_thread().name.split("_")[0]})  # one chunk: this thread
 
 
+def test_an_exact_estimators_row_threads_end_when_it_is_closed_or_forgotten(cores_set):
+    """The threads a PUB's rows are split over belong to the estimator that splits them: a ``with`` block
+    (close()) ends them when it ends, and an estimator dropped without one takes them with it."""
+    import gc
+    import threading
+
+    cores_set(3)
+    spec = load_circuit("ring", qubits=4, layers=1)
+    values = np.random.default_rng(3).uniform(-np.pi, np.pi, (800, spec.circuit.num_parameters))  # 3 chunks
+    pub = [(spec.circuit, column(spec.observables), values)]
+
+    def started_by(run) -> list[threading.Thread]:
+        before = set(threading.enumerate())
+        run()
+        return [t for t in threading.enumerate() if t not in before and t.name.startswith("qmedimg-kernel")]
+
+    with ExactEstimator() as estimator:
+        closed = started_by(lambda: estimator.run(pub).result())
+        assert closed and all(t.is_alive() for t in closed)
+    assert not any(t.is_alive() for t in closed)
+    forgotten = ExactEstimator()
+    dropped = started_by(lambda: forgotten.run(pub).result())
+    assert dropped
+    del forgotten
+    gc.collect()
+    for thread in dropped:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in dropped)
+
+
 def test_rows_split_across_threads_give_exactly_the_values_and_gradients_of_one_thread(cores_set, monkeypatch):
     """The per-row test above runs 6 rows × 9 qubits: one chunk, never a thread. These rows reach the threads
     of both kernels (128-row blocks: 2 blocks a chunk; one row a thread: 4,096 amplitudes a chunk), in 3
     chunks of unequal size; a chunk dropped, or run twice in place of another, changes rows."""
-    import qmedimg.quantum.adjoint_kernel as kernel_module
+    from qmedimg.quantum.adjoint_kernel import RowThreads
 
     maps = []
+    real = RowThreads.map
 
-    class CountingPool:
-        def map(self, call, parts):
-            parts = list(parts)
-            maps.append(len(parts))
-            return real.map(call, parts)
+    def counting(self, call, parts):
+        parts = list(parts)
+        maps.append(len(parts))
+        return real(self, call, parts)
 
-    real = kernel_module._pool
-    monkeypatch.setattr(kernel_module, "_pool", CountingPool())
+    monkeypatch.setattr(RowThreads, "map", counting)
     monkeypatch.setattr(exact_module, "ROW_PER_THREAD_FROM", 9)
     rng = np.random.default_rng(7)
     narrow, wide = load_circuit("ring", qubits=4, layers=1), load_circuit("ring", qubits=9, layers=1)

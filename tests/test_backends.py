@@ -31,10 +31,11 @@ def ideal(spec, values):
 
 
 def on(backend_or_estimator, spec, values, backend=None):
-    """Expectation values (O, N) of ``spec`` on a registry backend (transpiled) or a bare estimator."""
-    if backend is not None:
-        circuit, obs = backend.prepare(spec)
-        estimator = backend_or_estimator
+    """Expectation values (O, N) of ``spec`` on a registry backend (its estimator on its ISA circuit, or on
+    ``backend``'s) or a bare estimator (the circuit as written)."""
+    if hasattr(backend_or_estimator, "training_head"):  # a registry backend
+        estimator = backend_or_estimator.training_head(spec)["estimator"]
+        circuit, obs = (backend or backend_or_estimator).prepare(spec)
     else:
         circuit, obs = spec.circuit, spec.observables
         estimator = backend_or_estimator
@@ -87,7 +88,7 @@ def test_registry_file_from_environment_and_device_names(tmp_path, monkeypatch):
     path = write(tmp_path, "mine:\n  kind: fake\n  device: fake_manila\n  noise_scale: 0.5\n")
     monkeypatch.setenv("QMEDIMG_BACKENDS", str(path))
     backend = get_backend("mine")
-    assert backend.entry.device == "FakeManilaV2" and backend.device.num_qubits == 5
+    assert backend.entry.device == "FakeManilaV2" and backend.describe().device_qubits == 5
     assert get_backend("mine", noise_scale=2).entry.noise_scale == 2
     with pytest.raises(QmedimgError, match="command line.*noise_scale"):
         get_backend("mine", noise_scale=-1)
@@ -102,17 +103,18 @@ def test_aer_kind_agrees_with_exact_on_every_circuit(name):
     spec = load_circuit(name)
     values = rows(spec)
     backend = get_backend("aer")
-    np.testing.assert_allclose(on(backend.estimator, spec, values, backend), ideal(spec, values), atol=1e-6)
+    np.testing.assert_allclose(on(backend, spec, values), ideal(spec, values), atol=1e-6)
 
 
 @pytest.fixture
 def cores_set():
-    """use_cores(n) for one test; the process's share of cores is put back afterwards."""
-    from qmedimg.cores import cores, use_cores
+    """``cores_set(n)``: use n cores for the rest of one test; the process's share is put back afterwards."""
+    from contextlib import ExitStack
 
-    before = cores()
-    yield use_cores
-    use_cores(before)
+    from qmedimg.cores import using_cores
+
+    with ExitStack() as stack:
+        yield lambda count: stack.enter_context(using_cores(count))
 
 
 @pytest.mark.parametrize("cores", [1, 3])
@@ -140,7 +142,7 @@ def test_noise_scale_zero_is_ideal_and_error_grows_with_scale():
     errors = []
     for scale in (0, 0.5, 1, 2):
         backend = get_backend("fake_manila", noise_scale=scale)
-        errors.append(np.abs(on(backend.estimator, spec, values, backend) - exact).mean())
+        errors.append(np.abs(on(backend, spec, values) - exact).mean())
     assert errors[0] < 1e-9
     assert errors[0] < errors[1] < errors[2] < errors[3]
 
@@ -166,16 +168,17 @@ def test_shots_sample_around_the_exact_noisy_value_and_repeat_with_a_seed():
     values = rows(spec, 8)
     backend = get_backend("fake_manila")
     circuit, obs = backend.prepare(spec)
-    exact = np.asarray(backend.estimator.run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
-    sampled = [np.asarray(DeviceEstimator(backend.device, shots=4000, seed=3)
+    estimator = backend.training_head(spec)["estimator"]
+    exact = np.asarray(estimator.run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
+    sampled = [np.asarray(DeviceEstimator(estimator.device, shots=4000, seed=3)
                           .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs) for _ in range(2)]
     np.testing.assert_array_equal(sampled[0], sampled[1])
     error = np.abs(sampled[0] - exact)
     assert 0 < error.mean() < 0.05 and error.max() < 5 / np.sqrt(4000) * 2
     # readout mitigation on sampled bits: unbiased, so closer to the readout-free values on average
-    free = np.asarray(DeviceEstimator(backend.device, readout_mitigation=True)
+    free = np.asarray(DeviceEstimator(estimator.device, readout_mitigation=True)
                       .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
-    mitigated = np.asarray(DeviceEstimator(backend.device, shots=20000, seed=1, readout_mitigation=True)
+    mitigated = np.asarray(DeviceEstimator(estimator.device, shots=20000, seed=1, readout_mitigation=True)
                            .run([(circuit, [[o] for o in obs], values)]).result()[0].data.evs)
     assert np.abs(mitigated - free).mean() < np.abs(exact - free).mean()
 
@@ -187,8 +190,8 @@ def test_zne_reduces_expectation_error_at_scale_one():
     plain = get_backend("fake_brisbane")
     mitigated = get_backend("fake_brisbane_mitigated")
     assert mitigated.entry.mitigation.zne is not None
-    e_plain = np.abs(on(plain.estimator, spec, values, plain) - exact).mean()
-    e_zne = np.abs(on(mitigated.estimator, spec, values, mitigated) - exact).mean()
+    e_plain = np.abs(on(plain, spec, values) - exact).mean()
+    e_zne = np.abs(on(mitigated, spec, values) - exact).mean()
     assert e_zne < 0.5 * e_plain
 
 
@@ -215,7 +218,7 @@ def test_transpile_maps_observables_honours_options_and_refuses_too_wide(tmp_pat
     circuit, obs = backend.prepare(spec)
     assert circuit.num_qubits == 127 and all(o.num_qubits == 127 for o in obs)
     assert backend.prepare(spec).circuit is circuit  # transpiled once
-    np.testing.assert_allclose(on(get_backend("fake_brisbane", noise_scale=0).estimator, spec, rows(spec, 4), backend),
+    np.testing.assert_allclose(on(get_backend("fake_brisbane", noise_scale=0), spec, rows(spec, 4), backend),
                                ideal(spec, rows(spec, 4)), atol=1e-9)
     assert main(["transpile", "sel", "--backend", "fake_manila", "--optimization-level", "3"]) == 0
     out = capsys.readouterr().out
@@ -234,7 +237,7 @@ def test_dynamical_decoupling_pads_idle_windows():
     circuit, _ = backend.prepare(spec)
     assert "delay" in circuit.count_ops()
     values = rows(spec, 4)
-    noisy = on(backend.estimator, spec, values, backend)
+    noisy = on(backend, spec, values)
     assert np.abs(noisy - ideal(spec, values)).mean() < 0.1
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from qmedimg.cli import main
-from qmedimg.workflows.noise_study import COLUMNS, PAST_HEADERS, noise_study
+from qmedimg.workflows.noise_study import COLUMNS, RESULTS_SCHEMAS, noise_study
 from qmedimg.workflows.study_points import Point, choose_cross_checks
 
 SAMPLER = "manila:\n  kind: fake\n  device: FakeManilaV2\n  simulator: trajectories\n  trajectories: 200\n"
@@ -123,13 +123,13 @@ def test_the_choice_is_noisy_exact_points_first_then_the_widest_heads_then_grid_
     assert choose_cross_checks(points, widths, set(), 3) == []
 
 
-@pytest.mark.parametrize("past", [0, 3], ids=["before-simulation-columns", "before-acc-auc-errors"])
+@pytest.mark.parametrize("past", [2, 4], ids=["before-simulation-columns", "before-acc-auc-errors"])
 def test_a_results_csv_from_before_the_simulation_columns_is_reused_and_upgraded(tiny_run, tmp_path, past):
     out = noise_study([tiny_run], backends=["exact"], limit=4, out=tmp_path / "study", progress=False)
     results = out / "results.csv"
     current = rows(results)
     with open(results, "w", newline="") as handle:  # what qmedimg wrote before the columns existed
-        writer = csv.DictWriter(handle, fieldnames=PAST_HEADERS[past], extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=RESULTS_SCHEMAS[past], extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(current)
     noise_study([tiny_run], backends=["exact"], limit=4, out=out, progress=False)

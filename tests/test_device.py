@@ -35,13 +35,27 @@ def test_auto_is_the_cpu_without_a_gpu_and_cuda_with_one(monkeypatch):
     assert torch_device("auto") == torch_device() == torch.device("cpu")
     assert torch_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cuda, "cublas_workspace_size", lambda size: size, raising=False)
+    assert torch_device("auto") == torch.device("cuda")
+
+
+def test_choosing_cuda_sets_the_cublas_workspace_through_torch_not_the_environment(monkeypatch):
+    """CUDA runs keep the 32 MiB cuBLAS workspace of CUBLAS_WORKSPACE_CONFIG=:4096:8 they always had: through
+    torch's own setting where torch has one; only an older torch (it reads the variable alone, and its
+    deterministic mode refuses cuBLAS without it) gets the variable. A user's own value is kept."""
+    sizes = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cuda, "cublas_workspace_size", sizes.append, raising=False)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     assert torch_device("auto") == torch.device("cuda")
-    # deterministic cuBLAS needs this before CUDA starts; choosing CUDA sets it (a user's own value is kept)
-    assert torch.cuda.is_available() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert sizes == [4096 * 1024 * 8] and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     torch_device("cuda")
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    assert sizes == [4096 * 1024 * 8] and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    monkeypatch.delattr(torch.backends.cuda, "cublas_workspace_size")  # an older torch
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    torch_device("cuda")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
 def test_choosing_the_cpu_leaves_the_cublas_setting_alone(monkeypatch):
@@ -129,6 +143,40 @@ def test_amp_is_offered_where_a_network_trains_only():
     assert with_amp == {"train", "compare"}
     args = build_parser().parse_args(["train", "--out", "x"])
     assert (args.device, args.amp) == ("auto", False)
+
+
+def test_training_with_amp_evaluates_in_float32(tmp_path, monkeypatch):
+    """--amp runs the trained copy's backbone under float16 autocast; every evaluation (validation each epoch,
+    the final metrics) runs in float32. Here on the CPU, where torch's CPU autocast stands in for CUDA's."""
+    import qmedimg.model as model_module
+    import qmedimg.workflows.train as train_module
+    from qmedimg.backbones import autocast
+
+    monkeypatch.setattr(train_module, "training_device", lambda *args, **kwargs: torch.device("cpu"))  # --amp allowed
+    phase, autocast_in = ["training"], []
+
+    def recorded_autocast(network, images):
+        autocast_in.append(phase[0])
+        out = autocast(network, images)
+        assert torch.is_autocast_enabled("cpu") is False and out.dtype == torch.float32  # float16 inside only
+        return out
+
+    def evaluating(predict):
+        def run(model, images, *args, **kwargs):
+            phase[0] = "evaluation"
+            try:
+                return predict(model, images, *args, **kwargs)
+            finally:
+                phase[0] = "training"
+        return run
+
+    monkeypatch.setattr(model_module, "autocast", recorded_autocast)
+    monkeypatch.setattr(train_module, "predict_probs", evaluating(train_module.predict_probs))
+    config = make_config(dataset="synthetic", limit=48, epochs=2, batch_size=16, amp=True, out=str(tmp_path / "run"))
+    with pytest.warns(UserWarning, match="GradScaler is enabled, but CUDA is not available"):  # no loss scaling here
+        metrics = train(config, progress=False)
+    assert "training" in autocast_in and "evaluation" not in autocast_in
+    assert 0 <= metrics["test"]["acc"] <= 1
 
 
 # ------------------------------------------------------------------------------------------ recorded

@@ -15,17 +15,13 @@ import qmedimg
 from qmedimg.cli import main
 
 KNOWN = {  # what main still keeps in modules (issue 22 item 3 moves each into a context object)
-    "qmedimg.backends.base._PREPARED": "the transpile cache, unbounded and never cleared",
-    "qmedimg.backends.devices.fake_device()": "an lru_cache of the fake devices (their Target and calibration)",
+    # the two circuit caches stay: load_circuit and circuit_from_qasm are called from the CLI, run directories,
+    # the model, workflows and backends, with no owner in common to pass a cache down; both hand out copies
     "qmedimg.quantum.circuits._pinned()": "an lru_cache of circuits built from pinned OpenQASM text",
     "qmedimg.quantum.circuits._load()": "an lru_cache of circuit templates read from circuits/",
-    "qmedimg.backends.devices.fake_devices()": "an lru_cache of the fake provider's device list",
-    "qmedimg.backends.registry._entry_schema()": "an lru_cache of the registry entries' schema",
-    "qmedimg.quantum.kernel.pauli_tables()": "an lru_cache of the exact kernel's Pauli tables",
-    "qmedimg.quantum.kernel._announced": "whether the kernel's first compilation was said on screen",
 }
-# Not seen by this workload, though module-level: the adjoint kernel's thread pool (created at import,
-# qmedimg.quantum.adjoint_kernel._pool) and qmedimg.cores._cores (set per grid cell by use_cores).
+# Thread pools and the cores a grid cell uses are not seen by this workload (a pool made at import keeps its
+# identity; a cell puts its share back): test_a_grid_cell_and_the_row_threads_leave_no_module_state looks.
 
 
 def modules():
@@ -88,3 +84,80 @@ def test_no_module_state_beyond_the_known_list(tiny_run_copy, tmp_path):
     found = set(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("FOUND "))[6:]))
     assert found - set(KNOWN) == set(), f"work changed module-level state: {sorted(found - set(KNOWN))}"
     assert set(KNOWN) - found == set(), f"no longer changed (drop from KNOWN): {sorted(set(KNOWN) - found)}"
+
+
+def threads_held() -> list[str]:
+    """qmedimg's module globals and class attributes that are thread pools or threads."""
+    from concurrent.futures import Executor
+    from threading import Thread
+
+    held = []
+    for name, module in modules().items():
+        for key, value in list(vars(module).items()):
+            members = vars(value).items() if isinstance(value, type) and value.__module__ == name else ()
+            held += [f"{name}.{key}{'.' + attr if attr else ''}" for attr, member in [("", value), *members]
+                     if isinstance(member, (Executor, Thread))]
+    return held
+
+
+def test_a_grid_cell_and_the_row_threads_leave_no_module_state():
+    """A grid cell sets its share of cores (executor.run_with_cores) and the exact estimator splits a PUB's rows
+    over threads: neither the share nor the pool may be a module global, however made (at import, at first
+    use, rebound per cell). Checked inside the cell and after it, with more cores than outside it."""
+    import numpy as np
+
+    from qmedimg.cores import cores
+    from qmedimg.executor import run_with_cores
+    from qmedimg.quantum.adjoint import AdjointGradient
+    from qmedimg.quantum.circuits import load_circuit
+    from qmedimg.quantum.exact import ExactEstimator
+    from qmedimg.quantum.gradients import column
+
+    spec = load_circuit("ring", qubits=4, layers=1)
+    values = np.random.default_rng(1).uniform(-np.pi, np.pi, (800, spec.circuit.num_parameters))  # 3 chunks
+
+    def cell(count: int) -> dict:
+        assert cores() == count
+        estimator = ExactEstimator()
+        estimator.run([(spec.circuit, column(spec.observables), values)]).result()
+        AdjointGradient(estimator, method="adjoint").gradients(spec.circuit, spec.observables, values[:8])
+        return snapshot()
+
+    outside = cores()
+    run_with_cores(cell, outside, outside)  # everything imported and compiled first
+    before = snapshot()
+    inside = run_with_cores(cell, outside + 1, outside + 1)
+    assert cores() == outside
+    assert changed(before, inside) == set() and changed(before, snapshot()) == set()
+    assert threads_held() == []
+
+
+def test_importing_qmedimg_and_choosing_a_device_set_no_environment_variable():
+    """Only the libraries qmedimg imports may set variables (scikit-learn sets two KMP_ ones): every
+    assignment to os.environ is traced to the code that made it, in a fresh process."""
+    code = """if True:
+        import json, os, sys
+        from pathlib import Path
+        package = Path(sys.argv[1])
+        setters, set_item = [], os._Environ.__setitem__
+
+        def traced(self, key, value):
+            frame = sys._getframe(1)
+            while frame.f_globals.get("__name__") in ("os", "_collections_abc"):  # os.environ.setdefault, update
+                frame = frame.f_back
+            if Path(frame.f_code.co_filename).is_relative_to(package):
+                setters.append(f"{key} ({frame.f_code.co_filename}:{frame.f_lineno})")
+            set_item(self, key, value)
+
+        os._Environ.__setitem__ = traced
+        sys.path.insert(0, "tests")
+        from test_module_state import modules
+        modules()
+        from qmedimg.model import torch_device
+        torch_device("auto"), torch_device("cpu")  # with a GPU, "auto" is CUDA: checked then too
+        print("SET", json.dumps(setters))
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(Path(qmedimg.__file__).parent)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SET "))[4:]) == []

@@ -14,7 +14,7 @@ from qmedimg.cli import main
 from qmedimg.metrics import compute_metrics, decisions
 from qmedimg.report.intervals import correct, paired_difference, seeded_difference
 from qmedimg.report.width_study import noise_aware_section, strategy_losses
-from qmedimg.workflows.noise_study import PAST_HEADERS
+from qmedimg.workflows.noise_study import RESULTS_SCHEMAS
 from qmedimg.workflows.study_points import point_file, read_point
 
 ARGS = ["--dataset", "synthetic", "--limit", "32", "--batch-size", "16", "--epochs", "1", "--test-limit", "16",
@@ -180,7 +180,7 @@ def test_an_older_results_csv_without_the_training_column_reads_ideal(tmp_path):
         path = run / "noise-study" / "results.csv"
         current = rows(path)
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=PAST_HEADERS[2], extrasaction="ignore", lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=RESULTS_SCHEMAS[3], extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
             writer.writerows(current)
     assert main(argv(out)) == 0

@@ -54,18 +54,19 @@ def test_eval_files_record_the_simulator_its_trajectories_and_statistical_error(
 def test_auto_keeps_aer_density_matrix_up_to_10_active_qubits_and_the_sampler_above():
     small, wide = load_circuit("sel", qubits=4, layers=1), load_circuit("sel", qubits=12, layers=1)
     backend = get_backend("fake_brisbane")
-    assert backend.estimator.simulation(backend.prepare(small).circuit)["simulator"] == "aer"
-    record = backend.estimator.simulation(backend.prepare(wide).circuit)
+    assert backend.describe(small).simulation["simulator"] == "aer"
+    record = backend.describe(wide).simulation
     assert record["simulator"] == "qmedimg" and record["active_qubits"] > 10
-    aer = get_backend("fake_brisbane", simulator="aer")
-    assert aer.estimator.simulation(aer.prepare(wide).circuit)["simulator"] == "aer"  # Aer's trajectories
+    aer = backend.with_overrides(simulator="aer")  # the same context: wide is transpiled once
+    assert aer.describe(wide).simulation["simulator"] == "aer"  # Aer's trajectories
 
 
 def test_the_dry_run_memory_estimate_follows_the_simulator():
-    assert get_backend("fake_brisbane").simulation_memory(12, True)[1].startswith("trajectory sampler")
-    assert get_backend("fake_brisbane", simulator="aer").simulation_memory(8, True)[1].startswith("density matrix")
-    assert get_backend("fake_brisbane").simulation_memory(12, True)[0] == memory_estimate(12, 1000)
-    gpu = get_backend("fake_brisbane", aer_device="GPU")  # Aer takes every width there: density matrix up to 14
+    rules = get_backend("fake_brisbane").study
+    assert rules.simulation_memory(12, True)[1].startswith("trajectory sampler")
+    assert get_backend("fake_brisbane", simulator="aer").study.simulation_memory(8, True)[1].startswith("density matrix")
+    assert rules.simulation_memory(12, True)[0] == memory_estimate(12, 1000)
+    gpu = get_backend("fake_brisbane", aer_device="GPU").study  # Aer takes every width there: density matrix up to 14
     assert gpu.simulation_memory(12, True) == (16 * 4**12, "density matrix on the GPU")
     assert gpu.simulation_memory(16, True)[1].startswith("statevector")
     assert memory_estimate(16, 1000) > 16 * memory_estimate(12, 1000) / 2  # a state per checkpoint: 2^n

@@ -163,8 +163,7 @@ def test_parameter_shift_through_noisy_aer_is_the_exact_gradient_of_the_noisy_va
 
     spec = load_circuit("sel")
     backend = get_backend("fake_manila")
-    circuit, observables = backend.prepare(spec)
-    head = QuantumHead(spec, backend.estimator, backend.precision, circuit=circuit, observables=observables)
+    head = QuantumHead(spec, **backend.training_head(spec))  # its estimator, ISA circuit, observables, precision
     x = torch.tensor([[0.3, -1.2, 2.0, 0.7]], dtype=torch.float64, requires_grad=True)
     head(x)[0, 1].backward()
     step = 1e-2  # the connector returns float32: a larger step keeps rounding below the tolerance
@@ -222,7 +221,8 @@ def test_noisy_loss_gradient_summed_over_the_batch_equals_the_per_row_gradient(n
     spec = load_circuit(name)
     backend = get_backend(device)
     circuit, observables = backend.prepare(spec)
-    estimator = DeviceEstimator(backend.estimator.device, noise_scale=2.0, readout_mitigation=mitigation)
+    estimator = DeviceEstimator(backend.training_head(spec)["estimator"].device, noise_scale=2.0,
+                                readout_mitigation=mitigation)
     torch.manual_seed(1)
     head = QuantumHead(spec, estimator, 0.0, circuit=circuit, observables=observables)
     x = torch.rand(6, spec.num_qubits, dtype=torch.float64) * 3 - 1.5
@@ -249,13 +249,14 @@ def test_noisy_loss_gradient_falls_back_to_every_row_when_inputs_come_back_after
     spec = load_circuit(path)
     backend = get_backend("fake_manila")
     circuit, observables = backend.prepare(spec)
+    estimator = backend.training_head(spec)["estimator"]
     torch.manual_seed(0)  # the head's weights and the cotangent: torch's own seed differs per process
-    head = QuantumHead(spec, backend.estimator, 0.0, circuit=circuit, observables=observables)
+    head = QuantumHead(spec, estimator, 0.0, circuit=circuit, observables=observables)
     plan = head.qnn.gradient.plan(head.qnn._circuit)
     g = np.random.default_rng(0).uniform(-1, 1, (3, plan.jacobian.shape[1])) @ plan.jacobian.T + plan.offset
     inputs = np.flatnonzero(np.any(plan.jacobian[:, :2] != 0, axis=1))
     weights = np.flatnonzero(np.any(plan.jacobian[:, 2:] != 0, axis=1))
-    assert backend.estimator.gradient_rows(plan.circuit, g, [{"ZI": 1.0}], inputs, weights) is None
+    assert estimator.gradient_rows(plan.circuit, g, [{"ZI": 1.0}], inputs, weights) is None
     x = torch.tensor([[0.4, -0.9], [1.3, 0.2], [-0.5, 2.1]], dtype=torch.float64)
     cotangent = torch.randn(3, len(observables), dtype=torch.float64)
     (got_in, got_w), (want_in, want_w) = _loss_gradients(head, x, cotangent)

@@ -137,6 +137,7 @@ def test_class_weights_with_balanced_sampling_is_one_line(tmp_path, capsys):
 def test_runs_from_before_thresholds_load_deciding_at_0_5(tiny_run, tmp_path):
     old = Path(shutil.copytree(tiny_run, tmp_path / "old"))
     record = json.loads((old / "config.json").read_text())
+    del record["schema"]  # written before config.json recorded its format version (version 1)
     for key in ("threshold", "balanced_sampling"):
         del record["config"][key]
     (old / "config.json").write_text(json.dumps(record))

@@ -13,6 +13,7 @@ from qiskit_aer import AerSimulator
 from qmedimg.backends import get_backend
 from qmedimg.backends.aer_rows import aer_rows
 from qmedimg.backends.device_estimator import _AER_SAFE
+from qmedimg.backends.devices import fake_device
 from qmedimg.backends.noise import calibration, gate_errors, noise_model, trim_idle
 from qmedimg.backends.trajectories import TrajectorySampler
 from qmedimg.backends.trajectory_gradient import differentiable, trajectory_gradient
@@ -26,7 +27,7 @@ def _head_circuit(device: str, qubits: int, scale: float):
     small, physical = trim_idle(backend.prepare(load_circuit("sel", qubits=qubits, layers=1)).circuit)
     small = TranslateParameterizedGates(_AER_SAFE)(small)
     small.global_phase = 0
-    calibrated = calibration(backend.device.target, physical, scale)
+    calibrated = calibration(fake_device(backend.entry.device).target, physical, scale)
     errors = gate_errors(calibrated)
     return small, TrajectorySampler(small, errors), AerSimulator(method="density_matrix",
                                                                  noise_model=noise_model(calibrated, errors))
@@ -87,8 +88,7 @@ def test_a_torch_head_trained_on_the_sampler_gets_the_density_matrix_gradients()
     results = {}
     for simulator in ("aer", "trajectories"):  # Aer's density matrix (4 active qubits), qmedimg's sampler
         backend = get_backend("fake_brisbane", simulator=simulator, noise_scale=3, training_trajectories=4000)
-        circuit, observables = backend.prepare(spec)
-        head = QuantumHead(spec, backend.estimator, backend.precision, circuit=circuit, observables=observables)
+        head = QuantumHead(spec, **backend.training_head(spec))  # its estimator, ISA circuit, observables, precision
         with torch.no_grad():
             head.connector.weight.copy_(torch.linspace(-1, 1, head.connector.weight.numel()))
         angles = angles0.clone().requires_grad_(True)
@@ -114,9 +114,9 @@ def test_angles_affine_in_a_parameter_get_the_chain_rule():
     circuit.rx(3 * a - 0.2, 0)
     circuit.p(-1.5 * b, 1)
     circuit.sx(1)
-    backend = get_backend("fake_torino")
-    pair = next(q for q in backend.device.target["cz"] if q is not None)
-    calibrated = calibration(backend.device.target, list(pair), 20.0)
+    target = fake_device(get_backend("fake_torino").entry.device).target
+    pair = next(q for q in target["cz"] if q is not None)
+    calibrated = calibration(target, list(pair), 20.0)
     errors = gate_errors(calibrated)
     sampler = TrajectorySampler(circuit, errors)
     assert differentiable(sampler) is None

@@ -25,6 +25,7 @@ from qiskit_aer.noise import NoiseModel, QuantumError, amplitude_damping_error, 
 from qmedimg.backends import get_backend
 from qmedimg.backends.aer_rows import aer_rows, save_expectations
 from qmedimg.backends.device_estimator import _AER_SAFE
+from qmedimg.backends.devices import fake_device
 from qmedimg.backends.noise import calibration, gate_errors, noise_model, trim_idle
 from qmedimg.backends.trajectories import TrajectorySampler, UnsupportedNoise, branches
 from qmedimg.quantum.circuits import load_circuit
@@ -34,7 +35,7 @@ Z_LIMIT = 5
 
 @lru_cache(maxsize=None)
 def device_target(name):
-    return get_backend(name).device.target
+    return fake_device(get_backend(name).entry.device).target
 
 
 def device_error(name, gate, physical, scale):
@@ -110,7 +111,7 @@ def device_circuit(name, qubits, scale, layers=2):
     small, active = trim_idle(backend.prepare(load_circuit("sel", qubits=qubits, layers=layers)).circuit)
     small = TranslateParameterizedGates(_AER_SAFE)(small)
     small.global_phase = 0
-    return small, calibration(backend.device.target, active, scale)
+    return small, calibration(fake_device(backend.entry.device).target, active, scale)
 
 
 def probe_labels(k):

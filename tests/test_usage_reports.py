@@ -11,7 +11,7 @@ from qmedimg.cli import main
 from qmedimg.model import head_angles, ideal_head_values, participation_ratio
 from qmedimg.report.noise_study import summary
 from qmedimg.rundir import load_run
-from qmedimg.workflows.noise_study import ADDED_COLUMNS, COLUMNS, LEGACY_COLUMNS, noise_study
+from qmedimg.workflows.noise_study import ADDED_COLUMNS, COLUMNS, RESULTS_SCHEMAS, noise_study
 
 
 def rows(path):
@@ -104,14 +104,14 @@ def test_an_older_results_csv_without_the_column_resumes_and_keeps_its_rows(tiny
     results = out / "results.csv"
     current = rows(results)
     with open(results, "w", newline="") as handle:  # what qmedimg wrote before the columns existed
-        writer = csv.DictWriter(handle, fieldnames=LEGACY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=RESULTS_SCHEMAS[1], extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(current)
     legacy = rows(results)
     noise_study([tiny_run_copy], **args)  # the same grid: every row reused, none recomputed
     upgraded = rows(results)
     assert list(upgraded[0]) == COLUMNS and len(upgraded) == 2
-    assert [{k: r[k] for k in LEGACY_COLUMNS} for r in upgraded] == legacy  # wall_s, inputs, ... kept
+    assert [{k: r[k] for k in RESULTS_SCHEMAS[1]} for r in upgraded] == legacy  # wall_s, inputs, ... kept
     assert all(r[c] == "" for r in upgraded for c in ADDED_COLUMNS)
     text = (out / "summary.md").read_text()
     assert "2 reused from results.csv, 0 computed now" in text and "Effective dimension — : not recorded" in text

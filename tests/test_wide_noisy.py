@@ -7,23 +7,24 @@ import json
 import numpy as np
 import pytest
 
-from qmedimg.backends import device_estimator, get_backend
+from qmedimg.backends import BackendContext, device_estimator, get_backend
 from qmedimg.backends.device_estimator import DENSITY_MATRIX_MAX_QUBITS
 from qmedimg.cli import main
 from qmedimg.quantum.circuits import load_circuit
 
 
 def test_a_device_estimator_switches_to_trajectories_with_readout_error_still_applied(monkeypatch):
-    spec = load_circuit("sel")
-    backend = get_backend("fake_manila", noise_scale=3)  # strong noise, strong readout error
+    spec, context = load_circuit("sel"), BackendContext()
+    backend = get_backend("fake_manila", noise_scale=3, context=context)  # strong noise, strong readout error
     circuit, observables = backend.prepare(spec)
     values = np.random.default_rng(2).uniform(-np.pi, np.pi, (4, circuit.num_parameters))
     pub = (circuit, [[o] for o in observables], values)
-    exact = backend.estimator.run([pub]).result()[0].data.evs
-    assert backend.estimator.simulation(circuit)["method"] == "density_matrix"
+    exact = backend.training_head(spec)["estimator"].run([pub]).result()[0].data.evs
+    assert backend.describe(spec).simulation["method"] == "density_matrix"
     monkeypatch.setattr(device_estimator, "DENSITY_MATRIX_MAX_QUBITS", 3)  # 4 active qubits are now "wide"
     for simulator in ("aer", "auto"):  # Aer's statevector trajectories, qmedimg's sampler
-        wide = get_backend("fake_manila", noise_scale=3, simulator=simulator, trajectories=20000).estimator
+        wide = get_backend("fake_manila", noise_scale=3, simulator=simulator, trajectories=20000,
+                           context=context).training_head(spec)["estimator"]
         assert wide.simulation(circuit) == {"method": "trajectories", "active_qubits": 4, "trajectories": 20000,
                                             "simulator": "aer" if simulator == "aer" else "qmedimg",
                                             "statistical_error": None}
@@ -33,19 +34,20 @@ def test_a_device_estimator_switches_to_trajectories_with_readout_error_still_ap
         assert 0 < error < 0.01 and np.abs(sampled - exact).max() < 5 * error
         # the readout error is in those values: undone (readout mitigation), the trajectories land elsewhere
         without_readout = get_backend("fake_manila", noise_scale=3, mitigation={"readout": True},
-                                      simulator=simulator).estimator
+                                      simulator=simulator, context=context).training_head(spec)["estimator"]
         assert np.abs(without_readout.run([pub]).result()[0].data.evs - exact).max() > 0.1
 
 
 def test_a_wide_head_on_fake_brisbane_runs_trajectories_seeded_and_says_so():
-    spec = load_circuit("sel", qubits=DENSITY_MATRIX_MAX_QUBITS + 1, layers=1)
-    backend = get_backend("fake_brisbane")
+    spec, context = load_circuit("sel", qubits=DENSITY_MATRIX_MAX_QUBITS + 1, layers=1), BackendContext()
+    backend = get_backend("fake_brisbane", context=context)
     circuit, observables = backend.prepare(spec)
     values = np.random.default_rng(3).uniform(-np.pi, np.pi, (3, circuit.num_parameters))
     pub = (circuit, [[o] for o in observables], values)
 
     def run(seed):
-        estimator = get_backend("fake_brisbane", seed=seed, trajectories=200).estimator
+        estimator = get_backend("fake_brisbane", seed=seed, trajectories=200,
+                                context=context).training_head(spec)["estimator"]
         return estimator.run([pub]).result()[0].data.evs
 
     first, again, other = run(0), run(0), run(1)
@@ -53,7 +55,7 @@ def test_a_wide_head_on_fake_brisbane_runs_trajectories_seeded_and_says_so():
     np.testing.assert_array_equal(first, again)  # the same seed: the same numbers
     assert np.abs(first - other).max() > 0  # another seed: other trajectories
     assert np.abs(first - other).max() < 0.25  # ... of the same noisy values
-    record = backend.record(spec)["simulation"]
+    record = backend.describe(spec).simulation
     assert record["method"] == "trajectories" and record["active_qubits"] > DENSITY_MATRIX_MAX_QUBITS
     assert record["trajectories"] == 1000 and record["simulator"] == "qmedimg"  # auto: the sampler above 10
 
@@ -68,7 +70,7 @@ def test_noise_aware_training_of_an_8_qubit_head_runs_on_the_density_matrix_or_t
     registry.write_text(f"nighthawk:\n  kind: fake\n  device: FakeNighthawk\n  simulator: {simulator}\n")
     spec = load_circuit("sel", qubits=8, layers=1)
     backend = get_backend("nighthawk", registry)
-    assert backend.estimator.simulation(backend.prepare(spec).circuit) == {
+    assert backend.describe(spec).simulation == {
         "method": "density_matrix", "simulator": "aer", "active_qubits": 8, "trajectories": None,
         "statistical_error": None}
     summed = []
@@ -124,8 +126,7 @@ from qiskit.quantum_info import Pauli
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 from qmedimg.backends import device_estimator
-from qmedimg.cores import use_cores
-use_cores(2)
+from qmedimg.cores import using_cores
 n = 8
 x = ParameterVector("x", 2 * n)
 qc = QuantumCircuit(n)
@@ -139,8 +140,9 @@ noise = NoiseModel()
 noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 2), ["cx"])
 noise.add_all_qubit_quantum_error(depolarizing_error(0.001, 1), ["ry"])
 values = np.random.default_rng(0).uniform(-3, 3, (27, len(x)))
-rows = device_estimator.aer_rows(AerSimulator(method="density_matrix", noise_model=noise), qc, values)
-single = device_estimator.aer_rows(AerSimulator(method="density_matrix", noise_model=noise), qc, values[-1:])
+with using_cores(2):
+    rows = device_estimator.aer_rows(AerSimulator(method="density_matrix", noise_model=noise), qc, values)
+    single = device_estimator.aer_rows(AerSimulator(method="density_matrix", noise_model=noise), qc, values[-1:])
 assert len(rows) == 27 and abs(rows[-1]["z0"] - single[0]["z0"]) < 1e-12, (len(rows), rows[-1], single)
 print("ok")
 """

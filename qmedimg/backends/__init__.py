@@ -1,7 +1,8 @@
 """Backends: where a quantum head runs. ``backends.yaml`` is the registry
 (:mod:`~qmedimg.backends.registry`); each kind is one module (:mod:`~qmedimg.backends.exact`,
 :mod:`~qmedimg.backends.aer`, :mod:`~qmedimg.backends.fake`, :mod:`~qmedimg.backends.ibm`) behind
-one interface (:class:`~qmedimg.backends.base.Backend`).
+one interface (:class:`~qmedimg.backends.base.Backend`). What the backends of one piece of work share lives
+in a :class:`~qmedimg.backends.context.BackendContext` the workflow passes to each.
 
 Example::
 
@@ -10,8 +11,10 @@ Example::
     values = backend.run_head(HeadRequest(spec, weights, angles)).values
 """
 
-from qmedimg.backends.base import Backend, HeadRequest, HeadResult, PreparedCircuit
+from qmedimg.backends.base import Backend, BackendInfo, HeadRequest, HeadResult, JobOptions
+from qmedimg.backends.context import BackendContext, PreparedCircuit
 from qmedimg.backends.registry import KINDS, backend_for, get_backend, load_backends, registry_path
+from qmedimg.backends.study_rules import StudyRules
 
-__all__ = ["Backend", "HeadRequest", "HeadResult", "PreparedCircuit", "KINDS", "backend_for", "get_backend",
-           "load_backends", "registry_path"]
+__all__ = ["Backend", "BackendContext", "BackendInfo", "HeadRequest", "HeadResult", "JobOptions", "PreparedCircuit",
+           "StudyRules", "KINDS", "backend_for", "get_backend", "load_backends", "registry_path"]

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from qmedimg.backends.base import Backend
 from qmedimg.backends.options import Shots, Strict
+from qmedimg.backends.study_rules import StudyRules
 from qmedimg.quantum.circuits import CircuitSpec
 
 
@@ -27,21 +28,26 @@ class AerEntry(Strict):
     seed: int | None = Field(0, description="seeds shot sampling")
 
 
+class AerStudy(StudyRules):
+    """A noise study on Aer's statevector: its shots, and a seed of its own for each repeat."""
+
+    def point_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
+        return {"shots": shots, "seed": (self.backend.entry.seed or 0) + repeat}
+
+
 class AerBackend(Backend):
     """Aer statevector simulation (:class:`~qmedimg.backends.device_estimator.DeviceEstimator` without
     a device)."""
 
     kind = "aer"
     Entry = AerEntry
+    _study_rules = AerStudy
 
     @cached_property
-    def estimator(self):
+    def _estimator(self):
         from qmedimg.backends.device_estimator import DeviceEstimator
 
         return DeviceEstimator(None, shots=self.entry.shots, seed=self.entry.seed)
 
     def warm_up(self, spec: CircuitSpec) -> None:
-        self.estimator.prepare(self.prepare(spec).circuit)
-
-    def study_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
-        return {"shots": shots, "seed": (self.entry.seed or 0) + repeat}
+        self._estimator.prepare(self.prepare(spec).circuit)

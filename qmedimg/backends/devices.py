@@ -3,17 +3,15 @@
 Example::
 
     from qmedimg.backends.devices import fake_device, fake_device_name, two_qubit_gate
-    device = fake_device(fake_device_name("brisbane"))     # FakeBrisbane, loaded once
+    device = fake_device(fake_device_name("brisbane"))     # FakeBrisbane, loaded now (~0.3 s): BackendContext.device keeps one
     two_qubit_gate(device)                                  # 'ecr'
 """
 
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
 
 
-@lru_cache(maxsize=1)
 def fake_devices() -> dict[str, type]:
     """Every device class in ``qiskit_ibm_runtime.fake_provider`` by its class name (FakeBrisbane, …)."""
     import qiskit_ibm_runtime.fake_provider as provider
@@ -36,9 +34,9 @@ def fake_device_name(value: str) -> str:
     return matches[0]
 
 
-@lru_cache(maxsize=None)
 def fake_device(name: str):
-    """One instance per fake device class name (loading a calibration takes ~0.3 s)."""
+    """A new instance of the fake device class ``name`` (loading a calibration takes ~0.3 s: a workflow's
+    backends share one through their :class:`~qmedimg.backends.context.BackendContext`)."""
     return fake_devices()[name]()
 
 

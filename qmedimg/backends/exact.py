@@ -31,18 +31,18 @@ class ExactBackend(Backend):
 
     kind = "exact"
     Entry = ExactEntry
-    exact = True
-    angles_dtype = torch.float32  # as in training, so the values equal the trained head's bit for bit
+    _exact = True
+    _angles_dtype = torch.float32  # as in training, so the values equal the trained head's bit for bit
 
-    def head_kwargs(self, spec: CircuitSpec) -> dict:
-        limit = self.estimator.options.max_qubits
+    def _head_kwargs(self, spec: CircuitSpec) -> dict:
+        limit = self._estimator.options.max_qubits
         if spec.num_qubits > limit:
             raise QmedimgError(f"circuit '{spec.name}' has {spec.num_qubits} qubits; the exact estimator simulates "
                                f"at most {limit} (each row holds 2**n amplitudes): use a smaller --qubits")
-        return super().head_kwargs(spec)
+        return super()._head_kwargs(spec)
 
     @cached_property
-    def estimator(self):
+    def _estimator(self):
         from qmedimg.quantum.exact import ExactEstimator
 
         return ExactEstimator()

@@ -21,10 +21,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from qmedimg.backends.device import DeviceBackend
+from qmedimg.backends.device import DeviceBackend, DeviceStudy
 from qmedimg.backends.device_estimator import SIMULATORS, density_matrix_limit, uses_sampler
 from qmedimg.backends.trajectories import memory_estimate
-from qmedimg.backends.devices import fake_device, fake_device_name
+from qmedimg.backends.devices import fake_device_name
 from qmedimg.backends.options import Mitigation, Shots, Strict, TranspileOptions
 from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
@@ -78,19 +78,51 @@ class FakeEntry(Strict):
         return fake_device_name(value)
 
 
+class FakeStudy(DeviceStudy):
+    """A noise study on a fake device: noise scales, mitigation (the entry's own ZNE settings), a seed of its own
+    for each repeat, and the cross-check of a point on Aer."""
+
+    noise_scalable = True
+
+    def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
+        """qmedimg's trajectory sampler where the entry's ``simulator`` sends a noisy head to it, else Aer's
+        density matrix up to its limit on the entry's ``aer_device`` (:meth:`DeviceStudy.simulation_memory`)."""
+        e = self.backend.entry
+        if noisy and uses_sampler(e.simulator, qubits, shots=e.shots, aer_device=e.aer_device):
+            return (memory_estimate(qubits, e.trajectories),
+                    f"trajectory sampler, {e.trajectories} trajectories, {cores()} threads")
+        if noisy and e.aer_device == "GPU" and qubits <= density_matrix_limit("GPU"):
+            return 16 * 4**qubits, "density matrix on the GPU"
+        return super().simulation_memory(qubits, noisy)
+
+    def mitigation_overrides(self, mitigation: str) -> dict:
+        zne = self.backend.entry.mitigation.zne  # the entry's own ZNE settings, when it has them
+        return {"mitigation": {"readout": "readout" in mitigation,
+                               "zne": (zne.model_dump() if zne is not None else {}) if "zne" in mitigation else None}}
+
+    def reference_overrides(self) -> dict | None:
+        """``simulator: aer`` unless the entry already simulates on Aer only."""
+        return {"simulator": "aer"} if self.backend.entry.simulator != "aer" else None
+
+    def point_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
+        return {**super().point_overrides(scale=scale, shots=shots, opt_level=opt_level, repeat=repeat),
+                "noise_scale": scale, "seed": (self.backend.entry.seed or 0) + repeat}
+
+
 class FakeBackend(DeviceBackend):
     """A fake device on :class:`~qmedimg.backends.device_estimator.DeviceEstimator`."""
 
     kind = "fake"
     Entry = FakeEntry
-    noise_scalable = True
+    _simulates = True
+    _study_rules = FakeStudy
 
     @cached_property
-    def device(self):
-        return fake_device(self.entry.device)
+    def _device(self):
+        return self._context.device(self.entry.device)
 
     @cached_property
-    def estimator(self):
+    def _estimator(self):
         from qmedimg.backends.device_estimator import DeviceEstimator
 
         e, m = self.entry, self.entry.mitigation
@@ -101,52 +133,27 @@ class FakeBackend(DeviceBackend):
                 raise QmedimgError(f"backend '{self.name}': aer_device GPU needs qiskit-aer-gpu and a CUDA GPU, and "
                                    "this Aer simulates on the CPU only; install qiskit-aer-gpu in place of qiskit-aer "
                                    "(see docs/backends.md, 'Aer on a GPU') or set aer_device: CPU")
-        return DeviceEstimator(self.device, noise_scale=e.noise_scale, shots=e.shots, seed=e.seed,
+        return DeviceEstimator(self._device, noise_scale=e.noise_scale, shots=e.shots, seed=e.seed,
                                readout_mitigation=m.readout, zne=m.zne, twirls=m.twirls,
                                trajectories=e.trajectories, simulator=e.simulator,
                                training_trajectories=e.training_trajectories, aer_device=e.aer_device)
 
     def warm_up(self, spec: CircuitSpec) -> None:
-        self.estimator.prepare(self.prepare(spec).circuit)
+        self._estimator.prepare(self.prepare(spec).circuit)
 
-    def noise_scale(self) -> float:
+    def _noise_scale(self) -> float:
         return self.entry.noise_scale
 
-    def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
-        """qmedimg's trajectory sampler where the entry's ``simulator`` sends a noisy head to it, else Aer's
-        density matrix up to its limit on the entry's ``aer_device`` (:meth:`DeviceBackend.simulation_memory`)."""
-        e = self.entry
-        if noisy and uses_sampler(e.simulator, qubits, shots=e.shots, aer_device=e.aer_device):
-            return (memory_estimate(qubits, e.trajectories),
-                    f"trajectory sampler, {e.trajectories} trajectories, {cores()} threads")
-        if noisy and e.aer_device == "GPU" and qubits <= density_matrix_limit("GPU"):
-            return 16 * 4**qubits, "density matrix on the GPU"
-        return super().simulation_memory(qubits, noisy)
-
-    def mitigation(self) -> dict:
+    def _mitigation(self) -> dict:
         return self.entry.mitigation.model_dump()
 
-    def zne_factors(self) -> list[float]:
+    def _zne_factors(self) -> list[float]:
         zne = self.entry.mitigation.zne
         return list(zne.noise_factors) if zne is not None else [1.0]
 
-    def describe(self) -> dict:
-        return {**super().describe(), **self.device_row(self.device)}
+    def _row(self) -> dict:
+        return {**super()._row(), **self._device_row(self._device)}
 
-    def record(self, spec: CircuitSpec | None) -> dict:
-        """:meth:`Backend.record` + how the head was simulated (density matrix or trajectories)."""
-        simulation = self.estimator.simulation(self.prepare(spec).circuit) if spec is not None else None
-        return {**super().record(spec), "simulation": simulation}
-
-    def mitigation_overrides(self, mitigation: str) -> dict:
-        zne = self.entry.mitigation.zne  # the entry's own ZNE settings, when it has them
-        return {"mitigation": {"readout": "readout" in mitigation,
-                               "zne": (zne.model_dump() if zne is not None else {}) if "zne" in mitigation else None}}
-
-    def reference_overrides(self) -> dict | None:
-        """``simulator: aer`` unless the entry already simulates on Aer only."""
-        return {"simulator": "aer"} if self.entry.simulator != "aer" else None
-
-    def study_overrides(self, *, scale, shots, opt_level, repeat) -> dict:
-        return {**super().study_overrides(scale=scale, shots=shots, opt_level=opt_level, repeat=repeat),
-                "noise_scale": scale, "seed": (self.entry.seed or 0) + repeat}
+    def _simulation(self, spec: CircuitSpec) -> dict:
+        """How the head is simulated (density matrix or trajectories)."""
+        return self._estimator.simulation(self.prepare(spec).circuit)

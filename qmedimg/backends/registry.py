@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Union
 
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from qmedimg.backends.aer import AerBackend
 from qmedimg.backends.base import Backend
+from qmedimg.backends.context import BackendContext
 from qmedimg.backends.exact import ExactBackend, ExactEntry
 from qmedimg.backends.fake import FakeBackend
 from qmedimg.backends.ibm import IbmBackend
@@ -66,23 +65,17 @@ def _find_secret(value, trail: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
-def _entry_schema(kinds: tuple[type[Backend], ...]) -> TypeAdapter:
-    """The union of every kind's ``Entry``, told apart by ``kind:``."""
-    return TypeAdapter(Annotated[Union[tuple(cls.Entry for cls in kinds)], Field(discriminator="kind")])
-
-
 def _validate(path: Path, name: str, raw: dict):
+    """The entry ``raw`` as its kind's ``Entry`` (the kind told by ``kind:``), or one line naming what is wrong."""
+    kind = raw.get("kind")
+    if "kind" not in raw:
+        raise QmedimgError(f"{path}: entry '{name}': missing key 'kind' (one of {', '.join(KINDS)})")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise QmedimgError(f"{path}: entry '{name}': unknown kind {quoted(kind)}; valid: {', '.join(KINDS)}")
+    model = KINDS[kind].Entry
     try:
-        return _entry_schema(tuple(KINDS.values())).validate_python(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        kind = raw.get("kind")
-        first = exc.errors()[0]["type"]
-        if first == "union_tag_invalid":
-            raise QmedimgError(f"{path}: entry '{name}': unknown kind {quoted(kind)}; valid: {', '.join(KINDS)}") from None
-        if first == "union_tag_not_found":
-            raise QmedimgError(f"{path}: entry '{name}': missing key 'kind' (one of {', '.join(KINDS)})") from None
-        model = KINDS[kind].Entry if isinstance(kind, str) and kind in KINDS else None
         raise entry_error(path, name, raw, exc, model) from None
 
 
@@ -128,23 +121,28 @@ def _yaml_problem(exc: Exception) -> str:
     return f"{where}malformed YAML: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}"
 
 
-def get_backend(name: str, path: str | Path | None = None, **overrides) -> Backend:
+def get_backend(name: str, path: str | Path | None = None, *, context: BackendContext | None = None,
+                **overrides) -> Backend:
     """The registry entry ``name``, built; ``overrides`` replace entry keys (e.g. ``shots=1024``,
-    ``noise_scale=2``, ``transpile={"optimization_level": 3}``), validated as if they were in the file."""
+    ``noise_scale=2``, ``transpile={"optimization_level": 3}``), validated as if they were in the file.
+    ``context``: what it shares with the other backends of the same work
+    (:class:`~qmedimg.backends.context.BackendContext`; default: a fresh one of its own)."""
     path = registry_path(path)
     entries = load_backends(path)
     if name == "exact" and name not in entries:  # always there, whatever the file lists
-        return backend_for(name, exact_backend().entry, path, **overrides)
+        return backend_for(name, exact_backend().entry, path, context=context, **overrides)
     if name not in entries:
         raise QmedimgError(f"unknown backend {quoted(name)} in {path}; valid: {', '.join(entries)}")
-    return backend_for(name, entries[name], path, **overrides)
+    return backend_for(name, entries[name], path, context=context, **overrides)
 
 
-def backend_for(name: str, entry, path: Path | None = None, **overrides) -> Backend:
-    """The backend of a validated entry (e.g. one built in code), with keys replaced by ``overrides``."""
+def backend_for(name: str, entry, path: Path | None = None, *, context: BackendContext | None = None,
+                **overrides) -> Backend:
+    """The backend of a validated entry (e.g. one built in code), with keys replaced by ``overrides``, in
+    ``context`` (default: a fresh one)."""
     if overrides:
         entry = with_keys(entry, overrides, name)
-    return KINDS[entry.kind](name, entry, path)
+    return KINDS[entry.kind](name, entry, path, context=context)
 
 
 def exact_backend() -> Backend:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_evaluate, cmd_explain,
+from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_evaluate, cmd_explain, cmd_export,
                                   cmd_noise_study, cmd_predict, cmd_train, cmd_transpile, cmd_width_study,
                                   interrupted)
 from qmedimg.cli.parser import build_parser
@@ -18,7 +18,7 @@ from qmedimg.errors import GridIncomplete, QmedimgError
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
             "noise-study": cmd_noise_study, "compare": cmd_compare, "predict": cmd_predict, "explain": cmd_explain,
-            "circuits": cmd_circuits, "width-study": cmd_width_study}
+            "circuits": cmd_circuits, "width-study": cmd_width_study, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,11 +142,11 @@ def cmd_backends(args: argparse.Namespace) -> None:
     if args.action == "check":
         if not args.name:
             raise QmedimgError("backends check needs a NAME (see `qmedimg backends`)")
-        for line in get_backend(args.name, args.backends).check():
+        for line in get_backend(args.name, args.backends).describe().check():
             print(line)
         return
     entries = load_backends(args.backends)
-    rows = [get_backend(name, args.backends).describe() for name in entries]
+    rows = [get_backend(name, args.backends).describe().row() for name in entries]
     print(f"{'name':<26}{'kind':<7}{'device':<16}{'qubits':>7}  {'2q gate':<8}options")
     for r in rows:
         print(f"{r['name']:<26}{r['kind']:<7}{r['device']:<16}{r['qubits']!s:>7}  {r['2q gate']:<8}{r['options']}")
@@ -158,7 +158,7 @@ def cmd_transpile(args: argparse.Namespace) -> None:
     from qmedimg.quantum.circuits import load_circuit
 
     backend = get_backend(args.backend, args.backends, **_overrides(args))
-    if not backend.transpiles:
+    if not backend.describe().transpiles:
         raise QmedimgError(f"backend '{backend.name}' is {backend.kind}: nothing to transpile for (pick a fake or ibm entry)")
     if (Path(args.source) / "config.json").is_file():
         from qmedimg.rundir import load_run
@@ -166,7 +166,7 @@ def cmd_transpile(args: argparse.Namespace) -> None:
         spec = load_run(args.source).model.spec
     else:
         spec = load_circuit(args.source, qubits=args.qubits, layers=args.layers)
-    r = backend.transpile_report(spec)
+    r = backend.describe(spec).transpile
     print(f"{r['circuit']} on {r['backend']} ({r['device']}):")
     print(f"  physical qubits {r['physical_qubits']}")
     print(f"  depth {r['depth']}, two-qubit gates {r['two_qubit_gates']}, ops {r['ops']}")
@@ -243,12 +243,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.export import beside, is_exported, opened_run
     from qmedimg.workflows.predict import predict
 
     folder = any(Path(p).is_dir() for p in args.inputs)
-    out = args.out or (str(Path(args.run_dir) / "predictions.csv") if folder else None)  # results stay with the run
-    result = predict(args.run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
-                     progress=not args.quiet, dry_run=args.dry_run, device=args.device)
+    out = args.out or (str(beside(args.run_dir, "predictions.csv")) if folder else None)  # results stay with the run
+    if is_exported(args.run_dir) and args.backend and not args.dry_run:
+        from qmedimg.backends import get_backend
+
+        if get_backend(args.backend, args.backends).spends_qpu_time:  # its job ledger would go with the temporary copy
+            raise QmedimgError(f"{args.run_dir}: a QPU backend keeps its job ledger in the run directory: unzip the "
+                               f"exported run into one first (unzip {args.run_dir} -d DIR)")
+    with opened_run(args.run_dir) as run_dir:
+        result = predict(run_dir, args.inputs, backend=args.backend, backends_file=args.backends, out=out,
+                         progress=not args.quiet, dry_run=args.dry_run, device=args.device)
     for line in result["errors"]:
         print(f"skipped: {line}", file=sys.stderr)
     if "dry_run" in result:
@@ -268,11 +276,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.export import beside, opened_run
     from qmedimg.workflows.predict import explain
 
-    out = args.out or str(Path(args.run_dir) / "explain")
-    for path in explain(args.run_dir, args.images, out, device=args.device):
+    out = args.out or str(beside(args.run_dir, "explain"))
+    with opened_run(args.run_dir) as run_dir:
+        written = explain(run_dir, args.images, out, device=args.device)
+    for path in written:
         print(f"written {path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.export import export_run
+
+    file = export_run(args.run_dir, args.file)
+    print(f"written {file} ({file.stat().st_size / 1e6:.1f} MB); predict and explain take it in place of RUN_DIR: "
+          f"qmedimg predict {file} IMAGE")
 
 
 def cmd_circuits(args: argparse.Namespace) -> None:

@@ -299,12 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "On ibm backends only the head's input angles and the circuit weights are sent.",
                         epilog="examples:\n  qmedimg predict runs/breast scan.png\n"
                         "  qmedimg predict runs/breast dicoms/ --out predictions.csv\n"
-                        "  qmedimg predict runs/breast images/ --backend fake_brisbane")
-    pr.add_argument("run_dir", metavar="RUN_DIR")
+                        "  qmedimg predict runs/breast images/ --backend fake_brisbane\n"
+                        "  qmedimg predict breast.zip scan.png       # a run `qmedimg export` wrote")
+    pr.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a run exported with `qmedimg export`")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     pr.add_argument("--backend", metavar="NAME", help="registry entry for the quantum head (default exact)")
     pr.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
-    pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: RUN_DIR/predictions.csv)")
+    pr.add_argument("--out", metavar="CSV", help="write predictions here (default for folders: "
+                    "RUN_DIR/predictions.csv; for FILE.zip: FILE-predictions.csv beside it)")
     pr.add_argument("--dry-run", action="store_true", help="ibm: what would be sent, nothing submitted")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     _device_options(pr)
@@ -314,11 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "LayerGradCam on the backbone's last convolution, gradients through the quantum head) "
                        "saved as <name>-gradcam.png; plus head_space.png: the run's test-set head values "
                        "pairwise, coloured by true class.",
-                       epilog="example:\n  qmedimg explain runs/breast scan.png --out explain/")
-    x.add_argument("run_dir", metavar="RUN_DIR")
+                       epilog="examples:\n  qmedimg explain runs/breast scan.png --out explain/\n"
+                       "  qmedimg explain breast.zip scan.png      # -> breast-explain/ (an exported run)")
+    x.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a run exported with `qmedimg export`")
     x.add_argument("images", nargs="*", metavar="IMAGE")
-    x.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain)")
+    x.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain; for FILE.zip: FILE-explain/)")
     _device_options(x)
+
+    ex = sub.add_parser("export", help="a trained run as one file to hand over (predict and explain read it)",
+                        description="Write FILE, a zip archive of exactly the run's config.json, checkpoint.pt and "
+                        "metrics.json: what predict and explain need, without the training data. The run is loaded "
+                        "first; an existing FILE is never replaced. `unzip FILE -d DIR` gives the run directory back.",
+                        epilog="examples:\n  qmedimg export runs/breast breast.zip\n"
+                        "  qmedimg predict breast.zip scan.png      # where it is received")
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("file", metavar="FILE", help="the archive to write (e.g. breast.zip)")
 
     c = sub.add_parser("circuits", help="list the circuit templates, or draw one",
                        description="List circuits/ templates (qubits, inputs, weights, depth) or draw one.",

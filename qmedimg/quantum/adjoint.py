@@ -46,7 +46,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qmedimg.quantum.adjoint_kernel import adjoint_rows, simulate_rows
 from qmedimg.quantum.exact import ExactEstimator
 from qmedimg.quantum.gradients import BatchedParamShiftGradient, column
-from qmedimg.quantum.kernel import announce_compile, cos_sin_half, pauli_tables
+from qmedimg.quantum.kernel import announce_compile, cos_sin_half
 from qmedimg.quantum.primitives import pauli_terms
 
 ADJOINT_FROM = 5
@@ -92,7 +92,7 @@ class AdjointGradient(BatchedParamShiftGradient):
         from one forward simulation and one adjoint sweep per row."""
         program, coeffs, simulation = self._simulation(circuit, observables, values)
         weights = np.asarray(cotangent, dtype=float).T @ coeffs  # (rows, labels)
-        pauli_values, grad_angles = simulate_rows(*simulation, weights)
+        pauli_values, grad_angles = simulate_rows(*simulation, weights, threads=self._estimator.threads)
         return coeffs @ pauli_values.T, grad_angles @ program.jacobian
 
     def _simulation(self, circuit: QuantumCircuit, observables: list[dict], values: np.ndarray):
@@ -101,7 +101,7 @@ class AdjointGradient(BatchedParamShiftGradient):
         program = self._estimator.program(circuit)
         values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
         labels, coeffs = pauli_terms(observables)
-        masks, phases = pauli_tables(tuple(labels), program.num_qubits)
+        masks, phases = self._estimator.pauli_tables(tuple(labels), program.num_qubits)
         angles = program.angles(values)
         cos, sin = cos_sin_half(angles)
         announce_compile(adjoint_rows)
@@ -145,11 +145,11 @@ class AdjointGradient(BatchedParamShiftGradient):
         # the final states, kept for the backward sweep so each row is simulated once per step
         keep = rows * 16 << program.num_qubits <= KEEP_STATES_BYTES
         states = np.empty((rows, 1 << program.num_qubits), np.complex128) if keep else None
-        pauli_values, _ = simulate_rows(*simulation, None, states)
+        pauli_values, _ = simulate_rows(*simulation, None, states, threads=self._estimator.threads)
 
         def vjp(cotangent):
             weights = np.asarray(cotangent, dtype=float).T @ coeffs
-            grad = simulate_rows(*simulation, weights, states)[1] @ program.jacobian
+            grad = simulate_rows(*simulation, weights, states, threads=self._estimator.threads)[1] @ program.jacobian
             return grad[:, :num_inputs], grad[:, num_inputs:].sum(axis=0)
 
         return coeffs @ pauli_values.T, vjp

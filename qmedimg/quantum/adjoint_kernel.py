@@ -12,6 +12,7 @@ collects the 2×2 matrix R = Σ_pairs ψ_before ⊗ conj(λ_after), and each ang
 
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -245,27 +246,56 @@ def adjoint_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q
                      suffix)
 
 
-_pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="qmedimg-kernel")
+class RowThreads:
+    """The threads :func:`split_rows` runs row chunks on, owned by the one that runs the kernels (an
+    :class:`~qmedimg.quantum.exact.ExactEstimator`): started by the first split that needs them (up to one
+    per available core, one per chunk), ended by :meth:`close`, or when their owner is garbage collected,
+    so a forgotten owner leaves no threads behind.
+
+    Example::
+
+        threads = RowThreads()
+        split_rows(lambda start, stop: kernel(rows[start:stop]), len(rows), 4, threads)
+        threads.close()
+    """
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._ended: weakref.finalize | None = None
+
+    def map(self, function, items) -> list:
+        """``[function(item) for item in items]``, the items side by side on the threads."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="qmedimg-kernel")
+            self._ended = weakref.finalize(self, self._pool.shutdown, wait=False)
+        return list(self._pool.map(function, items))
+
+    def close(self) -> None:
+        """End the threads, waiting for them; a later split starts new ones."""
+        if self._pool is not None:
+            self._ended.detach()
+            self._pool.shutdown(wait=True)
+            self._pool = self._ended = None
 
 
-def split_rows(call, rows: int, chunks: int) -> None:
+def split_rows(call, rows: int, chunks: int, threads: RowThreads) -> None:
     """Run ``call(start, stop)`` over rows 0..rows in ``chunks`` contiguous parts, side by side on
-    :func:`~qmedimg.cores.cores` threads (the kernels release the GIL). Python threads, not an OpenMP
-    pool, so torch's own thread pool is not left competing with spinning workers."""
+    ``threads``, at most :func:`~qmedimg.cores.cores` at once (the kernels release the GIL). Python
+    threads, not an OpenMP pool, so torch's own thread pool is not left competing with spinning workers."""
     chunks = max(1, min(chunks, cores(), rows))
     if chunks == 1:
         call(0, rows)
         return
     bounds = np.linspace(0, rows, chunks + 1).astype(int)
-    list(_pool.map(lambda i: call(bounds[i], bounds[i + 1]), range(chunks)))
+    threads.map(lambda i: call(bounds[i], bounds[i + 1]), range(chunks))
 
 
 def simulate_rows(tables: tuple, angles: np.ndarray, cos: np.ndarray, sin: np.ndarray, xmasks: np.ndarray,
-                  phases: np.ndarray, weights: np.ndarray | None,
-                  states: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  phases: np.ndarray, weights: np.ndarray | None, states: np.ndarray | None = None, *,
+                  threads: RowThreads) -> tuple[np.ndarray, np.ndarray | None]:
     """(<P_t> per row, shape (rows, labels); with ``weights`` (rows, labels), the gradient of
     Σ_t weights[r, t]·<P_t> per gate angle, shape (rows, num_angles), else None), rows split across
-    threads (a thread for every 4,096 amplitudes of work at least). ``states`` (rows, 2**n complex):
+    ``threads`` (a thread for every 4,096 amplitudes of work at least). ``states`` (rows, 2**n complex):
     filled with the final states by a call without ``weights``, used by the next call with them."""
     rows, n = angles.shape[0], tables[0]
     values = np.empty((rows, xmasks.shape[0]))
@@ -273,5 +303,5 @@ def simulate_rows(tables: tuple, angles: np.ndarray, cos: np.ndarray, sin: np.nd
     weights = np.ascontiguousarray(weights) if weights is not None else np.empty((0, 0))
     states = states if states is not None else np.empty((0, 0), np.complex128)
     args = (*tables, angles, cos, sin, xmasks, phases, weights, values, grad, weights.size > 0, states)
-    split_rows(lambda start, stop: adjoint_rows(*args, start, stop), rows, (rows << n) >> 12)
+    split_rows(lambda start, stop: adjoint_rows(*args, start, stop), rows, (rows << n) >> 12, threads)
     return values, (grad if weights.size else None)

@@ -18,7 +18,8 @@ Example::
     qc = real_amplitudes(2, reps=1)
     obs = [[SparsePauliOp("ZI")], [SparsePauliOp("IZ")]]     # shape (2, 1)
     values = np.random.rand(5, qc.num_parameters)            # shape (5, P)
-    evs = ExactEstimator().run([(qc, obs, values)]).result()[0].data.evs   # shape (2, 5)
+    with ExactEstimator() as estimator:                      # its row threads end with the block
+        evs = estimator.run([(qc, obs, values)]).result()[0].data.evs   # shape (2, 5)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from qiskit.circuit import Barrier, Measure, ParameterExpression, QuantumCircuit
 from qiskit.primitives.base import BaseEstimatorV2
 from qiskit.primitives.containers import EstimatorPub, PrimitiveResult, PubResult
 
-from qmedimg.quantum.adjoint_kernel import adjoint_rows, simulate_rows, split_rows
+from qmedimg.quantum.adjoint_kernel import RowThreads, adjoint_rows, simulate_rows, split_rows
 from qmedimg.quantum.kernel import (DENSE, DIAG, FIXED, PERM, ROT, RX, RY, RZ, announce_compile, cos_sin_half,
                                     pauli_tables, run_rows)
 from qmedimg.quantum.primitives import FinishedJob, pub_result
@@ -68,13 +69,29 @@ class ExactEstimator(BaseEstimatorV2):
     * ``seed``: None. Seed of that noise.
     * ``max_qubits``: 20. Wider circuits are refused with a ``ValueError``.
 
-    Circuits must not be changed after their first run: their compiled form is cached.
+    Circuits must not be changed after their first run: their compiled form is cached, and so are the
+    tables of the Pauli labels measured. Its caches and its row threads (:attr:`threads`) live as long as
+    it does; :meth:`close` (or a ``with`` block) ends the threads at once.
     """
 
     def __init__(self, *, options: dict | None = None):
         self._options = Options(**(options or {}))
         self._programs: OrderedDict[int, tuple[QuantumCircuit, _Program]] = OrderedDict()
+        self._paulis: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._rng = np.random.default_rng(self._options.seed)
+        self.threads = RowThreads()
+        """The threads the rows of a PUB (and of :class:`~qmedimg.quantum.adjoint.AdjointGradient`'s sweeps)
+        are split over."""
+
+    def __enter__(self) -> ExactEstimator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the row threads now (a later run starts new ones)."""
+        self.threads.close()
 
     @property
     def options(self) -> Options:
@@ -106,6 +123,17 @@ class ExactEstimator(BaseEstimatorV2):
             self._programs.popitem(last=False)
         return program
 
+    def pauli_tables(self, labels: tuple[str, ...], num_qubits: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~qmedimg.quantum.kernel.pauli_tables` of ``labels``, cached (the last 256 label sets)."""
+        key = (labels, num_qubits)
+        if key in self._paulis:
+            self._paulis.move_to_end(key)
+            return self._paulis[key]
+        tables = self._paulis[key] = pauli_tables(labels, num_qubits)
+        if len(self._paulis) > 256:
+            self._paulis.popitem(last=False)
+        return tables
+
     def _run_pub(self, pub: EstimatorPub) -> PubResult:
         return pub_result(pub, lambda circuit, values, paulis: self._expectations(self.program(circuit), values, paulis),
                           self._rng)
@@ -115,15 +143,15 @@ class ExactEstimator(BaseEstimatorV2):
         rows = values.shape[0]
         angles = program.angles(values)
         cos, sin = cos_sin_half(angles)
-        masks, phases = pauli_tables(tuple(paulis), program.num_qubits)
+        masks, phases = self.pauli_tables(tuple(paulis), program.num_qubits)
         if program.num_qubits >= ROW_PER_THREAD_FROM:
             announce_compile(adjoint_rows)
-            return simulate_rows(program.tables, angles, cos, sin, masks, phases, None)[0].T
+            return simulate_rows(program.tables, angles, cos, sin, masks, phases, None, threads=self.threads)[0].T
         announce_compile(run_rows)
         out = np.empty((len(paulis), rows))
         block = max(1, min(128, (1 << 16) >> program.num_qubits))  # 128 rows, at most 2 MiB a block
         split_rows(lambda start, stop: run_rows(*program.tables, angles, cos, sin, masks, phases, out, start, stop,
-                                                block), rows, rows // (2 * block))
+                                                block), rows, rows // (2 * block), self.threads)
         return out
 
 

@@ -6,7 +6,6 @@ many parameter rows at once, with each row's 2**n amplitudes in cache. Compiled 
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import numba
 import numpy as np
 import torch
 
-@functools.lru_cache(maxsize=256)
 def pauli_tables(paulis: tuple[str, ...], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per Pauli label (rightmost char = qubit 0): its X mask and the phase vector with
-    P|j> = phase_j |j ^ mask>, so <ψ|P|ψ> = Σ_j conj(ψ[j ^ mask]) phase_j ψ[j]."""
+    P|j> = phase_j |j ^ mask>, so <ψ|P|ψ> = Σ_j conj(ψ[j ^ mask]) phase_j ψ[j]. Not cached here:
+    :meth:`ExactEstimator.pauli_tables <qmedimg.quantum.exact.ExactEstimator.pauli_tables>` keeps them."""
     basis = np.arange(1 << n)
     masks = np.zeros(len(paulis), dtype=np.int64)
     phases = np.zeros((len(paulis), 1 << n), dtype=np.complex128)
@@ -205,17 +204,14 @@ def run_rows(n, lead, code, ftype, fangle, fa, fb, table_i, table_c, table_q, an
 
 
 def announce_compile(kernel=None) -> None:
-    """Say on stderr, once per kernel, that it is being compiled when this machine has no compiled
-    copy cached yet (the first run of a fresh install waits ~6-25 s a kernel here, otherwise
-    silently). ``kernel``: a numba dispatcher of this package (default :func:`run_rows`)."""
+    """Say on stderr that a kernel is about to be compiled: when it has no compiled signature in this
+    process yet (numba's own record: the first call, which compiles or loads it, adds one) and this
+    machine has no compiled copy cached (the first run of a fresh install waits ~6-25 s a kernel here,
+    otherwise silently). ``kernel``: a numba dispatcher of this package (default :func:`run_rows`)."""
     kernel = run_rows if kernel is None else kernel
     name = f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.__name__}"
-    if kernel.signatures or name in _announced:
+    if kernel.signatures:
         return
-    _announced.add(name)
     if not any(Path(__file__).parent.glob(f"__pycache__/{name}-*.nbi")):
         print(f"qmedimg: compiling the exact estimator's kernel {name} (once per machine, about 6-25 s)...",
               file=sys.stderr, flush=True)
-
-
-_announced: set[str] = set()

@@ -19,15 +19,13 @@ import hashlib
 import time
 from pathlib import Path
 
-import numpy as np
-
 from qmedimg.artifact import read_test_split
-from qmedimg.backends import get_backend
+from qmedimg.backends import JobOptions, get_backend
 from qmedimg.data import Split
 from qmedimg.errors import QmedimgError
 from qmedimg.files import write_json
-from qmedimg.metrics import compute_metrics, statistical_spread
-from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head, torch_device
+from qmedimg.inference import Inference
+from qmedimg.model import torch_device
 from qmedimg.rundir import Run, load_run
 
 
@@ -77,54 +75,32 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     """
     torch_device(device)  # a device this machine lacks is refused before the backend is built
     target = get_backend(backend or "exact", backends_file, **overrides)
-    target.check_request(dry_run=dry_run, resume=resume)
+    JobOptions(dry_run=dry_run, resume=resume).check(target)  # refused on a kind that submits no jobs, before any work
     run = load_run(run_dir, device=device)
     run.check_backend(target)
-    model, quantum = run.model, run.config.quantum
+    jobs = run.job_options(dry_run=dry_run, resume=resume)
+    spec = run.model.spec if run.config.quantum else None
     test = _test_split(run, data_file)
     images, labels = test.images[:limit], test.labels[:limit]
     start = time.perf_counter()
-    if quantum:  # load the device, transpile, build the noise model: once, timed apart
-        target.warm_up(model.spec)
+    if spec is not None:  # load the device, transpile, build the noise model: once, timed apart
+        target.warm_up(spec)
     setup = time.perf_counter() - start
-    extra: dict = {}
-    angle_time, start = 0.0, time.perf_counter()
-    if not quantum:
-        probs = ideal_probs = predict_probs(model, images)
-        error = 0.0
-    else:
-        angles = head_angles(model, images)
-        angle_time = time.perf_counter() - start
-        ideal = None if target.exact else ideal_head_values(model, angles)  # the reference: not timed
-        start = time.perf_counter()
-        result = target.run_head(run.head_request(angles, dry_run=dry_run, resume=resume, progress=progress))
-        extra = result.details
-        if dry_run:
-            return {**extra, "backend": target.name, "device": target.device_name, "images": len(images),
-                    "transpile": target.transpile_report(model.spec)}
-        values = result.values
-        ideal = values if ideal is None else ideal
-        probs, ideal_probs = probs_from_head(model, values), probs_from_head(model, ideal)
-        error = float(np.abs(values - ideal).mean())
-    wall = angle_time + time.perf_counter() - start
+    inference = Inference(run, images)
+    head = inference.on(target, jobs=jobs, progress=progress)
+    if dry_run:
+        return {**head.details, "backend": target.name, "device": head.record["device"], "images": len(images),
+                "transpile": head.record["transpile"]}
+    wall = inference.cnn_s + head.wall_s
+    sampled = (head.record.get("simulation") or {}).get("statistical_error")
+    evaluation = inference.evaluation(head, labels, limit, statistical_error=sampled)
+    spread = {"test_statistical_error": evaluation.pop("test_statistical_error")} if sampled and spec else {}
     outcome = {
-        **target.record(model.spec if quantum else None),
-        "threshold": run.threshold_record(),  # the run's decision: chosen on validation at the end of training
-        "test": compute_metrics(labels, probs, run.dataset.task, run.threshold),
-        "ideal_test": compute_metrics(labels, ideal_probs, run.dataset.task, run.threshold),
-        "mean_abs_expectation_error": error,
-        "images": int(len(images)), "limit": limit, "torch_device": str(model_device(model)),
-        # which weights: the digest of config and checkpoint, the epoch it holds, and whether training had ended
-        "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
+        **head.record, **evaluation,
         **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
-        **extra,
+        **head.details, **spread,
     }
-    sampled = (outcome.get("simulation") or {}).get("statistical_error")
-    if quantum and sampled:  # values averaged over noise trajectories: how far that moves ACC and AUC
-        outcome["test_statistical_error"] = statistical_spread(labels, values, sampled,
-                                                               lambda v: probs_from_head(model, v),
-                                                               run.dataset.task, run.threshold)
     cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
     on = "" if data_file is None else f"-on-{Path(data_file).stem}"  # never in place of the run's own test split's
     path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}{on}{cut}.json", outcome)

@@ -49,24 +49,23 @@ import contextlib
 import csv
 import io
 import math
-import time
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
 
-from qmedimg.backends import Backend, get_backend
+from qmedimg.backends import Backend, BackendContext, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text,
                            writing_folder)
-from qmedimg.model import head_angles
+from qmedimg.inference import Inference
 from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text
-from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, Point, choose_cross_checks,
-                                            cross_checkable, forget, make_cells, no_cross_check, point_backend,
-                                            point_file, point_name, preload, run_key, run_study_cell, text,
+from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, CellWorkspace, Point,
+                                            choose_cross_checks, cross_checkable, make_cells, no_cross_check,
+                                            point_backend, point_file, point_name, run_key, run_study_cell, text,
                                             training_of, write_point)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
@@ -76,17 +75,17 @@ COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitiga
            "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "cross_check", "training",
            "simulation", "simulator", "trajectories", "statistical_error", "acc_statistical_error",
            "auc_statistical_error", "wall_s", "inputs"]
-# results.csv files written before the simulation columns were recorded (blank: a grid point, simulation unknown)
-SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", "statistical_error")
-# and before the head's effective dimension was recorded: upgraded, rows kept
-ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")
-TRAINING_COLUMNS = ("training",)  # before the training mode was recorded: those rows read ideal
-METRIC_ERROR_COLUMNS = ("acc_statistical_error", "auc_statistical_error")  # before ACC/AUC errors: blank
-_BEFORE_METRIC_ERRORS = [c for c in COLUMNS if c not in METRIC_ERROR_COLUMNS]
-LEGACY_COLUMNS = [c for c in _BEFORE_METRIC_ERRORS if c not in ADDED_COLUMNS + SIMULATION_COLUMNS + TRAINING_COLUMNS]
-PAST_HEADERS = ([c for c in _BEFORE_METRIC_ERRORS if c not in SIMULATION_COLUMNS + TRAINING_COLUMNS], LEGACY_COLUMNS,
-                [c for c in _BEFORE_METRIC_ERRORS if c not in TRAINING_COLUMNS], _BEFORE_METRIC_ERRORS)
-"""Headers older qmedimg wrote: read with the missing cells blank, upgraded in place."""
+# The columns each version of results.csv added (older files read them blank, and are upgraded in place):
+ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outputs")  # 2: the head's usage
+SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", "statistical_error")  # 3: how simulated
+TRAINING_COLUMNS = ("training",)  # 4: the training mode (older rows read ideal)
+METRIC_ERROR_COLUMNS = ("acc_statistical_error", "auc_statistical_error")  # 5: ACC/AUC statistical errors
+_ADDED_IN = {2: ADDED_COLUMNS, 3: SIMULATION_COLUMNS, 4: TRAINING_COLUMNS, 5: METRIC_ERROR_COLUMNS}
+RESULTS_SCHEMAS = {version: [c for c in COLUMNS if all(c not in added for later, added in _ADDED_IN.items()
+                                                       if later > version)] for version in range(1, max(_ADDED_IN) + 1)}
+"""results.csv's header in each format version (1: the first; the last: ``COLUMNS``, what this qmedimg writes):
+a file is identified by its header, read with the columns of later versions blank, and upgraded in place."""
+RESULTS_SCHEMA = max(RESULTS_SCHEMAS)
 
 
 def parse_list(text: str, kind, name: str, valid=None) -> list:
@@ -115,10 +114,11 @@ def grid_points(runs: list[str], backends: dict[str, Backend], scales, mitigatio
     training mode (default ideal)."""
     points = []
     for run, (name, backend) in product(runs, backends.items()):
-        for scale, mitigation, n, level in product(scales if backend.noise_scalable else [None], mitigations, shots,
-                                                   levels if backend.transpiles else [None]):
-            backend.mitigation_overrides(mitigation)  # refused here, before anything runs
-            for repeat in range(repeats if backend.sampled(n) else 1):  # exact values repeat exactly
+        rules = backend.study
+        for scale, mitigation, n, level in product(scales if rules.noise_scalable else [None], mitigations, shots,
+                                                   levels if rules.transpiles else [None]):
+            rules.mitigation_overrides(mitigation)  # refused here, before anything runs
+            for repeat in range(repeats if rules.sampled(n) else 1):  # exact values repeat exactly
                 points.append(Point(run, name, scale, mitigation, n, level if level is not None else -1, repeat,
                                     training=(trainings or {}).get(run, IDEAL)))
     return points
@@ -133,7 +133,7 @@ def _csv_line(row: dict) -> str:
 def read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     """The rows of results.csv; a last row torn by a crash or a full disk is cut off first. A file
     without a header (empty or blank: e.g. left by a full disk before its first line) has none. A file
-    with one of ``PAST_HEADERS`` is read with the missing cells blank and, with ``upgrade``,
+    with an older version's header (``RESULTS_SCHEMAS``) is read with the missing cells blank and, with ``upgrade``,
     rewritten atomically with today's header (so new rows can be appended); any other header, or a
     file that is no CSV text, is refused in one line naming it."""
     if not path.is_file():
@@ -153,7 +153,7 @@ def read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
     rows = [{**row, "run": run_key(row["run"])} for row in rows]  # 'st' and '/abs/st' are one run
     if header == COLUMNS:
         return rows
-    if header not in PAST_HEADERS:
+    if header not in RESULTS_SCHEMAS.values():
         shown = ", ".join(map(repr, header[:3])) + (", …" if len(header) > 3 else "")
         raise QmedimgError(f"{path}: written by another version of qmedimg or another program (its header has "
                            f"other columns: {shown}); move it away to run the study again")
@@ -207,7 +207,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         if m not in MITIGATIONS:
             raise QmedimgError(f"--mitigation: unknown '{m}'; valid: {', '.join(MITIGATIONS)}")
     executor = executor or LocalExecutor()
-    base = {name: get_backend(name, backends_file) for name in backends}
+    context = BackendContext()  # the study's transpiled circuits: shared by its base and point backends
+    base = {name: get_backend(name, backends_file, context=context) for name in backends}
     qpus = [name for name, b in base.items() if b.spends_qpu_time]
     if qpus and not (allow_qpu or dry_run):
         raise QmedimgError(f"{', '.join(qpus)}: a grid on real QPUs spends QPU time at every point; run it with "
@@ -230,7 +231,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     else:
         keys = {tuple(key) for key in cross_check_points}
         checks = [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in keys]
-    on_aer = {n: base[n].with_overrides(**base[n].reference_overrides()) for n in {p.backend for p in checks}}
+    on_aer = {n: base[n].with_overrides(**base[n].study.reference_overrides()) for n in {p.backend for p in checks}}
     grid, points = points, points + checks
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
@@ -276,7 +277,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             write_text(results, _csv_line(dict(zip(COLUMNS, COLUMNS))))
         # each row is appended whole (one write, fsync'd) as it arrives: an interrupted study loses at most the
         # points being evaluated. Points on a real QPU run here, one by one: a task Ray retried could submit twice.
-        preload(runs.values(), base.values())  # cells run in this process reuse what is loaded already
+        workspace = CellWorkspace(runs.values(), base.values(), context)  # cells run here reuse what is loaded
         cells, local = ([], []) if not todo else make_cells(todo, base, inputs, limit, cuts, run_ids, executor, resources,
                                                              cell_device)
         failed = []
@@ -284,7 +285,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
             for chosen, mine in ((executor, cells), (LocalExecutor(), local)):
                 if not mine:
                     continue
-                for outcome in chosen.map(run_study_cell, mine, names=[c.name for c in mine], resources=resources,
+                function = workspace.run_cell if chosen.in_process else run_study_cell
+                for outcome in chosen.map(function, mine, names=[c.name for c in mine], resources=resources,
                                           progress=progress, desc="noise study"):
                     if not outcome.ok:
                         failed.append(outcome)
@@ -292,7 +294,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
                         write_point(out, row, row.pop(PER_IMAGE))
                         append_line(results, _csv_line(row))
         finally:  # also on Ctrl-C or a failed write: the loaded runs and backends are not kept in this process
-            forget()
+            del workspace
         if failed:
             raise failure_report(failed, len(cells) + len(local), "The rows that finished are in results.csv: run "
                                  "the same command again to compute only the rest")
@@ -354,11 +356,10 @@ def _plan(points: list[Point], done: set, inputs: dict, previous: list[dict], ru
             if backend.spends_qpu_time:
                 times[key] = (0.0, "real QPU: see dry-run.json")
             else:
-                angles = head_angles(run.model, run.dataset.test.images[:limit][:8])
-                backend.run_head(run.head_request(angles[:2]))  # transpiles (cached), first-call costs
-                start = time.perf_counter()
-                backend.run_head(run.head_request(angles))
-                seconds = (time.perf_counter() - start) * len(run.dataset.test.images[:limit]) / len(angles)
+                images = run.dataset.test.images[:limit]
+                Inference(run, images[:2]).on(backend)  # transpiles (cached), first-call costs
+                timed = Inference(run, images[:8]).on(backend)
+                seconds = timed.wall_s * len(images) / len(timed.values)
                 times[key] = (seconds, "timed")
         state = "finished" if (*point.key(), inputs[point]) in done else "new"
         planned.append(PlannedCell(point_name(point), state, *times[key]))
@@ -369,17 +370,16 @@ def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dic
              plan: str) -> Path:
     """What the grid would run (``plan``), with a QPU-time estimate for every point on a real QPU; nothing
     submitted, nothing written but ``dry-run.json``."""
-    plans, angles_of = [], {}  # the backbone runs once per run, not once per point
+    plans, seen = [], {}  # the backbone runs once per run, not once per point
     for point in points:
         if not base[point.backend].spends_qpu_time:
             plans.append({"point": list(point.key()), "qpu_seconds": 0.0})
             continue
         run = runs[point.run]
         backend = point_backend(point, base[point.backend])
-        if point.run not in angles_of:
-            angles_of[point.run] = head_angles(run.model, run.dataset.test.images[:limit])
-        angles = angles_of[point.run]
-        qpu = backend.run_head(run.head_request(angles, dry_run=True)).details["dry_run"]
+        if point.run not in seen:
+            seen[point.run] = Inference(run, run.dataset.test.images[:limit])
+        qpu = seen[point.run].on(backend, jobs=run.job_options(dry_run=True)).details["dry_run"]
         plans.append({"point": list(point.key()), "qpu_seconds": qpu["estimated_qpu_seconds"], "plan": qpu})
     out.mkdir(parents=True, exist_ok=True)
     total = sum(p["qpu_seconds"] for p in plans)

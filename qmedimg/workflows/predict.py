@@ -35,14 +35,13 @@ import torch
 from tqdm import tqdm
 
 from qmedimg.artifact import RecordedData
-from qmedimg.backends import get_backend
+from qmedimg.backends import JobOptions, get_backend
 from qmedimg.data import Dataset, ImageError, list_images, read_image, to_tensor
 from qmedimg.data.volumes import is_volume_file, load_volume_array, read_volume
 from qmedimg.errors import QmedimgError
 from qmedimg.files import reporting_os_errors, write_csv
-from qmedimg.metrics import decisions
-from qmedimg.model import (head_angles, ideal_head_values, model_device, predict_probs, probabilities, probs_from_head,
-                           torch_device)
+from qmedimg.inference import Inference
+from qmedimg.model import model_device, torch_device
 from qmedimg.report.plots import plot_gradcam, plot_gradcam_volume, plot_head_space
 from qmedimg.rundir import load_run
 
@@ -59,7 +58,7 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
     ``device``: where the CNN runs (``auto``: CUDA if torch sees a GPU)."""
     torch_device(device)  # a device this machine lacks is refused before the backend is built
     target = get_backend(backend or "exact", backends_file)
-    target.check_request(dry_run=dry_run)
+    JobOptions(dry_run=dry_run).check(target)  # refused on a kind that submits no jobs, before any work
     run = load_run(run_dir, device=device)
     run.check_backend(target)
     files = list_images(inputs)
@@ -76,18 +75,12 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
     result: dict = {"rows": [], "errors": errors, "path": None}
     if not images:
         return result
-    batch = np.stack(images)
-    if not run.config.quantum:
-        probs, values = predict_probs(run.model, batch, batch_size), np.zeros((len(batch), 0))
-    else:
-        angles = head_angles(run.model, batch, batch_size)
-        head = target.run_head(run.head_request(angles, dry_run=dry_run, progress=progress))
-        if dry_run:
-            result["dry_run"] = head.details["dry_run"]
-            return result
-        values = head.values
-        probs = probs_from_head(run.model, values)
-    decided = decisions(probs, run.dataset.task, run.threshold)  # the run's threshold, chosen on validation
+    head = Inference(run, np.stack(images), batch_size).on(target, jobs=run.job_options(dry_run=dry_run),
+                                                           progress=progress)
+    if dry_run:
+        result["dry_run"] = head.details["dry_run"]
+        return result
+    probs, values, decided = head.probs, head.values, head.decisions  # at the run's threshold
     for path, p, v, d in zip(kept, probs, values, decided):
         result["rows"].append({"file": str(path), "class": _decision_text(d, names),
                                "probabilities": {n: float(x) for n, x in zip(names, p)},
@@ -180,14 +173,12 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
     arrays = [(path, read_input(path, run.dataset)) for path in list_images(images)]  # all read before any is drawn
     test = _head_space_split(run.dataset, nothing_else=not arrays) if run.config.quantum else None
     out.mkdir(parents=True, exist_ok=True)
-    for path, array in arrays:
+    seen = Inference(run, np.stack([array for _, array in arrays])) if arrays else None
+    for i, (path, array) in enumerate(arrays):
         x = to_tensor(array[None]).to(model_device(model)).requires_grad_(True)
-        with torch.no_grad():
-            probs = probabilities(model, model(x)).cpu().double().numpy()
+        probs = seen.ideal_probs[i]
         # the class predict decides (the run's threshold); multi-label: the most probable finding
-        predicted = int(probs.argmax() if run.dataset.multi_label else decisions(probs, run.dataset.task,
-                                                                                  run.threshold)[0])
-        probs = probs[0]
+        predicted = int(probs.argmax() if run.dataset.multi_label else seen.decide(seen.ideal_probs[i : i + 1])[0])
         heat = cam.attribute(x, target=predicted, relu_attributions=True)
         mode = "trilinear" if run.dataset.dims == 3 else "bilinear"
         heat = LayerAttribution.interpolate(heat, array.shape[1:], interpolate_mode=mode)[0, 0].detach().cpu().numpy()
@@ -196,7 +187,6 @@ def explain(run_dir: str | Path, images: list[str | Path], out: str | Path, *, d
         (plot_gradcam_volume if run.dataset.dims == 3 else plot_gradcam)(array, heat, target, title)
         written.append(target)
     if test is not None:
-        values = ideal_head_values(model, head_angles(model, test.images))
-        plot_head_space(values, test.labels, names, out / "head_space.png")
+        plot_head_space(Inference(run, test.images).ideal, test.labels, names, out / "head_space.png")
         written.append(out / "head_space.png")
     return written

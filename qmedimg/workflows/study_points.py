@@ -2,8 +2,10 @@
 wherever an executor runs them (this process or a Ray worker).
 
 A cell carries only what is needed to redo its work elsewhere: the run's folder and digest, the
-backend's registry entry as the driver read it, the points and the digest of their inputs. A process
-loads each run, computes its head's inputs and builds each backend once, however many cells it runs.
+backend's registry entry as the driver read it, the points and the digest of their inputs. A
+:class:`CellWorkspace` loads each run, computes its head's inputs (:class:`~qmedimg.inference.Inference`) and
+builds each backend once (in one :class:`~qmedimg.backends.context.BackendContext`: a circuit is transpiled
+once), however many cells it runs; the driver's lives as long as the study.
 
 A study can cross-check its trajectory sampler against Aer (``--cross-check N``): a grid point
 whose backend simulates noise with something else than Aer (:func:`cross_checkable`) is run again as
@@ -19,13 +21,14 @@ digest of the row's identity, :func:`point_id`), written atomically before its r
 
 Example::
 
-    from qmedimg.workflows.study_points import run_study_cell
-    rows = run_study_cell(cell)   # one results.csv row (a dict) per point of the cell
+    from qmedimg.workflows.study_points import CellWorkspace, run_study_cell
+    rows = run_study_cell(cell)   # one results.csv row (a dict) per point of the cell, in a workspace of its own
+    workspace = CellWorkspace(runs, backends, context)   # the driver's: reuses what it loaded, for every cell here
+    rows = workspace.run_cell(cell)
 """
 
 from __future__ import annotations
 
-import time
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,13 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from qmedimg.backends import Backend, backend_for
+from qmedimg.backends import Backend, BackendContext, backend_for
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
 from qmedimg.files import write_atomic
+from qmedimg.inference import Inference
 from qmedimg.metrics import compute_metrics, decisions, statistical_spread
-from qmedimg.model import head_angles, ideal_head_values, participation_ratio, probs_from_head
+from qmedimg.model import participation_ratio
 from qmedimg.rundir import TrainConfig, load_run, training_backend
 
 KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat", "cross_check", "training")
@@ -51,7 +55,7 @@ PER_IMAGE = "per_image"
 the study writes them with :func:`write_point`, then appends the row)."""
 CROSS_CHECK_SIMULATOR = "aer"
 """The label of a cross-check point in results.csv (its ``cross_check`` column): the point run again on Aer
-(:meth:`Backend.reference_overrides`)."""
+(:meth:`~qmedimg.backends.study_rules.StudyRules.reference_overrides`)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def training_of(config: TrainConfig) -> str:
     except QmedimgError:
         return NOISE_AWARE
     scale = config.noise_scale if config.noise_scale is not None else getattr(backend.entry, "noise_scale", 0)
-    return NOISE_AWARE if backend is not None and backend.noise_scalable and scale > 0 else IDEAL
+    return NOISE_AWARE if backend is not None and backend.study.noise_scalable and scale > 0 else IDEAL
 
 
 def point_id(row: dict) -> str:
@@ -142,15 +146,16 @@ def per_image(labels, probs, ideal_probs, task: str, threshold) -> dict[str, np.
 
 def point_backend(point: Point, base: Backend) -> Backend:
     """``base`` with the point's settings (and, for a cross-check, its simulator: the same seed otherwise)."""
-    backend = base.study_point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
+    backend = base.study.point(scale=point.scale, mitigation=point.mitigation, shots=point.shots,
                                opt_level=point.opt_level if point.opt_level >= 0 else None, repeat=point.repeat)
-    return backend.with_overrides(**base.reference_overrides()) if point.cross_check else backend
+    return backend.with_overrides(**base.study.reference_overrides()) if point.cross_check else backend
 
 
 def cross_checkable(backend: Backend) -> bool:
-    """Whether points on ``backend`` can be cross-checked against Aer (:meth:`Backend.reference_overrides`:
-    e.g. a fake entry whose ``simulator:`` is ``auto`` or ``trajectories``)."""
-    return backend.reference_overrides() is not None
+    """Whether points on ``backend`` can be cross-checked against Aer
+    (:meth:`~qmedimg.backends.study_rules.StudyRules.reference_overrides`: e.g. a fake entry whose ``simulator:``
+    is ``auto`` or ``trajectories``)."""
+    return backend.study.reference_overrides() is not None
 
 
 def choose_cross_checks(points: list[Point], widths: dict[str, tuple[int, int]], eligible: set[str],
@@ -181,28 +186,8 @@ def cross_check_pairs(rows: list[dict], columns=KEY) -> list[tuple[dict, dict]]:
             and (key := tuple(row[c] for c in match)) in grid]
 
 
-_here: dict[tuple, Any] = {}
-"""What this process has loaded for the study's cells: runs (keyed by their digest), their head's
-inputs and ideal values, built backends (keyed by their entry). Filled by the driver before its own
-cells run, by each Ray worker for the cells it runs; emptied when a study ends in the driver."""
-
-
 def _entry_key(entry) -> str:
     return request_id(entry=entry.model_dump(mode="json"))
-
-
-def preload(runs, backends) -> None:
-    """Let cells run in this process reuse runs and backends the caller has loaded (after ``forget``)."""
-    forget()
-    for run in runs:
-        _here[("run", run_key(run.path), run.run_id())] = run
-    for backend in backends:
-        _here[("backend", backend.name, _entry_key(backend.entry))] = backend
-
-
-def forget() -> None:
-    """Drop everything this process keeps for cells (the driver calls it when a study ends)."""
-    _here.clear()
 
 
 @dataclass(frozen=True)
@@ -233,65 +218,88 @@ def point_name(point: Point) -> str:
             + (f" on {point.cross_check}" if point.cross_check else ""))
 
 
-def _head_inputs(cell: StudyCell) -> tuple:
-    """(run, labels, angles, ideal values, ideal probabilities, ideal metrics, ideal effective dimension), once
-    per process."""
-    key = ("inputs", cell.run, cell.run_id, cell.limit)
-    if key not in _here:
-        run = _here.get(("run", cell.run, cell.run_id)) or load_run(cell.run, device=cell.device)
-        if run.run_id() != cell.run_id:
-            raise QmedimgError(f"{cell.run}: the run changed while the study was running; run the study again")
-        images, labels = run.dataset.test.images[: cell.limit], run.dataset.test.labels[: cell.limit]
-        angles = head_angles(run.model, images)
-        ideal = ideal_head_values(run.model, angles)
-        probs = probs_from_head(run.model, ideal)
-        _here[key] = (run, labels, angles, ideal, probs,
-                      compute_metrics(labels, probs, run.dataset.task, run.threshold), dimension(ideal))
-    return _here[key]
+class CellWorkspace:
+    """What one process keeps while it runs a study's cells: the runs it loaded (keyed by their digest), their
+    :class:`~qmedimg.inference.Inference` on the test split (angles and ideal values, once per run and limit) and
+    the backends it built (keyed by their entry) in one ``context`` (default: one of its own). The noise study's
+    driver creates one with what it has loaded already and drops it when the study ends; a Ray task makes its own
+    for the cell it runs (:func:`run_study_cell`)."""
+
+    def __init__(self, runs=(), backends=(), context: BackendContext | None = None):
+        self.runs = {(run_key(run.path), run.run_id()): run for run in runs}
+        self.backends = {(backend.name, _entry_key(backend.entry)): backend for backend in backends}
+        self.inputs: dict[tuple, tuple] = {}
+        self.context = context if context is not None else BackendContext()
+
+    def head_inputs(self, cell: StudyCell) -> tuple:
+        """(inference on the cell's test images, labels, ideal metrics, ideal effective dimension), once per run
+        and limit."""
+        key = (cell.run, cell.run_id, cell.limit)
+        if key not in self.inputs:
+            run = self.runs.get((cell.run, cell.run_id)) or load_run(cell.run, device=cell.device)
+            if run.run_id() != cell.run_id:
+                raise QmedimgError(f"{cell.run}: the run changed while the study was running; run the study again")
+            images, labels = run.dataset.test.images[: cell.limit], run.dataset.test.labels[: cell.limit]
+            inference = Inference(run, images)
+            self.inputs[key] = (inference, labels, compute_metrics(labels, inference.ideal_probs, inference.task,
+                                                                   run.threshold), dimension(inference.ideal))
+        return self.inputs[key]
+
+    def backend(self, cell: StudyCell) -> Backend:
+        """The cell's backend as the driver read its entry, built once."""
+        key = (cell.backend, _entry_key(cell.entry))
+        if key not in self.backends:
+            self.backends[key] = backend_for(cell.backend, cell.entry,
+                                             None if cell.registry is None else Path(cell.registry),
+                                             context=self.context)
+        return self.backends[key]
+
+    def run_cell(self, cell: StudyCell) -> list[dict]:
+        """Evaluate the cell's points: one results.csv row (a dict) per point, its per-image arrays under
+        :data:`PER_IMAGE` (for :func:`write_point`)."""
+        inference, labels, ideal_metrics, ideal_dimension = self.head_inputs(cell)
+        base = self.backend(cell)
+        return [_row(point, inputs, point_backend(point, base), inference, labels, ideal_metrics, ideal_dimension)
+                for point, inputs in zip(cell.points, cell.inputs, strict=True)]
 
 
 def run_study_cell(cell: StudyCell) -> list[dict]:
-    """Evaluate the cell's points: one results.csv row (a dict) per point, its per-image arrays under
-    :data:`PER_IMAGE` (for :func:`write_point`)."""
-    run, labels, angles, ideal, ideal_probs, ideal_metrics, ideal_dimension = _head_inputs(cell)
-    key = ("backend", cell.backend, _entry_key(cell.entry))
-    if key not in _here:
-        _here[key] = backend_for(cell.backend, cell.entry, None if cell.registry is None else Path(cell.registry))
-    rows = []
-    for point, inputs in zip(cell.points, cell.inputs, strict=True):
-        backend = point_backend(point, _here[key])
-        start = time.perf_counter()
-        values = backend.run_head(run.head_request(angles, repeat=point.repeat)).values
-        wall = time.perf_counter() - start
-        probs = probs_from_head(run.model, values)
-        metrics = compute_metrics(labels, probs, run.dataset.task, run.threshold)
-        report = backend.transpile_report(run.model.spec) or {}
-        simulation = backend.record(run.model.spec).get("simulation") or {}  # kinds that simulate say how
-        factors = backend.zne_factors() if "zne" in point.mitigation else []
-        error = simulation.get("statistical_error")
-        spread = statistical_spread(labels, values, error, lambda v: probs_from_head(run.model, v),
-                                    run.dataset.task, run.threshold) if error else {}
-        rows.append({
-            "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
-            "backend": point.backend, "device": backend.device_name, "scale": text(point.scale),
-            "mitigation": point.mitigation, "shots": text(point.shots), "opt_level": point.opt_level,
-            "repeat": point.repeat, "cross_check": point.cross_check, "training": point.training,
-            "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
-            "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
-            "effective_dimension": dimension(values), "ideal_effective_dimension": ideal_dimension,
-            "head_outputs": values.shape[1],
-            "mean_abs_expectation_error": float(np.abs(values - ideal).mean()),
-            "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
-            "estimated_fidelity": report.get("estimated_fidelity", ""),
-            "zne_factors": ";".join(f"{f:g}" for f in factors),
-            "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
-            "simulation": simulation.get("method", ""), "simulator": simulation.get("simulator", ""),
-            "trajectories": text(simulation.get("trajectories")),
-            "statistical_error": text(error), "acc_statistical_error": text(spread.get("acc")),
-            "auc_statistical_error": text(spread.get("auc")),
-            "wall_s": round(wall, 3), "inputs": inputs,
-            PER_IMAGE: per_image(labels, probs, ideal_probs, run.dataset.task, run.threshold)})
-    return rows
+    """Evaluate one cell in a workspace of its own (what a Ray task runs): :meth:`CellWorkspace.run_cell`."""
+    return CellWorkspace().run_cell(cell)
+
+
+def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labels, ideal_metrics: dict,
+         ideal_dimension) -> dict:
+    """One point's results.csv row, its per-image arrays under :data:`PER_IMAGE`."""
+    run = inference.run
+    head = inference.on(backend, repeat=point.repeat)
+    metrics = compute_metrics(labels, head.probs, inference.task, run.threshold)
+    report = head.record.get("transpile") or {}
+    simulation = head.record.get("simulation") or {}  # kinds that simulate say how
+    factors = backend.describe().zne_factors if "zne" in point.mitigation else []
+    error = simulation.get("statistical_error")
+    spread = statistical_spread(labels, head.values, error, inference.probs_of, inference.task,
+                                run.threshold) if error else {}
+    return {
+        "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
+        "backend": point.backend, "device": head.record["device"], "scale": text(point.scale),
+        "mitigation": point.mitigation, "shots": text(point.shots), "opt_level": point.opt_level,
+        "repeat": point.repeat, "cross_check": point.cross_check, "training": point.training,
+        "acc": metrics["acc"], "auc": metrics["auc"], "f1": metrics["f1"],
+        "ideal_acc": ideal_metrics["acc"], "ideal_auc": ideal_metrics["auc"],
+        "effective_dimension": dimension(head.values), "ideal_effective_dimension": ideal_dimension,
+        "head_outputs": head.values.shape[1],
+        "mean_abs_expectation_error": head.error,
+        "two_qubit_gates": report.get("two_qubit_gates", ""), "depth": report.get("depth", ""),
+        "estimated_fidelity": report.get("estimated_fidelity", ""),
+        "zne_factors": ";".join(f"{f:g}" for f in factors),
+        "shot_cost": "exact" if point.shots is None else point.shots * max(1, len(factors)),
+        "simulation": simulation.get("method", ""), "simulator": simulation.get("simulator", ""),
+        "trajectories": text(simulation.get("trajectories")),
+        "statistical_error": text(error), "acc_statistical_error": text(spread.get("acc")),
+        "auc_statistical_error": text(spread.get("auc")),
+        "wall_s": round(head.wall_s, 3), "inputs": inputs,
+        PER_IMAGE: per_image(labels, head.probs, inference.ideal_probs, inference.task, run.threshold)}
 
 
 def make_cells(todo: list[Point], base: dict[str, Backend], inputs: dict, limit, cuts: dict, run_ids: dict,
@@ -307,13 +315,12 @@ def make_cells(todo: list[Point], base: dict[str, Backend], inputs: dict, limit,
     workers = 1 if executor.in_process else executor.workers(resources)
     for (run, name, _), points in groups.items():
         backend = base[name]
-        on_qpu = backend.spends_qpu_time
+        on_qpu, registry = backend.spends_qpu_time, backend.describe().registry
         batches = ([[p] for p in points] if on_qpu or executor.in_process else
                    [points[i::workers] for i in range(min(workers, len(points)))])
         for batch in batches:
-            cell = StudyCell(run, run_ids[run], name, backend.entry,
-                             None if backend.registry is None else str(backend.registry), tuple(batch),
-                             tuple(inputs[p] for p in batch), cuts[run], device)
+            cell = StudyCell(run, run_ids[run], name, backend.entry, None if registry is None else str(registry),
+                             tuple(batch), tuple(inputs[p] for p in batch), cuts[run], device)
             (here if on_qpu else remote).append(cell)
     return remote, here
 

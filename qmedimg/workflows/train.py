@@ -38,9 +38,9 @@ from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, repor
 from qmedimg.metrics import compute_metrics
 from qmedimg.quantum.gradients import check_trainable
 from qmedimg.model import (CHECKPOINT_KEYS, head_usage, load_checkpoint, load_weights, predict_probs, save_atomic,
-                           torch_device, training_memory)
+                           CHECKPOINT_SCHEMA, torch_device, training_memory)
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
-from qmedimg.rundir import (TrainConfig, build_model, check_for_task, check_size, circuit_record,
+from qmedimg.rundir import (CONFIG_SCHEMA, TrainConfig, build_model, check_for_task, check_size, circuit_record,
                             config_and_data, decision_threshold, load_data, require_config,
                             training_backend, versions)
 
@@ -137,7 +137,7 @@ def _refuse_existing(out: Path) -> None:
 def _start(out: Path, config: TrainConfig, dataset: Dataset, model, backend, progress, on_epoch, device) -> dict:
     """Record a new run's config.json, then train it."""
     record = {
-        "config": config.model_dump(),
+        "schema": CONFIG_SCHEMA, "config": config.model_dump(),  # its format version: artifact.migrate_record
         "dataset": dataset.info(),
         "circuit": None if model.spec is None else circuit_record(model.spec),  # its OpenQASM pinned
         "parameters": model.parameter_counts(),
@@ -289,7 +289,7 @@ def _fit(out: Path, config: TrainConfig, dataset: Dataset, model: torch.nn.Modul
             best_model = copy.deepcopy(averaged.state_dict())
         save_atomic({
             "epoch": epoch, "model": model.state_dict(), "averaged": averaged.state_dict(),
-            "best_model": best_model, "best": best,
+            "best_model": best_model, "best": best, "schema": CHECKPOINT_SCHEMA,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),

@@ -55,7 +55,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
-from qmedimg.backends import Backend, get_backend
+from qmedimg.backends import Backend, BackendContext, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, failure_report
@@ -147,10 +147,10 @@ def parse_grid(text: str, name: str) -> list[int]:
 
 
 def memory_needed(backend: Backend, simulated_qubits: int, noisy: bool) -> tuple[int, str]:
-    """(peak bytes, how) of simulating one head on ``backend``, as the backend estimates it
-    (:meth:`Backend.simulation_memory`: e.g. a density matrix per core under noise up to 10 active
-    qubits on fake devices, a statevector per core above)."""
-    return backend.simulation_memory(simulated_qubits, noisy)
+    """(peak bytes, how) of simulating one head on ``backend``, as its study rules estimate it
+    (:meth:`~qmedimg.backends.study_rules.StudyRules.simulation_memory`: e.g. a density matrix per core under
+    noise up to 10 active qubits on fake devices, a statevector per core above)."""
+    return backend.study.simulation_memory(simulated_qubits, noisy)
 
 
 def _gigabytes(n: float) -> str:
@@ -163,11 +163,11 @@ def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, lim
     for cell in cells:
         spec = specs[cell.qubits, cell.layers]
         for name in cell.backends:
-            noisy = bases[name].noise_scalable and max(cell.scales) > 0
-            point = bases[name].study_point(scale=max(cell.scales) if bases[name].noise_scalable else None,
-                                            mitigation="none", shots=cell.shots[0],
-                                            opt_level=cell.opt_level if bases[name].transpiles else None, repeat=0)
-            report = point.transpile_report(spec)  # transpiled once per circuit content: the study reuses it
+            rules = bases[name].study
+            noisy = rules.noise_scalable and max(cell.scales) > 0
+            point = rules.point(scale=max(cell.scales) if rules.noise_scalable else None, mitigation="none",
+                                shots=cell.shots[0], opt_level=cell.opt_level if rules.transpiles else None, repeat=0)
+            report = point.describe(spec).transpile  # transpiled once per circuit content in the grid's context
             simulated = len(report["physical_qubits"]) if report else spec.num_qubits
             need, how = memory_needed(point, simulated, noisy)
             if need > worst[0]:
@@ -184,23 +184,24 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
     """Every cell of the grid (the noise-aware trainings after the others), the backends, the skipped (width,
     device) pairs and each head's circuit; all checks that need no training (data, circuits, exact-estimator
     width, devices, existing runs) happen here."""
-    bases = {name: get_backend(name, backends_file) for name in backends}
+    context = BackendContext()  # the grid's transpiled circuits, shared by its backends and their points
+    bases = {name: get_backend(name, backends_file, context=context) for name in backends}
     qpus = [name for name, b in bases.items() if b.spends_qpu_time]
     if qpus:
         raise QmedimgError(f"{', '.join(qpus)}: width-study runs on simulators only (it evaluates many heads); "
                            "evaluate a chosen run on a QPU with `qmedimg noise-study RUN --dry-run` then --allow-qpu")
     for backend in bases.values():
         for m in mitigations:
-            backend.mitigation_overrides(m)  # refused here (e.g. zne on a noiseless backend)
-    if noise_aware and not any(b.noise_scalable for b in bases.values()):
+            backend.study.mitigation_overrides(m)  # refused here (e.g. zne on a noiseless backend)
+    if noise_aware and not any(b.study.noise_scalable for b in bases.values()):
         raise QmedimgError(f"--noise-aware trains under a device's noise: none of --backend {','.join(backends)} has "
                            "noise to train under; add a fake device (e.g. fake_brisbane)")
-    widths = {name: (b.device.num_qubits if b.device is not None else None) for name, b in bases.items()}
+    widths = {name: b.describe().device_qubits for name, b in bases.items()}
     for name, width in widths.items():
         if width is not None and width < min(qubits):
-            raise QmedimgError(f"backend '{name}' ({bases[name].device_name}) has {width} qubits, fewer than every "
-                               f"head in --qubits {','.join(map(str, qubits))}: drop it or add a width <= {width}")
-    skipped = [{"backend": name, "device": bases[name].device_name, "device_qubits": width, "qubits": n}
+            raise QmedimgError(f"backend '{name}' ({bases[name].describe().device}) has {width} qubits, fewer than "
+                               f"every head in --qubits {','.join(map(str, qubits))}: drop it or add a width <= {width}")
+    skipped = [{"backend": name, "device": bases[name].describe().device, "device_qubits": width, "qubits": n}
                for n in qubits for name, width in widths.items() if width is not None and n > width]
     fits = lambda n: tuple(name for name in backends if widths[name] is None or n <= widths[name])  # noqa: E731
     configs = {}
@@ -213,7 +214,7 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
                 configs[n, depth, seed] = make_config(**fields)
     aware = {(n, depth, seed, name): aware_config(config, name, bases[name], backends_file)
              for (n, depth, seed), config in configs.items() if noise_aware
-             for name in fits(n) if bases[name].noise_scalable}
+             for name in fits(n) if bases[name].study.noise_scalable}
     dataset = load_data(next(iter(configs.values())))
     specs = {}
     for (n, depth, seed, *_), config in [*configs.items(), *aware.items()]:
@@ -310,13 +311,13 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
         rows = [row for index in sorted(finished) for row in finished[index]]
         grid = [row for row in rows if not row["cross_check"]]
         ideal = [row for row in grid if row["training"] == IDEAL]  # the noise-aware runs have a section of their own
-        devices = {name: bases[name].device_name for name in backends}
+        devices = {name: bases[name].describe().device for name in backends}
         with reporting_os_errors(out):
             plot_width_study(ideal, out, skipped)
         text = summary(ideal, skipped, devices=devices, data=data, circuit=circuit)
         if noise_aware:
-            scored = _with_images(grid, {name for name, b in bases.items() if b.noise_scalable})
-            aware_devices = {name: devices[name] for name in backends if bases[name].noise_scalable}
+            scored = _with_images(grid, {name for name, b in bases.items() if b.study.noise_scalable})
+            aware_devices = {name: devices[name] for name in backends if bases[name].study.noise_scalable}
             with reporting_os_errors(out):
                 plot_strategies(scored, out / "accuracy_lost_by_strategy.png", aware_devices, **INTERVALS)
             text += noise_aware_section(scored, aware_devices, **INTERVALS)

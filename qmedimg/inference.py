@@ -1,0 +1,143 @@
+"""The one way a trained model is used on images: the CNN's head inputs (angles) once, then the head on
+any backend, its probabilities and the run's decisions beside the exact head's. ``evaluate``, ``predict``,
+``explain`` and the noise study's cells all go through it, so a decision means the same everywhere.
+
+Example::
+
+    from qmedimg.inference import Inference
+    from qmedimg.rundir import load_run
+    run = load_run("runs/breast")
+    inference = Inference(run, images)                   # the CNN once: angles (N, n) for a quantum head
+    outcome = inference.on(get_backend("fake_brisbane"))   # the head there: values, probs, decisions
+    outcome.values, outcome.ideal, outcome.probs, outcome.decisions, outcome.error
+    inference.ideal_probs                                # the exact (ideal) head's probabilities, computed once
+
+A classical head has no angles: its probabilities come from the whole network, the same on every backend
+(only the exact one takes it), and its head values are an (N, 0) array. What a backend receives is only the
+angles and the circuit's weights (:meth:`~qmedimg.rundir.Run.head_request`); a backend that submits jobs also
+takes the run's job options (:meth:`~qmedimg.rundir.Run.job_options`: its ledger, a dry run, a resume).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from qmedimg.backends import Backend, JobOptions
+from qmedimg.metrics import compute_metrics, decisions, statistical_spread
+from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head
+from qmedimg.rundir import Run
+
+
+@dataclass
+class Outcome:
+    """A trained model's head on one backend, for the images of an :class:`Inference`: the head's values
+    (N, O) (None after a dry run), the exact head's (``ideal``), both as probabilities, the run's decisions
+    (at its threshold), what the backend said (``details``: ledger, dry run, ...), where and how it ran as eval
+    files record it (``record``: :meth:`~qmedimg.backends.BackendInfo.record`, taken after the head ran: a trajectory
+    sampler's statistical error is known then) and the head's wall time."""
+
+    values: np.ndarray | None
+    ideal: np.ndarray | None
+    probs: np.ndarray | None
+    ideal_probs: np.ndarray | None
+    decisions: np.ndarray | None
+    details: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def error(self) -> float:
+        """The mean |head value − ideal value| over images and outputs (0 for a classical head)."""
+        return float(np.abs(self.values - self.ideal).mean()) if self.values.size else 0.0
+
+
+class Inference:
+    """One trained run on one set of images (N, C, H, W) or volumes: the CNN part runs once, at creation
+    (``angles``; a classical head's probabilities), timed in ``cnn_s``; :meth:`on` runs the head on a backend,
+    as often as asked; the exact head's values (``ideal``) are computed once, when first needed."""
+
+    def __init__(self, run: Run, images: np.ndarray, batch_size: int = 256):
+        self.run, self.images, self.batch_size = run, images, batch_size
+        start = time.perf_counter()
+        self.angles = head_angles(run.model, images, batch_size) if run.config.quantum else None
+        if self.angles is None:
+            self.ideal_probs  # noqa: B018 (the whole network, now: the CNN's time)
+        self.cnn_s = time.perf_counter() - start
+
+    @property
+    def task(self) -> str:
+        return self.run.dataset.task
+
+    @cached_property
+    def ideal(self) -> np.ndarray:
+        """(N, O) the trained head's exact values on the estimator it trained with ((N, 0): classical head)."""
+        if self.angles is None:
+            return np.zeros((len(self.images), 0))
+        return ideal_head_values(self.run.model, self.angles)
+
+    @cached_property
+    def ideal_probs(self) -> np.ndarray:
+        """(N, K) the run's probabilities with the exact head (a classical head's: the whole network's)."""
+        if self.angles is None:
+            return predict_probs(self.run.model, self.images, self.batch_size)
+        return self.probs_of(self.ideal)
+
+    def probs_of(self, values: np.ndarray) -> np.ndarray:
+        """(N, K) probabilities from head values (N, O), through the run's classifier."""
+        return probs_from_head(self.run.model, values)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The run's decisions on ``probs``: at its threshold (binary, multi-label), else the most probable class."""
+        return decisions(probs, self.task, self.run.threshold)
+
+    def on(self, backend: Backend, *, jobs: JobOptions | None = None, progress: bool = False,
+           repeat: int = 0) -> Outcome:
+        """The head on ``backend`` (an exact backend's values are the ideal ones; a classical head runs only on
+        the exact one, :meth:`~qmedimg.rundir.Run.check_backend`); ``jobs``: a QPU backend's job options (default
+        the run's, :meth:`~qmedimg.rundir.Run.job_options`: its ledger in the run, nothing dry or resumed);
+        ``repeat``: which repetition of the same request.
+
+        Example::
+
+            inference.on(get_backend("ibm_brisbane"), jobs=run.job_options(dry_run=True)).details["dry_run"]
+        """
+        if self.angles is None:
+            return Outcome(self.ideal, self.ideal, self.ideal_probs, self.ideal_probs, self.decide(self.ideal_probs),
+                           record=backend.describe(None).record())
+        start = time.perf_counter()
+        request = self.run.head_request(self.angles, progress=progress, repeat=repeat)
+        result = backend.run_head(request, jobs if jobs is not None else self.run.job_options())
+        wall = time.perf_counter() - start
+        record = backend.describe(self.run.model.spec).record()
+        if result.values is None:  # a dry run: what would be sent
+            return Outcome(None, None, None, None, None, result.details, record, wall)
+        values = result.values
+        ideal = values if backend.describe().exact and "ideal" not in self.__dict__ else self.ideal
+        probs = self.probs_of(values)
+        ideal_probs = probs if ideal is values else self.ideal_probs
+        return Outcome(values, ideal, probs, ideal_probs, self.decide(probs), result.details, record, wall)
+
+    def evaluation(self, head: Outcome, labels: np.ndarray, limit: int | None = None,
+                   statistical_error: float | None = None) -> dict:
+        """What an eval file records of ``head`` on these images with their ``labels``: the run's threshold, the
+        metrics at it beside the exact head's, the mean |Δ expectation|, where the network ran and which weights
+        (the run's digest, the checkpoint's epoch, whether training had ended); with ``statistical_error`` (the
+        largest standard error of one head value, when values are means over noise trajectories), how far that
+        moves ACC and AUC (``test_statistical_error``, :func:`~qmedimg.metrics.statistical_spread`)."""
+        run = self.run
+        record = {
+            "threshold": run.threshold_record(),  # the run's decision: chosen on validation at the end of training
+            "test": compute_metrics(labels, head.probs, self.task, run.threshold),
+            "ideal_test": compute_metrics(labels, head.ideal_probs, self.task, run.threshold),
+            "mean_abs_expectation_error": head.error,
+            "images": int(len(labels)), "limit": limit, "torch_device": str(model_device(run.model)),
+            "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
+        }
+        if statistical_error and self.angles is not None:
+            record["test_statistical_error"] = statistical_spread(labels, head.values, statistical_error,
+                                                                  self.probs_of, self.task, run.threshold)
+        return record
