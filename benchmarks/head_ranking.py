@@ -137,7 +137,8 @@ def main() -> None:
                                   out=str(out)), progress=False)
             rows.append(diagnose(out, args.split))
             print(f"{out.name:<28}" + "".join(f"{rows[-1][c]:>13.4f}" for c in COLUMNS), flush=True)
-        cells = [f"{statistics.mean(r[c] for r in rows):.3f}±{statistics.stdev([r[c] for r in rows]) if len(rows) > 1 else 0.0:.3f}"
+        cells = [f"{statistics.mean(r[c] for r in rows):.3f}" + (f"±{statistics.stdev([r[c] for r in rows]):.3f}"
+                                                                 if len(rows) > 1 else "")  # one seed: no spread
                  for c in COLUMNS]
         print(f"{name + ' ' + head + ' mean±std':<28}" + "".join(f"{c:>13}" for c in cells), flush=True)
     mean, low, high = paired_auc_difference(by_head["quantum"], by_head["classical"])

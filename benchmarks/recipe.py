@@ -69,13 +69,14 @@ def line(name: str, rows: list[dict]) -> str:
     cells = []
     for key in ("val_acc", "val_auc", "test_acc", "test_auc"):
         m, s = mean_std(rows, key)
-        cells.append(f"{m:.3f}±{s:.3f}")
+        cells.append(f"{m:.3f}±{s:.3f}" if len(rows) > 1 else f"{m:.3f}")  # one seed: no spread to show
     m, s = mean_std(rows, "dim")
+    dim = f"{m:4.2f}±{s:4.2f}" if len(rows) > 1 else f"{m:4.2f}"
     dims = "/".join(f"{r['dim']:.2f}" for r in rows)
     p = rows[0]["params"]
     zero = f"{rows[0]['zero']}/{rows[0]['weights']}" if rows[0]["weights"] else "-"
     return (f"{name:<24} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12} {cells[3]:>12}  "
-            f"{m:4.2f}±{s:4.2f} of {rows[0]['outputs']:<2} ({dims})  {zero:>5}  {p['head']:>4}")
+            f"{dim} of {rows[0]['outputs']:<2} ({dims})  {zero:>5}  {p['head']:>4}")
 
 
 def main() -> None:

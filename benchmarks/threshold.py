@@ -102,7 +102,10 @@ def run_seed(data_file: Path, balancing: str, seed: int, args, epochs: int) -> d
 
 
 def _ms(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
+    """'mean ± std' over seeds; one seed's value alone (one run measures no spread)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def main() -> None:

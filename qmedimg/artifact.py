@@ -26,6 +26,7 @@ keys typed by :class:`Checkpoint`. A file of a newer schema than this qmedimg kn
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import platform
@@ -189,6 +190,23 @@ class RecordedData(LabelSpace):
     @property
     def test(self) -> Split:
         return self.loaded.test
+
+
+def named_classes(dataset: Dataset, names: list[str] | None) -> Dataset:
+    """``dataset`` with its classes (a multi-label set's labels) named ``names``, in order: a run's ``class_names``,
+    for a data file that names none (then they are "0", "1", ...) or other ones. config.json records them, and
+    plots and predictions say them; ``dataset`` itself when ``names`` is None. One line, before anything is
+    written, when they are not one distinct, non-empty name per class."""
+    if names is None:
+        return dataset
+    one, kind = ("label", "labels") if dataset.multi_label else ("class", "classes")
+    if len(set(names)) != len(names) or not all(name.strip() and name.isprintable() for name in names):
+        raise QmedimgError(f"class_names {names!r:.100}: give distinct, non-empty names, one per {one}")
+    if len(names) != dataset.num_classes:
+        raise QmedimgError(f"class_names: {len(names)} names ({', '.join(names)}), but {dataset.source} has "
+                           f"{dataset.num_classes} {kind} ({', '.join(dataset.label_names)}): give one name per "
+                           f"{one}, in order")
+    return dataclasses.replace(dataset, label_names=tuple(names))
 
 
 def circuit_record(spec: CircuitSpec) -> dict:

@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from qmedimg.backends import Backend, JobOptions
-from qmedimg.metrics import compute_metrics, decisions, statistical_spread
+from qmedimg.metrics import bootstrap_intervals, compute_metrics, decisions, statistical_spread
 from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head
 from qmedimg.rundir import Run
 
@@ -124,14 +124,17 @@ class Inference:
     def evaluation(self, head: Outcome, labels: np.ndarray, limit: int | None = None,
                    statistical_error: float | None = None) -> dict:
         """What an eval file records of ``head`` on these images with their ``labels``: the run's threshold, the
-        metrics at it beside the exact head's, the mean |Δ expectation|, where the network ran and which weights
-        (the run's digest, the checkpoint's epoch, whether training had ended); with ``statistical_error`` (the
-        largest standard error of one head value, when values are means over noise trajectories), how far that
-        moves ACC and AUC (``test_statistical_error``, :func:`~qmedimg.metrics.statistical_spread`)."""
+        metrics at it beside the exact head's with their bootstrap intervals over these images (``test_intervals``:
+        :func:`~qmedimg.metrics.bootstrap_intervals`, its default draws, seed and level, recorded), the mean
+        |Δ expectation|, where the network ran and which weights (the run's digest, the checkpoint's epoch,
+        whether training had ended); with ``statistical_error`` (the largest standard error of one head value,
+        when values are means over noise trajectories), how far that moves ACC and AUC (``test_statistical_error``,
+        :func:`~qmedimg.metrics.statistical_spread`)."""
         run = self.run
         record = {
             "threshold": run.threshold_record(),  # the run's decision: chosen on validation at the end of training
             "test": compute_metrics(labels, head.probs, self.task, run.threshold),
+            "test_intervals": bootstrap_intervals(labels, head.probs, self.task, run.threshold),
             "ideal_test": compute_metrics(labels, head.ideal_probs, self.task, run.threshold),
             "mean_abs_expectation_error": head.error,
             "images": int(len(labels)), "limit": limit, "torch_device": str(model_device(run.model)),

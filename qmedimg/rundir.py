@@ -11,7 +11,7 @@ Example::
 
 A run directory holds ``config.json`` (the resolved config, dataset, circuit and versions),
 ``checkpoint.pt`` (rewritten atomically every epoch; loads with ``torch.load(weights_only=True)``),
-``history.csv``, ``metrics.json``, ``learning_curves.png`` and ``confusion.png``; evaluations add
+``history.csv``, ``metrics.json``, ``learning_curves.png``, ``confusion.png`` and ``calibration.png``; evaluations add
 ``eval-<backend>.json`` and, on a QPU, ``ledger-<backend>.json``. The folder alone is the model: a run loads,
 predicts and explains from config.json (what it records of its data: :mod:`qmedimg.artifact`) and
 checkpoint.pt without its training data, which is read only when a split is asked for.
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from qmedimg.artifact import (CONFIG_SCHEMA, RecordedData, circuit_record, migrate_record,  # noqa: F401
+from qmedimg.artifact import (CONFIG_SCHEMA, RecordedData, circuit_record, migrate_record, named_classes,  # noqa: F401
                               recorded_sha256, versions)  # CONFIG_SCHEMA, circuit_record, versions: train's record
 from qmedimg.backends import Backend, HeadRequest, JobOptions, get_backend
 from qmedimg.backends.jobs import request_id
@@ -60,6 +60,8 @@ class TrainConfig(BaseModel):
     data_root: str | None = Field(None, description="where MedMNIST files live (default ~/.medmnist)")
     size: Literal[28, 64, 128, 224] = 28
     classes: list[int] | None = None
+    class_names: list[str] | None = Field(None, description="a data_file run's class (label) names in order, for "
+                                          "plots, predictions and config.json (default: the file's, or 0, 1, ...)")
     limit: PositiveInt | None = None
     circuit: str = "sel"
     qubits: PositiveInt | None = Field(None, description="circuit width (template default: 4)")
@@ -131,6 +133,8 @@ class TrainConfig(BaseModel):
     def _one_source(self):
         if (self.dataset is None) == (self.data_file is None):
             raise ValueError("give exactly one of dataset (a MedMNIST flag) or data_file (an .npz)")
+        if self.class_names is not None and self.data_file is None:
+            raise ValueError(f"class_names is for data_file runs: {self.dataset} names its own classes")
         if self.model != "resnet18" and self.stem is not None:
             raise ValueError(f"stem is for model resnet18 only, not {self.model}")
         if self.model == "resnet18" and self.stem is None:
@@ -283,11 +287,11 @@ def build_model(config: TrainConfig, dataset: Dataset | RecordedData, backend: B
 
 
 def load_data(config: TrainConfig) -> Dataset:
-    """The run's dataset: source, size, classes and seeded limit as configured."""
-    return load_dataset(
+    """The run's dataset: source, size, classes and seeded limit as configured, named by ``class_names`` if given."""
+    return named_classes(load_dataset(
         config.dataset, data_file=config.data_file, data_root=config.data_root, size=config.size,
         classes=config.classes, limit=config.limit, seed=config.seed,
-    )
+    ), config.class_names)
 
 
 def check_size(config: TrainConfig, dataset: Dataset) -> None:

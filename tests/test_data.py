@@ -278,6 +278,56 @@ def test_unreadable_data_files_are_named(tmp_path, tiny_npz):
     assert f"{cut} is not a readable npz archive" in error_message(data_file=cut)
 
 
+def test_an_npz_of_python_objects_is_one_line_naming_the_key_never_suggesting_to_unpickle(tmp_path, capsys):
+    """numpy's own text ("load it unsafely using the allow_pickle= keyword") hints at an unsafe fix: never shown."""
+    import pickle
+
+    from qmedimg.cli import main
+
+    objects = save(tmp_path / "objects.npz", {**make_arrays(), "train_labels": np.array([[0], [1]] * 3, dtype=object)})
+    message = error_message(data_file=objects)
+    assert message.startswith(f"{objects}: 'train_labels' holds Python objects, which qmedimg never loads")
+    assert "train_images, val_images, test_images" in message  # what a MedMNIST-layout npz holds
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps(make_arrays()))
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"\x00" * 64)
+    assert "is a Python pickle, which qmedimg never loads" in error_message(data_file=pickled)
+    for path in (objects, pickled, damaged):
+        assert "allow_pickle" not in error_message(data_file=path)
+        assert main(["train", "--data-file", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and "allow_pickle" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_file_named_like_a_medmnist_set_but_not_medmnists_warns_once_and_is_recorded(tmp_path, capsys, monkeypatch):
+    from qmedimg.cli import main
+
+    monkeypatch.setattr(data, "_download", lambda *args: pytest.fail("downloaded although the file is there"))
+    root = tmp_path / "root"
+    path = write_synthetic_npz(root / "breastmnist.npz", n_train=16, n_val=8, n_test=8)
+    ds = load_dataset("breastmnist", data_root=root)
+    load_dataset("breastmnist", data_root=root)  # the same file again: said once
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and f"its MD5 is not the published {BREAST_MD5}" in err
+    assert "results are not comparable with published MedMNIST figures" in err
+    assert ds.info()["md5_matches_medmnist"] is False
+    write_synthetic_npz(root / "breastmnist_128.npz", size=64, n_train=16, n_val=8, n_test=8)  # refused: not warned
+    assert "holds 64x64 images but its name says size 128" in error_message("breastmnist", data_root=root, size=128)
+    assert capsys.readouterr().err == ""
+    assert main(["train", "--data-file", str(path), "--epochs", "1", "--limit", "8", "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0  # a data file named like one too, recorded in the run
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]["md5_matches_medmnist"] is False
+    # MedMNIST's own file (its published MD5): no warning, recorded as matching; other names: nothing said
+    monkeypatch.setattr(data, "published_md5", lambda name: hashlib.md5(path.read_bytes()).hexdigest())
+    assert load_dataset("breastmnist", data_root=root).info()["md5_matches_medmnist"] is True
+    monkeypatch.undo()
+    other = write_synthetic_npz(tmp_path / "hospital.npz", n_train=16, n_val=8, n_test=8)
+    assert "md5_matches_medmnist" not in load_dataset(data_file=other).info()
+    assert capsys.readouterr().err == ""
+
+
 def test_data_file_rejects_flag_only_options(tiny_npz, tmp_path):
     message = error_message(data_file=tiny_npz, size=64)
     assert str(tiny_npz) in message and "28x28" in message and "size=64" in message

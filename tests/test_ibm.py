@@ -121,6 +121,7 @@ def test_dry_run_reports_the_payload_and_submits_nothing(trained, tmp_path, clou
     assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "nothing submitted" in out and "parameter rows" in out and "estimated QPU time" in out
+    assert "planned on ibm_fakecity's live calibration" in out  # credentials found: the device itself
     assert cloud.submitted == 0 and not (trained / "ledger-qpu.json").exists()
 
 
@@ -361,3 +362,76 @@ def test_a_request_kept_aside_is_collected_again_not_resubmitted(trained, tmp_pa
     assert cloud.submitted == 2
     again = evaluate_run(trained, "qpu", backends_file=path, limit=3)
     assert cloud.submitted == 2 and again["test"] == first["test"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Without an account: a dry run plans on the device's fake twin; a real run is still refused
+
+
+class NoNetwork:
+    """``QiskitRuntimeService`` that fails the test if anything tries to reach IBM Quantum."""
+
+    made = 0
+
+    def __init__(self, **_):
+        NoNetwork.made += 1
+        raise AssertionError("IBM Quantum was asked although no credentials exist")
+
+
+@pytest.fixture
+def no_account(tmp_path, monkeypatch):
+    """No QISKIT_IBM_* variables and an empty home (no saved account); reaching IBM Quantum fails the test."""
+    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    NoNetwork.made = 0
+    monkeypatch.setattr(runtime, "QiskitRuntimeService", NoNetwork)
+    return home
+
+
+def test_a_dry_run_without_credentials_plans_on_the_fake_twin_and_says_so(trained, no_account, capsys):
+    args = ["evaluate", str(trained), "--backend", "ibm_brisbane", "--test-limit", "3", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "nothing submitted" in out and "estimated QPU time" in out
+    assert "planned on FakeBrisbane's calibration snapshot, not the live device ibm_brisbane" in out
+    planned = evaluate_run(trained, "ibm_brisbane", limit=3, dry_run=True)
+    assert planned["dry_run"]["planned_on"].startswith("FakeBrisbane's calibration snapshot, not the live device")
+    assert planned["device"] == "fake_brisbane" and planned["transpile"]["two_qubit_gates"] > 0
+    assert NoNetwork.made == 0 and list(no_account.iterdir()) == []  # nothing asked, nothing written to ~
+    assert not list(trained.glob("ledger-*")) and not list(trained.glob("eval-ibm*"))
+
+
+def test_a_real_run_without_credentials_is_refused_in_one_line_before_any_work(trained, no_account, tmp_path, capsys):
+    assert main(["evaluate", str(trained), "--backend", "ibm_brisbane", "--test-limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no IBM Quantum credentials found: set QISKIT_IBM_TOKEN" in err
+    assert not list(trained.glob("ledger-*")) and not list(trained.glob("eval-ibm*"))
+    # a workflow that skips the check still never runs the fake twin as if it were the QPU, nor opens a ledger
+    from qmedimg.backends import HeadRequest, JobOptions, get_backend
+    from qmedimg.quantum.circuits import load_circuit
+
+    spec = load_circuit("sel")
+    request = HeadRequest(spec, np.zeros(len(spec.weights)), np.zeros((2, spec.num_qubits)))
+    with pytest.raises(QmedimgError, match="no IBM Quantum credentials found"):
+        get_backend("ibm_brisbane").run_head(request, JobOptions(ledger_dir=tmp_path / "run"))
+    assert not (tmp_path / "run").exists() and NoNetwork.made == 0
+
+
+def test_a_device_without_a_fake_twin_is_one_line_offline(trained, no_account, tmp_path, capsys):
+    path = registry(tmp_path)  # device: ibm_fakecity
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ibm_fakecity has no calibration snapshot" in err and "QISKIT_IBM_TOKEN" in err
+    assert NoNetwork.made == 0
+
+
+def test_a_noise_study_dry_run_without_credentials_records_the_fake_twin(trained, no_account, tmp_path):
+    out = tmp_path / "study"
+    assert main(["noise-study", str(trained), "--backend", "ibm_brisbane", "--mitigation", "none",
+                 "--test-limit", "3", "--out", str(out), "--quiet", "--dry-run"]) == 0
+    plans = json.loads((out / "dry-run.json").read_text())["plans"]
+    assert plans and all(p["plan"]["planned_on"].startswith("FakeBrisbane's calibration snapshot") for p in plans)
+    assert NoNetwork.made == 0

@@ -1,7 +1,9 @@
 """State that lives as long as some work belongs to an object the caller creates, not to a module (issue 22,
 item 3). This test runs the commands a user runs (train, evaluate on a fake device, a noise study) in this
 process and lists every module global of qmedimg (and class attribute of its classes) that the work rebinds
-or fills, and every environment variable it sets. KNOWN is what main still has: the list may only shrink."""
+or fills, and every environment variable it sets. KNOWN is what main still has: the list may only shrink.
+The one variable qmedimg sets is OMP_WAIT_POLICY, by the command line for its own process (issue 23; the last
+test here); importing qmedimg sets none."""
 
 import importlib
 import json
@@ -132,32 +134,70 @@ def test_a_grid_cell_and_the_row_threads_leave_no_module_state():
     assert threads_held() == []
 
 
-def test_importing_qmedimg_and_choosing_a_device_set_no_environment_variable():
-    """Only the libraries qmedimg imports may set variables (scikit-learn sets two KMP_ ones): every
-    assignment to os.environ is traced to the code that made it, in a fresh process."""
+def variables_set(body: str, environ: dict | None = None) -> list[str]:
+    """The environment variables qmedimg's own code assigns while a fresh process runs ``body`` (Python, 8
+    spaces deep): every assignment to os.environ is traced to the code that made it."""
     code = """if True:
         import json, os, sys
         from pathlib import Path
         package = Path(sys.argv[1])
-        setters, set_item = [], os._Environ.__setitem__
+        setters, set_item, set_default = [], os._Environ.__setitem__, os._Environ.setdefault
 
-        def traced(self, key, value):
-            frame = sys._getframe(1)
+        def note(key):
+            frame = sys._getframe(2)
             while frame.f_globals.get("__name__") in ("os", "_collections_abc"):  # os.environ.setdefault, update
                 frame = frame.f_back
             if Path(frame.f_code.co_filename).is_relative_to(package):
                 setters.append(f"{key} ({frame.f_code.co_filename}:{frame.f_lineno})")
+
+        def traced(self, key, value):
+            note(key)
             set_item(self, key, value)
 
-        os._Environ.__setitem__ = traced
+        def traced_default(self, key, value=None):  # noted even where the variable came with the environment: the
+            if key in self:                        # test's own process may have imported (and set) it first
+                note(key)
+            return set_default(self, key, value)
+
+        os._Environ.__setitem__, os._Environ.setdefault = traced, traced_default
         sys.path.insert(0, "tests")
+""" + body + """
+        print("SET", json.dumps(setters))
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(Path(qmedimg.__file__).parent)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1], env=environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SET "))[4:])
+
+
+def test_importing_qmedimg_and_choosing_a_device_set_no_environment_variable():
+    """Only the libraries qmedimg imports may set variables (scikit-learn sets two KMP_ ones); importing every
+    qmedimg module, the command line's included, sets none."""
+    assert variables_set("""
         from test_module_state import modules
         modules()
         from qmedimg.model import torch_device
         torch_device("auto"), torch_device("cpu")  # with a GPU, "auto" is CUDA: checked then too
-        print("SET", json.dumps(setters))
+    """) == []
+
+
+def test_the_command_line_sets_exactly_omp_wait_policy_and_only_where_it_acts():
+    """The one variable qmedimg sets, deliberately: the ``qmedimg`` command (``main``) sets OMP_WAIT_POLICY=PASSIVE
+    for its own process, before torch (or Aer, scikit-learn) loads an OpenMP runtime that reads it, when the user
+    has not set it. A user's value is kept, and a process that imported torch first (a Python session calling
+    ``main``) gets nothing: it would not act there."""
+    unset = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    command = """
+        from qmedimg.cli import main
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        setters.append(f"value {os.environ.get('OMP_WAIT_POLICY')}")
     """
-    done = subprocess.run([sys.executable, "-c", code, str(Path(qmedimg.__file__).parent)], capture_output=True,
-                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SET "))[4:]) == []
+    found = variables_set(command, unset)
+    assert [line.split(" (")[0] for line in found] == ["OMP_WAIT_POLICY", "value PASSIVE"], found
+    assert "qmedimg/cli/threads.py" in found[0]
+    assert variables_set(command, {**unset, "OMP_WAIT_POLICY": "ACTIVE"}) == ["value ACTIVE"]
+    assert variables_set(command, {**unset, "OMP_WAIT_POLICY": ""}) == ["value "]
+    assert variables_set("        import torch" + command, unset) == ["value None"]

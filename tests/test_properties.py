@@ -797,11 +797,12 @@ def damaged_ledger(path: Path, damages) -> None:
 
 @pytest.fixture(scope="module")
 def ledger_run(tiny_run, scratch) -> Path:
-    """A copy of the tiny run with one finished ``ibm_local`` evaluation: its ledger, its eval file gone."""
+    """A copy of the tiny run with one finished ``ibm_local`` evaluation: its ledger, its eval files (the JSON and
+    its per-image npz) gone."""
     run = Path(shutil.copytree(tiny_run, scratch / "ledger_run"))
     assert main(["evaluate", str(run), *IBM_LOCAL]) == 0
     assert (run / "ledger-ibm_local.json").is_file()
-    for path in run.glob("eval-*.json"):
+    for path in [*run.glob("eval-*.json"), *run.glob("eval-*.npz")]:
         path.unlink()
     return run
 

@@ -101,6 +101,34 @@ def test_summary_names_each_zne_that_ran():
     assert "ZNE costs 3 circuit executions per value (noise factors 1, 3, 5)" in text
 
 
+ONE_NUMBER = "carries about one number"
+NO_SHOTS = "exact expectation values: on hardware each value is estimated from N shots"
+
+
+@pytest.mark.parametrize("dimension, shots, says", [
+    ("1.02", "", {ONE_NUMBER, NO_SHOTS}),
+    ("1.49", "4096", {ONE_NUMBER}),
+    ("1.50", "", {NO_SHOTS}),
+    ("2.70", "4096", set()),
+    ("", "4096", set()),  # a row from before qmedimg recorded the dimension: nothing claimed
+], ids=["one-number-exact", "one-number-shots", "at-threshold-exact", "wide-shots", "unrecorded-shots"])
+def test_summary_says_what_a_one_number_head_or_exact_values_mean_only_when_they_apply(dimension, shots, says):
+    """The default study (exact values, a head of effective dimension ~1) drew a flat "noise costs nothing"
+    curve without a word on either."""
+    rows = [study_row("none", scale=s) for s in ("0.0", "1.0")]
+    for row in rows:
+        row.update(ideal_effective_dimension=dimension, effective_dimension=dimension, head_outputs="4", shots=shots,
+                   shot_cost="exact" if not shots else shots)
+    text = summary(rows)
+    assert {sentence for sentence in (ONE_NUMBER, NO_SHOTS) if sentence in text} == says
+    assert ("## Reading these numbers" in text) == bool(says)
+    if ONE_NUMBER in says:
+        assert f"The head carries about one number (effective dimension {float(dimension):.1f} of 4)" in text
+    mixed = summary([*rows[:1], {**rows[1], "shots": "" if shots else "4096"}])  # exact and sampled rows
+    assert 'The rows without shots ("no shot noise") are exact expectation values' in mixed
+    assert ("Without shots these are exact expectation values" in text) == (NO_SHOTS in says)
+
+
 # ------------------------------------------------------------------------------ head parameters
 
 

@@ -9,12 +9,26 @@ Example::
     from qmedimg.backends import HeadRequest, get_backend
     backend = get_backend("fake_brisbane", noise_scale=2)
     values = backend.run_head(HeadRequest(spec, weights, angles)).values
+
+Names are imported on first use, so that ``qmedimg backends`` (the listing) imports neither torch nor qiskit.
 """
 
-from qmedimg.backends.base import Backend, BackendInfo, HeadRequest, HeadResult, JobOptions
-from qmedimg.backends.context import BackendContext, PreparedCircuit
-from qmedimg.backends.registry import KINDS, backend_for, get_backend, load_backends, registry_path
-from qmedimg.backends.study_rules import StudyRules
+from importlib import import_module
 
-__all__ = ["Backend", "BackendContext", "BackendInfo", "HeadRequest", "HeadResult", "JobOptions", "PreparedCircuit",
-           "StudyRules", "KINDS", "backend_for", "get_backend", "load_backends", "registry_path"]
+_API = {
+    **dict.fromkeys(["Backend", "BackendInfo", "HeadRequest", "HeadResult", "JobOptions"], "qmedimg.backends.base"),
+    **dict.fromkeys(["BackendContext", "PreparedCircuit"], "qmedimg.backends.context"),
+    **dict.fromkeys(["KINDS", "backend_for", "get_backend", "load_backends", "registry_path"],
+                    "qmedimg.backends.registry"),
+    "StudyRules": "qmedimg.backends.study_rules",
+}
+"""Each public name by the module it comes from: imported on first use, so that reading the registry
+(``qmedimg.backends.registry``) or one kind's module imports nothing else (issue 23)."""
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'qmedimg.backends' has no attribute '{name}'")

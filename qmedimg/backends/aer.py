@@ -11,21 +11,10 @@ Example (``backends.yaml``)::
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
-
-from pydantic import Field
-
 from qmedimg.backends.base import Backend
-from qmedimg.backends.options import Shots, Strict
+from qmedimg.backends.entries import AerEntry
 from qmedimg.backends.study_rules import StudyRules
 from qmedimg.quantum.circuits import CircuitSpec
-
-
-class AerEntry(Strict):
-    kind: Literal["aer"]
-    description: str = ""
-    shots: Shots | None = Field(None, description="None: exact expectation values")
-    seed: int | None = Field(0, description="seeds shot sampling")
 
 
 class AerStudy(StudyRules):

@@ -42,6 +42,7 @@ import torch
 from pydantic import BaseModel
 
 from qmedimg.backends.context import BackendContext, PreparedCircuit, fingerprint
+from qmedimg.backends.listing import listing_row
 from qmedimg.backends.options import with_keys
 from qmedimg.backends.study_rules import StudyRules
 from qmedimg.errors import QmedimgError
@@ -88,8 +89,10 @@ class JobOptions:
     """Collect the jobs the ledger holds, never submit again (``--collect-jobs``)."""
 
     def check(self, backend: Backend) -> None:
-        """Refuse a dry run or a resume on a backend that submits no jobs: one line naming the flag."""
+        """Refuse a dry run or a resume on a backend that submits no jobs, and jobs its backend cannot submit (a
+        QPU without credentials): one line naming the flag or what is missing."""
         if backend._submits_jobs:
+            backend._check_jobs(self)
             return
         if self.dry_run:
             raise QmedimgError(f"--dry-run is for ibm backends; '{backend.name}' ({backend.kind}) runs locally and "
@@ -114,9 +117,9 @@ class Backend:
 
     A kind sets ``kind`` and ``Entry`` and overrides the protected hooks where it differs: ``_estimator`` (the
     only one a kind must give), ``_device``, ``_precision``, ``_transpile_key``/``_transpile``, ``_head_kwargs``,
-    the traits ``_exact``, ``_transpiles``, ``_submits_jobs``, ``_simulates``, ``_angles_dtype``, how it describes
-    itself (``_transpile_report``, ``_mitigation``, ``_zne_factors``, ``_simulation``, ``_row``, ``_check``) and
-    its study rules (``_study_rules``).
+    the traits ``_exact``, ``_transpiles``, ``_submits_jobs`` (with ``_check_jobs``), ``_simulates``,
+    ``_angles_dtype``, how it describes itself (``_transpile_report``, ``_mitigation``, ``_zne_factors``,
+    ``_simulation``, ``_check``) and its study rules (``_study_rules``).
 
     Example::
 
@@ -245,6 +248,9 @@ class Backend:
         """The V2 estimator the head runs on."""
         raise NotImplementedError
 
+    def _check_jobs(self, jobs: JobOptions) -> None:
+        """Refuse, before any work, job options this kind (one with ``_submits_jobs``) cannot honour."""
+
     def _transpile_key(self) -> tuple | None:
         """What, besides the circuit, decides its transpiled form (None: sent as written)."""
         return None
@@ -274,14 +280,6 @@ class Backend:
     def _simulation(self, spec: CircuitSpec) -> dict | None:
         """How ``spec`` is simulated here (kinds with ``_simulates``)."""
         return None
-
-    def _row(self) -> dict:
-        """One row for ``qmedimg backends``: kind, device, qubits, 2-qubit gate, options."""
-        skip = {"kind", "description", "device"}
-        options = " ".join(f"{k}={v}" for k, v in _flat(self.entry.model_dump(exclude_unset=True)).items()
-                           if k not in skip)
-        return {"name": self.name, "kind": self.kind, "device": "-", "qubits": "-", "2q gate": "-",
-                "options": options, "description": self.entry.description}
 
     def _check(self) -> list[str]:
         """Build the entry and run the default circuit once on it; lines to print."""
@@ -386,21 +384,11 @@ class BackendInfo:
         return {**record, "simulation": self.simulation} if self._backend._simulates else record
 
     def row(self) -> dict:
-        """Its row in ``qmedimg backends``: name, kind, device, qubits, 2-qubit gate, options, description."""
-        return self._backend._row()
+        """Its row in ``qmedimg backends``: name, kind, device, qubits, 2-qubit gate, options, description
+        (:func:`~qmedimg.backends.listing.listing_row`: from the entry alone)."""
+        return listing_row(self.name, self._backend.entry)
 
     def check(self) -> list[str]:
         """What ``qmedimg backends check NAME`` prints: the entry built and the default circuit run once on it (on a
         QPU: credentials found and the device reached, nothing submitted)."""
         return self._backend._check()
-
-
-def _flat(data: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

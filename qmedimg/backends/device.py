@@ -114,10 +114,6 @@ class DeviceBackend(Backend):
             report["estimated_fidelity"] = round(fidelity, 4)
         return report
 
-    def _device_row(self, device) -> dict:
-        """The device columns of ``qmedimg backends``."""
-        return {"device": device.name, "qubits": device.num_qubits, "2q gate": two_qubit_gate(device)}
-
     def _check_device(self, spec: CircuitSpec) -> list[str]:
         device = self._device
         report = self._transpile_report(spec)

@@ -67,7 +67,7 @@ from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
 DENSITY_MATRIX_MAX_QUBITS = 10
 """Noisy values come from Aer's density matrix up to this many active qubits (exact; 16·4^n bytes), from
-noise trajectories above (qmedimg's sampler, or Aer's with ``simulator="aer"``: :data:`SIMULATORS`)."""
+noise trajectories above (qmedimg's sampler, or Aer's with ``simulator="aer"``: :data:`~.entries.SIMULATORS`)."""
 GPU_DENSITY_MATRIX_MAX_QUBITS = 14
 """With ``aer_device="GPU"``: Aer's density matrix up to this many active qubits (4 GiB at 14; untested)."""
 DEFAULT_TRAJECTORIES = 1000
@@ -82,21 +82,15 @@ DEFAULT_TRAINING_TRAJECTORIES = 16
 _AER_SAFE = ["rx", "ry", "rz", "p", "u", "rzz", "rxx", "ryy", "rzx"]
 
 
-SIMULATORS = ("auto", "aer", "trajectories")
-"""How a noisy head is simulated: ``auto`` = Aer's density matrix up to :data:`DENSITY_MATRIX_MAX_QUBITS`
-active qubits, qmedimg's trajectory sampler above; ``aer`` = Aer only (density matrix, then Aer statevector
-trajectories); ``trajectories`` = qmedimg's sampler at every width. A circuit the sampler cannot sample
-exactly goes to Aer (recorded as ``handed_to_aer``)."""
-
-
 def density_matrix_limit(aer_device: str) -> int:
     """The most active qubits Aer's density matrix simulates on ``aer_device`` (CPU or GPU)."""
     return GPU_DENSITY_MATRIX_MAX_QUBITS if aer_device == "GPU" else DENSITY_MATRIX_MAX_QUBITS
 
 
 def uses_sampler(simulator: str, active_qubits: int, *, shots: int | None, aer_device: str) -> bool:
-    """Whether a noisy head of ``active_qubits`` goes to qmedimg's trajectory sampler (:data:`SIMULATORS`): never
-    with shots or on a GPU (Aer's), always with ``trajectories``, above the density matrix's limit with ``auto``."""
+    """Whether a noisy head of ``active_qubits`` goes to qmedimg's trajectory sampler
+    (:data:`~.entries.SIMULATORS`): never with shots or on a GPU (Aer's), always with ``trajectories``, above the
+    density matrix's limit with ``auto``."""
     if shots or aer_device == "GPU" or simulator == "aer":
         return False
     return simulator == "trajectories" or active_qubits > density_matrix_limit(aer_device)
@@ -131,7 +125,7 @@ class DeviceEstimator(SummedGradientEstimator):
         twirls: average this many Pauli-twirled copies of each circuit (None = off).
         trajectories: noise trajectories per row for the values of circuits simulated by trajectories
             (their mean is unbiased; seeded by ``seed``).
-        simulator: one of :data:`SIMULATORS`.
+        simulator: one of :data:`~.entries.SIMULATORS`.
         training_trajectories: trajectories per row for :meth:`gradient_rows` on the sampler.
         aer_device: ``CPU``, or ``GPU`` (qiskit-aer-gpu; then Aer simulates every width: density matrix up to
             :data:`GPU_DENSITY_MATRIX_MAX_QUBITS` active qubits, statevector trajectories above).
@@ -199,7 +193,7 @@ class DeviceEstimator(SummedGradientEstimator):
         return prepared
 
     def _choose_method(self, prepared: _Prepared, errors: dict | None) -> None:
-        """Set how ``prepared`` is simulated (see :data:`SIMULATORS`); shots are always Aer's."""
+        """Set how ``prepared`` is simulated (see :data:`~.entries.SIMULATORS`); shots are always Aer's."""
         if prepared.noise is None:
             return
         wide = len(prepared.qubits) > density_matrix_limit(self.aer_device)

@@ -10,19 +10,12 @@ Example (``backends.yaml``)::
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
-
 import torch
 
 from qmedimg.backends.base import Backend
-from qmedimg.backends.options import Strict
+from qmedimg.backends.entries import ExactEntry
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
-
-
-class ExactEntry(Strict):
-    kind: Literal["exact"]
-    description: str = ""
 
 
 class ExactBackend(Backend):

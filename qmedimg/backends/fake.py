@@ -17,65 +17,13 @@ Example (``backends.yaml``)::
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
-
-from pydantic import Field, ValidationInfo, field_validator
-
 from qmedimg.backends.device import DeviceBackend, DeviceStudy
-from qmedimg.backends.device_estimator import SIMULATORS, density_matrix_limit, uses_sampler
+from qmedimg.backends.device_estimator import density_matrix_limit, uses_sampler
+from qmedimg.backends.entries import FakeEntry
 from qmedimg.backends.trajectories import memory_estimate
-from qmedimg.backends.devices import fake_device_name
-from qmedimg.backends.options import Mitigation, Shots, Strict, TranspileOptions
 from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
-
-
-class FakeEntry(Strict):
-    kind: Literal["fake"]
-    description: str = ""
-    device: str
-    noise_scale: float = Field(1.0, ge=0, le=1000, allow_inf_nan=False,
-                               description="0 = ideal, 1 = as calibrated, 2 = twice the error rates (at most "
-                               "1000: every error rate is saturated long before)")
-    shots: Shots | None = None
-    seed: int | None = 0
-    transpile: TranspileOptions = Field(default_factory=TranspileOptions)
-    mitigation: Mitigation = Field(default_factory=Mitigation)
-    simulator: Literal[SIMULATORS] = Field(
-        "auto", description="auto: Aer's density matrix up to 10 active qubits, qmedimg's trajectory sampler "
-        "above; aer: Aer only (density matrix, then Aer statevector trajectories); trajectories: qmedimg's "
-        "sampler at every width")
-    trajectories: int = Field(1000, ge=2, le=1_000_000, description="noise trajectories per image (2..1000000) "
-                              "wherever values come from trajectories; the statistical error falls as 1/√N")
-    training_trajectories: int = Field(16, ge=1, le=100_000, description="noise-aware training on the sampler: "
-                                       "trajectories per sample and step for the forward values, and as many fresh "
-                                       "ones for the gradient (unbiased for any count)")
-
-    aer_device: Literal["CPU", "GPU"] = Field(
-        "CPU", description="where Aer simulates: GPU needs qiskit-aer-gpu and a CUDA GPU (then Aer takes every "
-        "width: density matrix up to 14 active qubits, statevector trajectories above)")
-
-    @field_validator("aer_device")
-    @classmethod
-    def _gpu_is_aer(cls, value: str, info: ValidationInfo) -> str:
-        if value == "GPU" and info.data.get("simulator") == "trajectories":
-            raise ValueError("simulator 'trajectories' is qmedimg's sampler, which runs on the CPU; with aer_device "
-                             "GPU use simulator: auto or aer")
-        return value
-
-    @field_validator("simulator")
-    @classmethod
-    def _sampler_without_shots(cls, value: str, info: ValidationInfo) -> str:
-        if value == "trajectories" and info.data.get("shots") is not None:
-            raise ValueError("simulator 'trajectories' computes exact expectation values (means over noise "
-                             "trajectories) and cannot sample shots: remove 'shots' or use simulator: auto or aer")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        return fake_device_name(value)
 
 
 class FakeStudy(DeviceStudy):
@@ -150,9 +98,6 @@ class FakeBackend(DeviceBackend):
     def _zne_factors(self) -> list[float]:
         zne = self.entry.mitigation.zne
         return list(zne.noise_factors) if zne is not None else [1.0]
-
-    def _row(self) -> dict:
-        return {**super()._row(), **self._device_row(self._device)}
 
     def _simulation(self, spec: CircuitSpec) -> dict:
         """How the head is simulated (density matrix or trajectories)."""

@@ -13,56 +13,25 @@ Example (``backends.yaml``)::
 On a QPU the head runs as jobs of at most ``max_rows_per_job`` images (lowered to respect IBM's job
 limits); every job id goes to the run's ledger before waiting (:mod:`~qmedimg.backends.jobs`), so a
 re-run collects instead of resubmitting. ``--dry-run`` says what would be sent and what it would
-cost, submitting nothing. Runtime's local mode simulates every qubit of the device, so circuits are
-laid out on physical qubits 0..k-1 and idle wires dropped first.
+cost, submitting nothing; without IBM Quantum credentials it plans offline, on the device's fake twin
+(``ibm_brisbane`` -> FakeBrisbane's calibration snapshot) and says so, while a real run still needs them.
+Runtime's local mode simulates every qubit of the device, so circuits are laid out on physical qubits 0..k-1
+and idle wires dropped first.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal
-
-from pydantic import Field, PositiveInt, field_validator
-
 from qmedimg.backends import jobs as qpu_jobs
 from qmedimg.backends import runtime
 from qmedimg.backends.base import HeadRequest, HeadResult, JobOptions
 from qmedimg.backends.context import PreparedCircuit
 from qmedimg.backends.device import DeviceBackend, DeviceStudy
-from qmedimg.backends.devices import fake_device_name, two_qubit_gate
-from qmedimg.backends.options import Shots, Strict, TranspileOptions
+from qmedimg.backends.devices import fake_twin, two_qubit_gate
+from qmedimg.backends.entries import IbmEntry
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
 from qmedimg.quantum.gradients import column
-
-
-class IbmEntry(Strict):
-    kind: Literal["ibm"]
-    description: str = ""
-    device: str = Field(description="the QPU's name, e.g. ibm_brisbane")
-    channel: Literal["ibm_quantum_platform", "ibm_cloud"] = "ibm_quantum_platform"
-    instance: str | None = None
-    mode: Literal["batch", "session", "job"] = "batch"
-    local: str | None = Field(None, description="a fake device: run in Runtime's local testing mode")
-    shots: Shots | None = 4096
-    transpile: TranspileOptions = Field(default_factory=TranspileOptions)
-    options: dict[str, Any] = Field(default_factory=dict, description="Qiskit Runtime EstimatorOptions")
-    max_rows_per_job: PositiveInt = Field(1000, description="at most this many images per Runtime job "
-                                          "(lowered further to respect IBM's job limits)")
-    timeout_s: float = Field(15.0, gt=0, description="give up reaching IBM Quantum after this long")
-
-    @field_validator("local")
-    @classmethod
-    def _local(cls, value):
-        return None if value is None else fake_device_name(value)
-
-    @field_validator("options")
-    @classmethod
-    def _options(cls, options: dict) -> dict:
-        from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
-
-        EstimatorOptions(**options)  # raises a ValidationError naming the bad option
-        return options
 
 
 class IbmStudy(DeviceStudy):
@@ -88,7 +57,42 @@ class IbmBackend(DeviceBackend):
 
     @cached_property
     def _device(self):
-        return self._context.device(self.entry.local) if self.entry.local else runtime.runtime_backend(self.entry)
+        """The fake device in local mode; else the QPU, or without credentials its fake twin (:meth:`_twin`)."""
+        if self.entry.local:
+            return self._context.device(self.entry.local)
+        return self._context.device(self._twin()) if self._offline else runtime.runtime_backend(self.entry)
+
+    @cached_property
+    def _offline(self) -> bool:
+        """Whether this QPU entry finds no IBM Quantum credentials: then nothing is asked of IBM Quantum, a dry run
+        plans on the device's fake twin, and a real run is refused."""
+        return self.entry.local is None and not runtime.credentials_found(self.entry)
+
+    def _twin(self) -> str:
+        """The fake device an offline plan uses, or one line saying there is none and what to do."""
+        twin = fake_twin(self.entry.device)
+        if twin is None:
+            raise QmedimgError(f"backend '{self.name}': no IBM Quantum credentials found, and {self.entry.device} has "
+                               "no calibration snapshot in qiskit_ibm_runtime.fake_provider to plan on offline; set "
+                               "QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) or save an account to plan on the live "
+                               "device, or plan on a similar device that has one (an entry with device: ibm_brisbane, "
+                               "ibm_torino, ibm_fez, ...)")
+        return twin
+
+    def _calibration(self) -> str:
+        """Whose calibration the circuits are transpiled and planned on (said in a dry run and a transpile report)."""
+        if self.entry.local:
+            return f"{self.entry.local}'s calibration snapshot (Runtime's local testing mode)"
+        if self._offline:
+            return (f"{self._twin()}'s calibration snapshot, not the live device {self.entry.device} (no IBM "
+                    "Quantum credentials found): an estimate")
+        return f"{self.entry.device}'s live calibration"
+
+    def _live(self) -> None:
+        """Refuse, in one line, anything that needs IBM Quantum when no credentials are found."""
+        if self._offline:
+            raise QmedimgError(f"backend '{self.name}': {runtime.NO_CREDENTIALS}; a run on {self.entry.device} needs "
+                               "them (--dry-run plans without them, on the device's calibration snapshot)")
 
     @property
     def _precision(self) -> float | None:
@@ -96,6 +100,7 @@ class IbmBackend(DeviceBackend):
 
     @cached_property
     def _estimator(self):
+        self._live()  # a fake twin as a Runtime mode would run in local testing mode, posing as the QPU
         return runtime.runtime_estimator(self.entry, self._device)
 
     @property
@@ -132,7 +137,10 @@ class IbmBackend(DeviceBackend):
         circuit, observables = prepared.circuit, prepared.observables
         values = qpu_jobs.parameter_values(circuit, spec, request.angles, request.weights)
         if options.dry_run:
-            return HeadResult(None, {"dry_run": qpu_jobs.plan(entry, values, len(observables), self._device, circuit)})
+            planned, on = qpu_jobs.plan(entry, values, len(observables), self._device, circuit), self._calibration()
+            return HeadResult(None, {"dry_run": {**planned, "planned_on": on,  # said where the estimate is printed
+                                                 "estimate_note": f"{planned['estimate_note']}; planned on {on}"}})
+        self._live()
         if options.ledger_dir is None:
             raise QmedimgError(f"backend '{self.name}': a QPU run needs a run directory for its job ledger")
         size = qpu_jobs.rows_per_job(entry, circuit)
@@ -157,18 +165,19 @@ class IbmBackend(DeviceBackend):
             "qpu_seconds": sum(usage) if usage else None, "ledger": str(ledger.path),
             "local_testing_mode": entry.local is not None, "sent": qpu_jobs.SENT})
 
+    def _check_jobs(self, jobs: JobOptions) -> None:
+        if not jobs.dry_run:
+            self._live()
+
     # -- describing ---------------------------------------------------------------------------
+    def _transpile_report(self, spec: CircuitSpec) -> dict:
+        return {**super()._transpile_report(spec), "calibration": self._calibration()}
+
     def _mitigation(self) -> dict:
         return self.entry.options
 
     def _zne_factors(self) -> list[float]:
         return qpu_jobs.final_options(self.entry)[2]
-
-    def _row(self) -> dict:
-        row = super()._row()
-        if self.entry.local:
-            return {**row, **self._device_row(self._context.device(self.entry.local))}
-        return {**row, "device": self.entry.device}  # listing never connects
 
     def _check(self) -> list[str]:
         """For a QPU: credentials present and device reachable (each step under the entry's timeout);

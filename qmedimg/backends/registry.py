@@ -8,30 +8,37 @@ Example::
 
 The YAML file is the registry (data, not code); this module only validates it (pydantic) and picks
 the class. A new kind is one module (an ``Entry`` schema and a :class:`~qmedimg.backends.base.Backend`
-subclass) and one line in :data:`KINDS`.
+subclass) and one line in :data:`KINDS`. The shipped kinds' schemas live in :mod:`~qmedimg.backends.entries`
+and their classes are imported when an entry is built, so reading (and listing) the registry imports neither
+torch nor qiskit.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
 
-from qmedimg.backends.aer import AerBackend
-from qmedimg.backends.base import Backend
-from qmedimg.backends.context import BackendContext
-from qmedimg.backends.exact import ExactBackend, ExactEntry
-from qmedimg.backends.fake import FakeBackend
-from qmedimg.backends.ibm import IbmBackend
+from qmedimg.backends.entries import ENTRIES, ExactEntry
 from qmedimg.backends.options import entry_error, quoted, with_keys
 from qmedimg.errors import QmedimgError
 from qmedimg.files import shipped
 
-KINDS: dict[str, type[Backend]] = {cls.kind: cls for cls in (ExactBackend, AerBackend, FakeBackend, IbmBackend)}
-"""Every backend kind by its ``kind:`` name."""
+if TYPE_CHECKING:
+    from qmedimg.backends.base import Backend
+    from qmedimg.backends.context import BackendContext
+
+KINDS: dict[str, type[Backend] | str] = {"exact": "qmedimg.backends.exact.ExactBackend",
+                                         "aer": "qmedimg.backends.aer.AerBackend",
+                                         "fake": "qmedimg.backends.fake.FakeBackend",
+                                         "ibm": "qmedimg.backends.ibm.IbmBackend"}
+"""Every backend kind by its ``kind:`` name: its class, or where it is (imported when an entry is built; its
+``Entry`` is then :data:`~qmedimg.backends.entries.ENTRIES`' one)."""
 
 DEFAULT_FILE: Path = shipped("backends.yaml")  # the checkout's own, or the wheel's copy
 SECRET_KEY = re.compile(r"token|api[_-]?key|secret|password|credential", re.IGNORECASE)
@@ -65,23 +72,34 @@ def _find_secret(value, trail: str) -> str | None:
     return None
 
 
-def _validate(path: Path, name: str, raw: dict):
+def backend_class(kind: str) -> type[Backend]:
+    """The :class:`~qmedimg.backends.base.Backend` subclass of ``kind`` (imported now where :data:`KINDS` says where
+    it is)."""
+    cls = KINDS[kind]
+    if isinstance(cls, str):
+        module, _, name = cls.rpartition(".")
+        cls = getattr(import_module(module), name)
+    return cls
+
+
+def _validate(path: Path, name: str, raw: dict, runtime_options: bool = True):
     """The entry ``raw`` as its kind's ``Entry`` (the kind told by ``kind:``), or one line naming what is wrong."""
     kind = raw.get("kind")
     if "kind" not in raw:
         raise QmedimgError(f"{path}: entry '{name}': missing key 'kind' (one of {', '.join(KINDS)})")
     if not isinstance(kind, str) or kind not in KINDS:
         raise QmedimgError(f"{path}: entry '{name}': unknown kind {quoted(kind)}; valid: {', '.join(KINDS)}")
-    model = KINDS[kind].Entry
+    model = ENTRIES[kind] if isinstance(KINDS[kind], str) else KINDS[kind].Entry
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={"runtime_options": runtime_options})
     except ValidationError as exc:
         raise entry_error(path, name, raw, exc, model) from None
 
 
-def load_backends(path: str | Path | None = None) -> dict:
+def load_backends(path: str | Path | None = None, *, runtime_options: bool = True) -> dict:
     """Read and validate a backends file: ``{name: entry}``; every problem is one line naming file,
-    entry and key."""
+    entry and key. ``runtime_options=False`` leaves ``ibm`` entries' ``options`` unchecked against Qiskit Runtime's
+    ``EstimatorOptions`` (importing Runtime takes over a second): the listing does; building an entry checks them."""
     path = registry_path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -105,7 +123,7 @@ def load_backends(path: str | Path | None = None) -> dict:
         secret = _find_secret(raw, "")
         if secret:
             raise QmedimgError(f"{path}: entry '{name}': key {quoted(secret)} looks like a secret; {CREDENTIALS_HINT}")
-        entries[str(name)] = _validate(path, str(name), raw)
+        entries[str(name)] = _validate(path, str(name), raw, runtime_options)
     return entries
 
 
@@ -142,9 +160,9 @@ def backend_for(name: str, entry, path: Path | None = None, *, context: BackendC
     ``context`` (default: a fresh one)."""
     if overrides:
         entry = with_keys(entry, overrides, name)
-    return KINDS[entry.kind](name, entry, path, context=context)
+    return backend_class(entry.kind)(name, entry, path, context=context)
 
 
 def exact_backend() -> Backend:
     """The exact estimator as a backend, without reading any registry file."""
-    return ExactBackend("exact", ExactEntry(kind="exact", description="qmedimg's exact estimator"))
+    return backend_class("exact")("exact", ExactEntry(kind="exact", description="qmedimg's exact estimator"))

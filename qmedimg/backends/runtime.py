@@ -13,7 +13,9 @@ saved account; qmedimg never reads, prints or writes them.
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 from qmedimg.backends.devices import fake_device
 from qmedimg.errors import QmedimgError
@@ -22,6 +24,39 @@ try:  # imported here so tests can replace the one network-facing class
     from qiskit_ibm_runtime import QiskitRuntimeService
 except ImportError:  # pragma: no cover - a dependency; kept importable for error messages
     QiskitRuntimeService = None
+
+NO_CREDENTIALS = ("no IBM Quantum credentials found: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) or run "
+                  "QiskitRuntimeService.save_account(token=..., instance=...) once")
+
+
+def account_file() -> Path:
+    """Where ``QiskitRuntimeService.save_account`` keeps accounts (``~/.qiskit/qiskit-ibm.json``), read now:
+    Runtime fixes its own default when it is imported."""
+    return Path.home() / ".qiskit" / "qiskit-ibm.json"
+
+
+def credentials_found(entry) -> bool:
+    """Whether Qiskit Runtime would find an account for the entry's channel (QISKIT_IBM_TOKEN, or a saved
+    account), read on this machine only: nothing is sent, nothing written, never a prompt.
+
+    Example::
+
+        credentials_found(get_backend("ibm_brisbane").entry)   # False: a dry run plans on FakeBrisbane
+    """
+    from qiskit_ibm_runtime.accounts import AccountManager
+    from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError
+
+    saved = account_file()
+    if not os.environ.get("QISKIT_IBM_TOKEN") and not saved.is_file():
+        return False  # Runtime would create an empty account file only to find nothing in it
+    try:
+        AccountManager.get(filename=str(saved), channel=entry.channel)
+    except AccountNotFoundError:
+        return False
+    except Exception:  # an account is there but damaged or invalid: the service says what is wrong with it
+        return True
+    return True
+
 
 def with_timeout(function, seconds: float, what: str):
     """Run ``function()`` in a daemon thread; a clear error if it takes longer than ``seconds``."""
@@ -47,14 +82,13 @@ def runtime_service(entry):
     """``QiskitRuntimeService`` for the entry's channel/instance, or one clear line why not."""
     from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError
 
-    kwargs = {"channel": entry.channel}
+    kwargs = {"channel": entry.channel, "filename": str(account_file())}
     if entry.instance:
         kwargs["instance"] = entry.instance
     try:
         return with_timeout(lambda: QiskitRuntimeService(**kwargs), entry.timeout_s, "connecting")
     except AccountNotFoundError:
-        raise QmedimgError("no IBM Quantum credentials found: set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) "
-                           "or run QiskitRuntimeService.save_account(token=..., instance=...) once") from None
+        raise QmedimgError(NO_CREDENTIALS) from None
     except QmedimgError:
         raise
     except Exception as exc:  # DNS failure, bad token, bad instance: say which, in one line

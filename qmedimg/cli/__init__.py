@@ -4,6 +4,11 @@ Example::
 
     from qmedimg.cli import main
     main(["train", "--dataset", "synthetic", "--epochs", "1", "--out", "runs/demo"])   # 0 = success
+
+Before anything heavy loads, ``main`` sets ``OMP_WAIT_POLICY=PASSIVE`` for its own process when the variable
+is unset (idle torch threads then sleep instead of spinning beside other busy processes; same metrics:
+:mod:`qmedimg.cli.threads`). It is the one environment variable qmedimg sets; ``import qmedimg`` sets none.
+Each command that computes runs on ``--threads`` cores (default: every core this process may run on).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_e
                                   cmd_noise_study, cmd_predict, cmd_train, cmd_transpile, cmd_width_study,
                                   interrupted)
 from qmedimg.cli.parser import build_parser
+from qmedimg.cli.threads import command_cores, sleep_when_idle
 from qmedimg.errors import GridIncomplete, QmedimgError
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backends, "transpile": cmd_transpile,
@@ -22,9 +28,11 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "backends": cmd_backen
 
 
 def main(argv: list[str] | None = None) -> int:
+    sleep_when_idle()  # before torch loads the OpenMP runtime that reads it
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with command_cores(args):
+            COMMANDS[args.command](args)
     except GridIncomplete as exc:  # some cells failed, the others finished
         print(f"qmedimg: error: {exc}", file=sys.stderr)
         return 2 if exc.user_error else 1

@@ -62,8 +62,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise QmedimgError("train needs --out DIR (or --resume DIR)")
         fields = {k: v for k, v in {
             "dataset": args.dataset, "data_file": args.data_file, "data_root": args.data_root,
-            "size": args.size, "classes": args.classes, "limit": args.limit, "circuit": args.circuit,
-            "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
+            "size": args.size, "classes": args.classes, "class_names": args.class_names, "limit": args.limit,
+            "circuit": args.circuit, "qubits": args.qubits, "layers": args.layers, "head": args.head, "backbone": args.backbone,
             "model": args.model, "angle_map": args.angle_map, "readout": args.readout,
             "dropout": args.dropout, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "select": args.select, "class_weights": args.class_weights,
@@ -78,6 +78,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     test, p = metrics["test"], metrics["parameters"]
     print(f"test ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}  "
           f"(epoch {metrics['selected_epoch']} kept: {metrics['selection']})")
+    if test.get("sensitivity") is not None and "test_intervals" in metrics:
+        low, high = metrics["test_intervals"]["acc"]
+        print(f"sensitivity {test['sensitivity']:.4f}  specificity {test['specificity']:.4f}  ECE {test['ece']:.3f}; "
+              f"ACC 95 % bootstrap interval [{low:.4f}, {high:.4f}] over {metrics['test_intervals']['draws']} resamples")
     chosen = metrics.get("threshold") or {}
     if chosen.get("rule") not in (None, "fixed", "most probable class"):
         half, value = metrics["at_threshold_0.5"]["test"], chosen["value"]
@@ -137,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_backends(args: argparse.Namespace) -> None:
-    from qmedimg.backends import get_backend, load_backends, registry_path
+    from qmedimg.backends.registry import get_backend, load_backends, registry_path
 
     if args.action == "check":
         if not args.name:
@@ -145,8 +149,10 @@ def cmd_backends(args: argparse.Namespace) -> None:
         for line in get_backend(args.name, args.backends).describe().check():
             print(line)
         return
-    entries = load_backends(args.backends)
-    rows = [get_backend(name, args.backends).describe().row() for name in entries]
+    from qmedimg.backends.listing import listing_row
+
+    entries = load_backends(args.backends, runtime_options=False)  # `backends check NAME` checks Runtime's options
+    rows = [listing_row(name, entry) for name, entry in entries.items()]
     print(f"{'name':<26}{'kind':<7}{'device':<16}{'qubits':>7}  {'2q gate':<8}options")
     for r in rows:
         print(f"{r['name']:<26}{r['kind']:<7}{r['device']:<16}{r['qubits']!s:>7}  {r['2q gate']:<8}{r['options']}")
@@ -171,6 +177,8 @@ def cmd_transpile(args: argparse.Namespace) -> None:
     print(f"  physical qubits {r['physical_qubits']}")
     print(f"  depth {r['depth']}, two-qubit gates {r['two_qubit_gates']}, ops {r['ops']}")
     print(f"  estimated circuit fidelity {r['estimated_fidelity']} (product of 1 - error over gates and readout)")
+    if r.get("calibration"):
+        print(f"  calibration: {r['calibration']}")
 
 
 def cmd_noise_study(args: argparse.Namespace) -> None:
@@ -187,6 +195,8 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
     if args.dry_run:
         plan = json.loads(out.read_text())
         print(plan["plan"])
+        for on in dict.fromkeys(p["plan"]["planned_on"] for p in plan["plans"] if "planned_on" in p.get("plan", {})):
+            print(f"  QPU points planned on {on}")
         print(f"dry run: {plan['points']} grid points, estimated QPU time {plan['estimated_qpu_seconds']:.0f} s "
               f"(real-QPU points only; nothing submitted); written to {out}")
         return
@@ -239,7 +249,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         print(f"written to {out}/ (summary.md, summary.csv; per dataset: <flag>/comparison.md, ...)")
         return
     print((out / "comparison.md").read_text())
-    print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, learning_curves.png, confusion-*.png)")
+    print(f"written to {out}/ (comparison.md, comparison.csv, runs.csv, paired.csv, learning_curves.png, confusion-*.png)")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -262,7 +272,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if "dry_run" in result:
         d = result["dry_run"]
         print(f"dry run: {d['jobs']} job(s), {d['parameter_rows']} parameter rows, {d['shots_per_row']} shots per "
-              f"row, estimated QPU time ~{d['estimated_qpu_seconds']} s; sent: head angles only")
+              f"row, estimated QPU time ~{d['estimated_qpu_seconds']} s; sent: head angles only"
+              + (f"; planned on {d['planned_on']}" if d.get("planned_on") else ""))
         return
     if not result["rows"]:
         raise QmedimgError(f"nothing could be predicted ({len(result['errors'])} unreadable file(s))")

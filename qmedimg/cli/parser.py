@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qmedimg.cli.deprecated import add_deprecated
+from qmedimg.cli.threads import COMPUTING, threads_help
 from qmedimg.errors import QmedimgError
 
 EPILOG_TRAIN = """examples:
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "split never chooses anything.",
                        epilog=EPILOG_TRAIN)
     _data_options(t)
+    t.add_argument("--class-names", type=lambda text: [part.strip() for part in text.split(",")], metavar="A,B",
+                   help="name a --data-file run's classes (labels), in order (default: the npz's label_names, or 0, 1, ...)")
     m = t.add_argument_group("model")
     m.add_argument("--circuit", default="sel", metavar="NAME|PATH", help="circuit from circuits/ or a .qasm file (default sel)")
     m.add_argument("--qubits", type=_positive_int, help="circuit width (template default: 4)")
@@ -339,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", metavar="NAME|PATH")
     c.add_argument("--qubits", type=_positive_int)
     c.add_argument("--layers", type=_positive_int)
+    for name in COMPUTING:  # the grids have it among the options of where their cells run
+        sub.choices[name].add_argument_group("CPU").add_argument("--threads", type=_positive_int, metavar="N",
+                                                                 help=threads_help())
     for name, command in sub.choices.items():
         add_deprecated(command, name)  # old spellings of renamed options, for one release
     return parser
@@ -380,8 +386,7 @@ def _executor_options(parser: argparse.ArgumentParser) -> None:
                    help="local: one cell after another here (default); ray: cells as Ray tasks side by side")
     g.add_argument("--ray-address", metavar="ADDRESS", help="default: start a local Ray on this machine; auto: the "
                    "Ray cluster running here (`ray start --head`); HOST:PORT or ray://HOST:10001: a remote cluster")
-    g.add_argument("--threads", type=_positive_int, metavar="N", help="CPU cores = torch threads per cell (default: "
-                   "every core with local, 1 with ray). Metrics depend on it: compare runs with equal --threads")
+    g.add_argument("--threads", type=_positive_int, metavar="N", help=threads_help(grid=True))
 
 
 def _device_options(parser: argparse.ArgumentParser, amp: bool = False) -> None:

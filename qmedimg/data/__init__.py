@@ -1,4 +1,5 @@
-"""Data: MedMNIST datasets and npz files, 2D and 3D (:mod:`~qmedimg.data.datasets`), image files and
+"""Data: MedMNIST datasets and npz files, 2D and 3D (:mod:`~qmedimg.data.datasets`; npz files read safely and
+identified by :mod:`~qmedimg.data.npz`), image files and
 volume files as model input (:mod:`~qmedimg.data.images`, :mod:`~qmedimg.data.volumes`), generated data
 (:mod:`~qmedimg.data.synthetic`)."""
 

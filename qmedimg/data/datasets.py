@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import importlib.util
 import shutil
 import socket
@@ -20,13 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
+from qmedimg.data.npz import KEYS, SPLITS, digests, read_npz  # noqa: F401 (KEYS, read_npz: read here too)
 from qmedimg.data.synthetic import SYNTHETIC_LABELS, VOLUME_LABELS, synthetic_images, synthetic_volumes
 from qmedimg.errors import QmedimgError
 
 SIZES = (28, 64, 128, 224)
 VOLUME_SIZES = (28, 64)  # MedMNIST 3D: 28³ and MedMNIST+'s 64³
-SPLITS = ("train", "val", "test")
-KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 MULTI_LABEL = "multi-label, binary-class"  # MedMNIST's task name for ChestMNIST-like data
 DOWNLOAD_TIMEOUT = 20  # seconds of network silence before a download attempt gives up
 MIN_SIDE = 4  # the smallest image/volume side the CNN backbones take (two 2× max-pools down to one pixel)
@@ -67,6 +65,7 @@ class Dataset(LabelSpace):
     test: Split
     source: str  # path of the npz read, or "synthetic"
     sha256: str  # of that npz ("" for synthetic)
+    md5_matches_medmnist: bool | None = None  # for a file named like a MedMNIST set: is it MedMNIST's published one?
 
     @property
     def channels(self) -> int:
@@ -93,6 +92,7 @@ class Dataset(LabelSpace):
                                     np.bincount(s.labels, minlength=self.num_classes).tolist())
                              for name, s in splits.items()},  # multi-label: positives per label
             "source": self.source, "sha256": self.sha256,
+            **({} if self.md5_matches_medmnist is None else {"md5_matches_medmnist": self.md5_matches_medmnist}),
         }
 
 
@@ -136,7 +136,10 @@ def load_dataset(dataset: str | None = None, *, data_file: str | Path | None = N
         if ds.size != size:  # e.g. a 28×28 file saved under MedMNIST+'s name for 64×64
             raise QmedimgError(f"{path} holds {ds.size}x{ds.size} images but its name says size {size} "
                                f"(MedMNIST names files {flag}.npz for 28, {flag}_{{size}}.npz for 64/128/224)")
-    return _select(ds, classes, limit, seed)
+    ds = _select(ds, classes, limit, seed)
+    if ds.md5_matches_medmnist is False:  # said once the file is accepted, never before a refusal
+        _warn_unpublished(ds.source, published_md5(Path(ds.source).name))
+    return ds
 
 
 def write_synthetic_npz(path: str | Path, *, n_train: int = 96, n_val: int = 32, n_test: int = 32,
@@ -223,31 +226,6 @@ def _download(python_class: str, root: Path, size: int, path: Path) -> bool:
         socket.setdefaulttimeout(old_timeout)
 
 
-def read_npz(path: Path, keys: tuple[str, ...] = KEYS,
-             needs: str = f"a data file needs {', '.join(KEYS)}") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
-    """Read ``keys`` (the six MedMNIST arrays) and the optional label_names from an npz, never unpickling;
-    one line naming the file when it is missing, unreadable or lacks a key (``needs`` says what it needs)."""
-    if not path.is_file():
-        raise QmedimgError(f"data file {path} not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in keys if key not in npz.files]
-            if missing:
-                raise QmedimgError(f"{path} has no '{missing[0]}' array; {needs}")
-            arrays = {key: npz[key] for key in keys}
-            names = npz["label_names"] if "label_names" in npz.files else None
-    except QmedimgError:
-        raise
-    except Exception as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise QmedimgError(f"{path} is not a readable npz archive ({reason}); expected a MedMNIST-layout npz") from None
-    if names is not None:
-        if names.ndim != 1 or names.dtype.kind not in "US":
-            raise QmedimgError(f"{path}: label_names must be a 1-D array of strings, not {names.dtype} {names.shape}")
-        names = tuple(str(n) for n in names)
-    return arrays, names
-
-
 def _images(a: np.ndarray, where: str) -> np.ndarray:
     if a.ndim == 3:
         a = a[:, None]
@@ -320,10 +298,8 @@ def _build(name: str, arrays: dict, label_names: tuple[str, ...] | None, path: P
     label_names = _check_labels(splits, label_names, where, name if medmnist else None)
     if len(label_names) < 2:
         raise QmedimgError(f"{where}: found {len(label_names)} class(es); a classification dataset needs at least 2")
-    source = str(path.resolve()) if path is not None else "synthetic"
     task = "binary-class" if len(label_names) == 2 else "multi-class"
-    sha256 = _sha256(path) if path is not None else ""
-    return Dataset(name, task, tuple(label_names), **splits, source=source, sha256=sha256)
+    return Dataset(name, task, tuple(label_names), **splits, **_identity(path))
 
 
 def _check_labels(splits: dict, label_names: tuple[str, ...] | None, where: str, flag: str | None) -> tuple[str, ...]:
@@ -366,17 +342,38 @@ def _multi_label(name: str, splits: dict, label_names, path: Path | None, where:
         label_names = tuple(str(i) for i in range(count))
     elif len(label_names) != count:
         raise QmedimgError(f"{where}: labels have {count} columns but there are {len(label_names)} label_names")
-    source = str(path.resolve()) if path is not None else "synthetic"
-    return Dataset(name, MULTI_LABEL, tuple(label_names), **splits, source=source,
-                   sha256=_sha256(path) if path is not None else "")
+    return Dataset(name, MULTI_LABEL, tuple(label_names), **splits, **_identity(path))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _identity(path: Path | None) -> dict:
+    """Which file a dataset is: its path and sha256, and for a file named like a MedMNIST set whether its MD5 is
+    the one MedMNIST publishes (:func:`load_dataset` warns when it is not)."""
+    if path is None:
+        return {"source": "synthetic", "sha256": ""}
+    sha256, md5 = digests(path)
+    published = published_md5(path.name)
+    return {"source": str(path.resolve()), "sha256": sha256,
+            "md5_matches_medmnist": None if published is None else md5 == published}
+
+
+def published_md5(filename: str) -> str | None:
+    """The MD5 MedMNIST publishes for a file of this name ('breastmnist.npz', 'breastmnist_64.npz'), or None for
+    any other name (or without the medmnist package to ask)."""
+    flag, _, size = filename.lower().removesuffix(".npz").partition("_")
+    if not flag.endswith(("mnist", "mnist3d")):  # no MedMNIST name: its registry need not be read
+        return None
+    try:
+        entry = _medmnist_info().get(flag)
+    except QmedimgError:
+        return None
+    return entry.get(f"MD5_{size}" if size else "MD5") if entry and filename.lower().endswith(".npz") else None
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_unpublished(path: str, published: str) -> None:
+    """Say once per file that it is not MedMNIST's own file (one line on stderr)."""
+    print(f"qmedimg: warning: {path} is named like a MedMNIST file but is not MedMNIST's (its MD5 is not the published "
+          f"{published}): results are not comparable with published MedMNIST figures", file=sys.stderr)
 
 
 def _select(ds: Dataset, classes: Sequence[int] | None, limit: int | None, seed: int) -> Dataset:

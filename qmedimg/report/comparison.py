@@ -1,5 +1,6 @@
-"""The comparison report: per-model means ± standard deviations over seeds (comparison.md/.csv),
-every run (runs.csv), learning curves and summed confusion matrices. Next to ACC/AUC: is the head
+"""The comparison report: per-model means ± standard deviations over seeds (comparison.md/.csv; one seed: its
+single values, no ±), every run (runs.csv), learning curves and summed confusion matrices, and the hybrid against
+each baseline on the same test images (paired.csv and a section of comparison.md: :mod:`qmedimg.report.paired`). Next to ACC/AUC: is the head
 used? — the effective dimension of its outputs on the test split and the circuit weights that get
 no gradient ("—" for networks without such a head).
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qmedimg.files import reporting_os_errors, write_csv, write_text
+from qmedimg.report.paired import PAIRED_COLUMNS, PairedReport, paired_rows, paired_section, summary_section
 from qmedimg.report.plots import plot_compare_curves, plot_confusion
 
 METRICS = ("acc", "auc", "precision", "recall", "f1")
@@ -26,12 +28,17 @@ ANCHORS = {"breastmnist": "MedMNIST v2 (Yang et al., 2023) reports ResNet-18 (28
                           "BreastMNIST, trained 100 epochs."}
 
 
-def _mean_std(values: list[float | None]) -> tuple[float, float]:
-    """Mean and standard deviation over seeds; an undefined value (None as metrics.json records an
-    undefined AUC, NaN in memory) makes both NaN, shown as "—"."""
+def _mean_std(values: list[float | None]) -> tuple[float, float | str]:
+    """Mean and standard deviation over seeds ("" for one seed: no spread was measured); an undefined value
+    (None as metrics.json records an undefined AUC, NaN in memory) makes both NaN, shown as "—"."""
     if any(v is None or not math.isfinite(v) for v in values):  # statistics.stdev fails on NaN
         return math.nan, math.nan
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else ""
+
+
+def _spread(mean: float, std: float | str, digits: int = 4) -> str:
+    """'0.8125 ± 0.0100'; one seed's single value without ± ('0.8125')."""
+    return f"{mean:.{digits}f}" if std == "" else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _usage_on_test_split(record: dict) -> dict | None:
@@ -70,21 +77,25 @@ def _usage_cells(row: dict) -> list[str]:
     """comparison.md's two head-usage cells: '1.10 ± 0.05 of 4' and '4 of 24' (a range if seeds differ)."""
     if row["effective_dimension"] == "":
         return ["—", "—"]
-    dimension = f"{row['effective_dimension']:.2f} ± {row['effective_dimension_std']:.2f} of {row['head_outputs']}"
+    dimension = f"{_spread(row['effective_dimension'], row['effective_dimension_std'], 2)} of {row['head_outputs']}"
     if row["zero_gradient_weights_min"] == "":
         return [dimension, "—"]
     low, high = row["zero_gradient_weights_min"], row["zero_gradient_weights_max"]
     return [dimension, f"{low if low == high else f'{low}–{high}'} of {row['circuit_weights']}"]
 
 
-def _cell(mean: float, std: float) -> str:
-    """'0.8125 ± 0.0100', or '—' when undefined (multi-class AUC with a class absent from the test split)."""
-    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) and math.isfinite(std) else "—"
+def _cell(mean: float, std: float | str) -> str:
+    """'0.8125 ± 0.0100' ('0.8125': one seed), or '—' when undefined (multi-class AUC with a class absent from the
+    test split)."""
+    return _spread(mean, std) if math.isfinite(mean) and (std == "" or math.isfinite(std)) else "—"
 
 
-def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict) -> list[dict]:
+def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dict,
+                     paired: PairedReport | None = None) -> list[dict]:
     """Write the comparison of ``records`` (model, seed, run, metrics, history per trained run);
-    ``data`` is the data options every model was trained on (it decides which anchor applies).
+    ``data`` is the data options every model was trained on (it decides which anchor applies); ``paired``: the
+    hybrid against each baseline on the same test images (:func:`~qmedimg.report.paired.paired_comparison`),
+    written to paired.csv and as a section of comparison.md (None: no such section).
     Returns comparison.csv's rows (one per model)."""
     with reporting_os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -125,9 +136,10 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
         cells[2:2] = _usage_cells(row)
         params = f"{row['parameters']:,}" + (f" ({row['quantum_parameters']} quantum)" if row["quantum_parameters"] else "")
         lines.append(f"| {row['model']} | " + " | ".join(cells) +
-                     f" | {params} | {row['train_seconds']:.1f} ± {row['train_seconds_std']:.1f} | "
+                     f" | {params} | {_spread(row['train_seconds'], row['train_seconds_std'], 1)} | "
                      f"{row['train_samples_per_s']:.0f} |")
-    lines += ["", "Mean ± standard deviation over seeds; ACC/AUC as MedMNIST computes them; model selection on "
+    spread = "Mean ± standard deviation over seeds" if len(seeds) > 1 else "One seed: single values, no spread measured"
+    lines += ["", f"{spread}; ACC/AUC as MedMNIST computes them; model selection on "
               "the validation split only; every model trained with the same recipe on the same machine in this run.",
               "Is the head used? Head effective dimension: the participation ratio of the covariance of the head's "
               "outputs on the test split (1: they carry one number; the number of outputs: each carries its own); "
@@ -150,25 +162,32 @@ def write_comparison(out: Path, records: list[dict], seeds: list[int], data: dic
                 if "" not in (hybrid["effective_dimension"], c["effective_dimension"]) else "")
         lines += ["", f"Ablation: {hybrid['model']} − classical (same backbone, {size}): "
                   f"ACC {hybrid['acc'] - c['acc']:+.4f}, AUC {hybrid['auc'] - c['auc']:+.4f} "
-                  f"(seed-to-seed std {hybrid['acc_std']:.4f} / {c['acc_std']:.4f} ACC){used}."]
+                  + (f"(seed-to-seed std {hybrid['acc_std']:.4f} / {c['acc_std']:.4f} ACC)" if hybrid["seeds"] > 1 else
+                     "(one seed: no spread measured)") + f"{used}."]
     if hybrid and "resnet18" in by:
         lines.append(f"Parameters: {hybrid['model']} has {hybrid['parameters'] / by['resnet18']['parameters']:.2%} of "
                      f"ResNet-18's ({hybrid['parameters']:,} vs {by['resnet18']['parameters']:,}).")
+    if paired is not None:
+        write_csv(out / "paired.csv", paired_rows(paired), header=list(PAIRED_COLUMNS))
+        lines += paired_section(paired)
     write_text(out / "comparison.md", "\n".join(lines) + "\n")
     with reporting_os_errors(out / "learning_curves.png"):
         plot_compare_curves(records, out / "learning_curves.png")
     return rows
 
 
-def write_summary(out: Path, tables: dict[str, list[dict]], seeds: list[int]) -> None:
-    """summary.md/.csv across datasets: test ACC and AUC (mean ± std over seeds) of every model on
-    every dataset, from each dataset's comparison rows (``tables``: dataset -> rows)."""
+def write_summary(out: Path, tables: dict[str, list[dict]], seeds: list[int],
+                  paired: dict[str, PairedReport] | None = None) -> None:
+    """summary.md/.csv across datasets: test ACC and AUC (mean ± std over seeds; one seed's single values) of every
+    model on every dataset, from each dataset's comparison rows (``tables``: dataset -> rows); with ``paired``
+    (dataset -> its paired comparison), the pooled paired differences and whether each is distinguishable from 0."""
     models = list(dict.fromkeys(row["model"] for rows in tables.values() for row in rows))
     write_csv(out / "summary.csv", [[name, row["model"], row["seeds"], row["acc"], row["acc_std"], row["auc"],
                                      row["auc_std"]] for name, rows in tables.items() for row in rows],
               header=["dataset", "model", "seeds", "acc", "acc_std", "auc", "auc_std"])
     lines = [f"# Comparison across datasets (test split; seeds {', '.join(map(str, seeds))})", "",
-             "ACC / AUC, mean ± standard deviation over seeds; each dataset's own table is in its folder.", "",
+             f"ACC / AUC, {'mean ± standard deviation over seeds' if len(seeds) > 1 else 'one seed (no spread)'}; "
+             "each dataset's own table is in its folder.", "",
              "| dataset | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for name, rows in tables.items():
         by = {row["model"]: row for row in rows}
@@ -182,5 +201,7 @@ def write_summary(out: Path, tables: dict[str, list[dict]], seeds: list[int]) ->
                 > {r["model"]: r for r in rows}.get("classical", {}).get("auc", 2)]
         lines += ["", f"{hybrid} beats the same-size classical head on mean test AUC on {len(wins)} of "
                   f"{len(tables)} datasets" + (f" ({', '.join(wins)})" if wins else "") +
-                  "; read the spreads before calling any of it a difference."]
+                  "; read the spreads" + (" and the paired intervals" if paired else "") +
+                  " before calling any of it a difference."]
+    lines += summary_section(paired or {})
     write_text(out / "summary.md", "\n".join(lines) + "\n")

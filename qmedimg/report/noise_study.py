@@ -1,7 +1,7 @@
 """The noise study's report: curves of accuracy and expectation error over noise scale, and
 ``summary.md`` — what was run, where accuracy drops, whether the head is still used (the effective
-dimension of its outputs next to accuracy at every scale), and what each mitigation recovers at what
-cost, all read from the study's rows; and, when points were cross-checked, how the trajectory
+dimension of its outputs next to accuracy at every scale; what a flat curve cannot show: :func:`reading_notes`),
+and what each mitigation recovers at what cost, all read from the study's rows; and, when points were cross-checked, how the trajectory
 sampler's values compare with Aer's (:func:`cross_check_section`, also used by the width study).
 
 Example::
@@ -111,6 +111,7 @@ def summary(rows: list[dict]) -> str:
                      "AUC averages one-vs-rest over every class); a larger --test-limit includes them.")
     if any(r.get("effective_dimension", "") == "" for r in rows):
         lines.append("Effective dimension — : not recorded (rows from before qmedimg recorded it, or one image).")
+    lines += reading_notes(rows)
     lines += ["",
               "## Noise scale at which accuracy drops", "",
               "| curve | ACC at lowest scale | −1 point | −5 points | −10 points |", "|---|---|---|---|---|"]
@@ -155,6 +156,32 @@ def summary(rows: list[dict]) -> str:
               "extra shots here (on hardware, TREX adds calibration shots).",
               "Plots: `accuracy_vs_noise.png`, `expectation_error.png`" + (", `circuits.png`" if many else "") + "."]
     return "\n".join(lines) + "\n"
+
+
+ONE_NUMBER = 1.5
+"""An ideal effective dimension below this: the head's outputs carry about one number."""
+
+
+def reading_notes(rows: list[dict]) -> list[str]:
+    """What a flat curve can and cannot say, where it applies: a head that carries about one number (ideal
+    effective dimension below :data:`ONE_NUMBER`) and values computed without shots (exact expectation values).
+    Lines for summary.md ([] when neither applies)."""
+    notes = []
+    for run in sorted({r["run"] for r in rows}):
+        mine = [r for r in rows if r["run"] == run]
+        dimension = mean_of(mine, "ideal_effective_dimension")
+        if dimension is not None and dimension < ONE_NUMBER:
+            outputs = next((r["head_outputs"] for r in mine if r.get("head_outputs")), "?")
+            whose = f"The head of `{run}`" if len({r["run"] for r in rows}) > 1 else "The head"
+            notes.append(f"- {whose} carries about one number (effective dimension {dimension:.1f} of {outputs}): noise "
+                         "that moves that number little costs no accuracy; a head that carries more may lose more.")
+    exact = [r for r in rows if r["shots"] == ""]
+    if exact:
+        which = "Without shots these are" if len(exact) == len(rows) else 'The rows without shots ("no shot noise") are'
+        notes.append(f"- {which} exact expectation values: on hardware each value is estimated from N shots, adding "
+                     "statistical noise not shown here (a standard error of up to 1/√N per value: 0.016 at 4096 "
+                     "shots).")
+    return ["", "## Reading these numbers", "", *notes] if notes else []
 
 
 def statistical_note(rows: list[dict]) -> str:

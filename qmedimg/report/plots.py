@@ -117,21 +117,34 @@ def plot_compare_curves(records: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+CAM_SCALE = "relevance (1 = most relevant)"
+"""What the colour bar of a Grad-CAM figure measures: the map scaled to its own maximum."""
+
+
 def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
-    """The image and its Grad-CAM overlay side by side."""
+    """The image and its Grad-CAM overlay side by side, with the overlay's colour bar."""
     shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     cmap = "gray" if image.shape[0] == 1 else None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6.5, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 3.4))
     left.imshow(shown, cmap=cmap)
     left.set_title("image", fontsize=9)
     right.imshow(shown, cmap=cmap)
     scaled = heat / heat.max() if heat.max() > 0 else heat
-    right.imshow(scaled, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    overlay = right.imshow(scaled, cmap="jet", alpha=0.45, vmin=0, vmax=1)
     right.set_title("Grad-CAM (predicted class)", fontsize=9)
     for ax in (left, right):
         ax.axis("off")
+    _cam_colorbar(fig, overlay, right)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def _cam_colorbar(fig, overlay, ax) -> None:
+    """The colour bar of a Grad-CAM overlay (drawn opaque: the overlay's transparency would wash it out)."""
+    bar = fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04)
+    bar.solids.set_alpha(1)
+    bar.set_label(CAM_SCALE, fontsize=7)
+    bar.ax.tick_params(labelsize=6)
 
 
 def plot_gradcam_volume(volume: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
@@ -146,34 +159,44 @@ def plot_gradcam_volume(volume: np.ndarray, heat: np.ndarray, path: Path, title:
         axes[0, j].imshow(image, cmap="gray", vmin=0, vmax=255)
         axes[0, j].set_title(f"{name} (middle slice)", fontsize=9)
         axes[1, j].imshow(image, cmap="gray", vmin=0, vmax=255)
-        axes[1, j].imshow(cam / top if top > 0 else cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        overlay = axes[1, j].imshow(cam / top if top > 0 else cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         axes[1, j].set_title(f"Grad-CAM, {name}", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
+    _cam_colorbar(fig, overlay, axes[1, -1])  # one scale for the three slices (vmin 0, vmax 1 in each)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
 def plot_head_space(values: np.ndarray, labels: np.ndarray, names: list[str], path: Path) -> None:
-    """Pairwise scatter of the quantum head's expectation values over a split, coloured by true class."""
+    """Pairwise scatter of the quantum head's expectation values over a split, coloured by true class: the
+    most frequent class drawn first, the rarest last, on top (the legend says which), so that no class hides
+    a rarer one."""
     k = values.shape[1]
     labels = np.asarray(labels).reshape(-1)
+    counts = np.bincount(labels, minlength=len(names))[: len(names)]
+    order = sorted(range(len(names)), key=lambda c: (-counts[c], c))  # drawn in this order: the rarest on top
+    legend = [f"{name} (n={counts[c]}{', drawn on top' if c == order[-1] and len(names) > 1 else ''})"
+              for c, name in enumerate(names)]
     fig, axes = plt.subplots(k, k, figsize=(2.2 * k, 2.2 * k), squeeze=False)
     for i in range(k):
         for j in range(k):
             ax = axes[i, j]
-            if i == j:
-                for c, name in enumerate(names):
-                    ax.hist(values[labels == c, i], bins=20, range=(-1, 1), alpha=0.6, label=name)
-            else:
-                for c, name in enumerate(names):
-                    ax.scatter(values[labels == c, j], values[labels == c, i], s=6, alpha=0.7, label=name)
+            for rank, c in enumerate(order):
+                style = {"color": f"C{c % 10}", "label": legend[c], "zorder": 2 + rank}
+                if i == j:
+                    ax.hist(values[labels == c, i], bins=20, range=(-1, 1), alpha=0.6, **style)
+                else:
+                    ax.scatter(values[labels == c, j], values[labels == c, i], s=6, alpha=0.7, **style)
+            if i != j:
                 ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
             if i == k - 1:
                 ax.set_xlabel(f"⟨O{j}⟩", fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"⟨O{i}⟩", fontsize=8)
             ax.tick_params(labelsize=6)
-    axes[0, min(1, k - 1)].legend(fontsize=6, loc="upper right")
+    handles = dict(zip(*reversed(axes[0, min(1, k - 1)].get_legend_handles_labels())))
+    axes[0, min(1, k - 1)].legend([handles[text] for text in legend if text in handles],
+                                  [text for text in legend if text in handles], fontsize=6, loc="upper right")
     fig.suptitle("Quantum head expectation values on the test split, by true class", fontsize=10)
     save_figure(fig, path, dpi=110)

@@ -245,8 +245,10 @@ def plot_accuracy_lost(rows: list[dict], path: Path, skipped: list[dict]) -> Non
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     qubits = sorted({int(r["qubits"]) for r in rows} | {s["qubits"] for s in skipped})
     layers = sorted({int(r["layers"]) for r in rows})
-    fig, axes = plt.subplots(1, max(1, len(backends)), figsize=(1.2 * len(layers) * len(backends) + 2.5 * len(backends),
-                                                                0.6 * len(qubits) + 2.2), squeeze=False)
+    # a panel as wide as its title's longer line (the device name on a line of its own: never clipped)
+    panel = max(1.2 * len(layers) + 2.5, 0.09 * max([28, *map(len, backends)]) + 1.4)
+    fig, axes = plt.subplots(1, max(1, len(backends)), figsize=(panel * max(1, len(backends)), 0.6 * len(qubits) + 2.5),
+                             squeeze=False)
     tables = {b: heads(rows, b) for b in backends}
     top = max([WITHIN] + [f["lost"] for t in tables.values() for f in t.values() if np.isfinite(f["lost"])])
     cmap = plt.get_cmap("Reds").with_extremes(bad="lightgrey")
@@ -264,7 +266,8 @@ def plot_accuracy_lost(rows: list[dict], path: Path, skipped: list[dict]) -> Non
                         color="white" if np.isfinite(grid[i, j]) and grid[i, j] > 0.6 * top else "black")
         ax.set_xticks(range(len(layers)), [str(x) for x in layers])
         ax.set_yticks(range(len(qubits)), [str(n) for n in qubits])
-        ax.set(xlabel="layers", ylabel="qubits", title=f"{backend}: ACC lost at scale 1 (points)")
+        ax.set(xlabel="layers", ylabel="qubits")
+        ax.set_title(f"{backend}\nACC lost at scale 1 (points)", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046)
     save_figure(fig, path)
 

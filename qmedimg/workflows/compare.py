@@ -6,7 +6,7 @@ Example::
     from qmedimg.workflows.compare import compare
     out = compare({"dataset": "breastmnist", "data_root": "../shared/data"}, seeds=[0, 1, 2],
                   models=["hybrid", "classical", "linear", "resnet18"], out="runs/compare")
-    # out / "comparison.md", "comparison.csv", "runs.csv", "learning_curves.png", "confusion-<model>.png"
+    # out / "comparison.md", "comparison.csv", "runs.csv", "paired.csv", "learning_curves.png", "confusion-<model>.png"
     compare([{"dataset": "breastmnist"}, {"dataset": "pneumoniamnist"}], seeds=[0, 1, 2], models=["hybrid"],
             out="runs/seeds", executor=get_executor("ray"))
     # out / "breastmnist" / "comparison.md", ..., out / "summary.md" (one table across datasets)
@@ -27,6 +27,13 @@ seeds and threads give the same metrics wherever a cell ran). A cell that fails 
 after the others finish (:class:`~qmedimg.errors.GridIncomplete`); the tables of the datasets whose
 cells all finished are written; running the command again reuses the finished runs.
 
+Each cell keeps its run's per-image outputs on the test split (:data:`PER_IMAGE_FILE` in the run directory,
+written when the cell trains or resumes it), and the comparison pairs the hybrid with each baseline on the same
+test images: differences of ACC and AUC with paired bootstrap intervals, per seed and pooled, and DeLong's test
+of the AUC difference (:mod:`qmedimg.report.paired`), in paired.csv and comparison.md (summary.md: whether each
+is distinguishable from zero). A run reused from before qmedimg kept these files is left untouched, and
+comparison.md says in one line that the paired comparison is not available.
+
 Next to accuracy the table says whether each model's head is used: the effective dimension of the
 head's outputs on the test split and the circuit weights with zero gradient (``head_usage`` of each
 run's metrics.json; measured on the kept weights for a reused run from before it was recorded,
@@ -36,6 +43,7 @@ without writing into that run). Multi-class data and wide heads (``qubits=8``: 8
 from __future__ import annotations
 
 import csv
+import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -43,14 +51,19 @@ from pathlib import Path
 from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import read_json
+from qmedimg.inference import Inference
 from qmedimg.model import head_usage
 from qmedimg.report.comparison import write_comparison, write_summary
+from qmedimg.report.paired import paired_comparison
 from qmedimg.rundir import (TrainConfig, build_model, check_for_task, config_differences, load_data, load_run,
                             make_config)
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_training
+from qmedimg.workflows.per_image import per_image, read_per_image, write_per_image
 from qmedimg.workflows.train import train_or_resume
 
 MODELS = ("hybrid", "classical", "linear", "resnet18", "vgg16")
+PER_IMAGE_FILE = "test-per-image.npz"
+"""Each cell's per-image outputs on the test split, in its run directory (:mod:`qmedimg.workflows.per_image`)."""
 # short schedules: the moving average's BatchNorm statistics lag its weights (docs/known-issues.md)
 COMPARE_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}
 
@@ -97,12 +110,28 @@ class CompareCell:
 
 
 def run_compare_cell(cell: CompareCell, progress: bool = False) -> dict:
-    """Train, resume or reuse the cell's run; its metrics, history and head usage on the test split."""
-    metrics = train_or_resume(cell.config, progress=progress, device=cell.device)
+    """Train, resume or reuse the cell's run; its metrics, history, head usage and per-image outputs on the test
+    split (``per_image``: :data:`PER_IMAGE_FILE`, written when the cell trains or resumes the run; None for a run
+    reused from before qmedimg wrote it, which is left untouched)."""
     run = Path(cell.config.out)
+    reused = (run / "metrics.json").is_file()
+    metrics = train_or_resume(cell.config, progress=progress, device=cell.device)
+    if not reused:
+        write_per_image(run / PER_IMAGE_FILE, outputs_on_test_split(run))
     with open(run / "history.csv", newline="") as handle:
         history = list(csv.DictReader(handle))
-    return {"metrics": metrics, "history": history, "head_usage": _test_head_usage(run, metrics)}
+    arrays = read_per_image(run / PER_IMAGE_FILE) if (run / PER_IMAGE_FILE).is_file() else None
+    return {"metrics": metrics, "history": history, "head_usage": _test_head_usage(run, metrics), "per_image": arrays}
+
+
+def outputs_on_test_split(run_dir: str | Path) -> dict:
+    """A trained run's per-image outputs on its own test split (the exact head, at the run's threshold: the
+    probabilities and decisions its metrics.json's ``test`` metrics come from), with the images' digest."""
+    run = load_run(run_dir)
+    test = run.dataset.test
+    inference = Inference(run, test.images)
+    return per_image(test.labels, inference.ideal_probs, inference.ideal_probs, inference.task, run.threshold,
+                     values=inference.ideal, ideal=inference.ideal, images=test.images)
 
 
 def dataset_name(data: dict) -> str:
@@ -176,7 +205,7 @@ def compare(data: dict | list[dict], *, seeds: list[int], models: list[str], cir
         resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
         if dry_run:
             return _dry_run(cells, resources, executor, executor.workers(resources))
-        cell_function = partial(run_compare_cell, progress=progress and executor.in_process)
+        cell_function = partial(run_compare_cell, progress=progress and executor.in_process and sys.stderr.isatty())
         executor.start(cell_function)
         running = [replace(cells[i], device=placed) for i in todo]
         for outcome in executor.map(cell_function, running, names=[c.name for c in running], resources=resources,
@@ -189,16 +218,17 @@ def compare(data: dict | list[dict], *, seeds: list[int], models: list[str], cir
         if i not in todo:
             results[i] = run_compare_cell(cell)
     out = Path(out)
-    tables = {}
+    tables, paired = {}, {}
     for name in dict.fromkeys(c.dataset for c in cells):
         mine = [(i, c) for i, c in enumerate(cells) if c.dataset == name]
         if any(i not in results for i, _ in mine):
             continue
         records = [{"model": c.label, "seed": c.seed, "run": c.config.out, **results[i]} for i, c in mine]
         folder = Path(mine[0][1].config.out).parent
-        tables[name] = write_comparison(folder, records, seeds, _data_of(mine[0][1].config))
+        paired[name] = paired_comparison(records)  # seeded: the same runs give the same intervals
+        tables[name] = write_comparison(folder, records, seeds, _data_of(mine[0][1].config), paired[name])
     if len({c.dataset for c in cells}) > 1 and tables:
-        write_summary(out, tables, seeds)
+        write_summary(out, tables, seeds, paired)
     if failed:
         raise failure_report(failed, len(cells), "The finished runs are kept: run the same command again to "
                              "retry the failed cells")

@@ -1,7 +1,9 @@
 """Evaluation of a trained run on any registry backend: test metrics next to the ideal (exact) ones
 on the same images, written to ``eval-<backend>.json`` in the run directory (``--test-limit N``, when it
 cuts the test split, writes ``eval-<backend>-limitN.json`` instead: a partial result never replaces
-the full split's). The test split is the run's own data's, read and checked unchanged since training; when
+the full split's). Beside it, the same name in ``.npz``: each test image's probabilities, decisions and head
+values, of the backend and of the exact head (:mod:`qmedimg.workflows.per_image`; the eval file names it as
+``per_image``). The test split is the run's own data's, read and checked unchanged since training; when
 that data file is gone (a model received without its training set), ``--data-file TEST.npz`` gives one
 (:func:`~qmedimg.artifact.read_test_split`), written to ``eval-<backend>-on-TEST.json``.
 
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from qmedimg.artifact import read_test_split
+from qmedimg.cores import cores
 from qmedimg.backends import JobOptions, get_backend
 from qmedimg.data import Split
 from qmedimg.errors import QmedimgError
@@ -27,6 +30,7 @@ from qmedimg.files import write_json
 from qmedimg.inference import Inference
 from qmedimg.model import torch_device
 from qmedimg.rundir import Run, load_run
+from qmedimg.workflows.per_image import per_image, write_per_image
 
 
 def _tag(overrides: dict) -> str:
@@ -99,12 +103,16 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         **head.record, **evaluation,
         **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
+        "torch_threads": cores(),
         **head.details, **spread,
     }
     cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
     on = "" if data_file is None else f"-on-{Path(data_file).stem}"  # never in place of the run's own test split's
-    path = write_json(run.path / f"eval-{target.name}{_tag(overrides)}{on}{cut}.json", outcome)
-    outcome["path"] = str(path)
+    path = run.path / f"eval-{target.name}{_tag(overrides)}{on}{cut}.json"
+    arrays = per_image(labels, head.probs, head.ideal_probs, inference.task, run.threshold, values=head.values,
+                       ideal=head.ideal, images=images)
+    outcome["per_image"] = write_per_image(path.with_suffix(".npz"), arrays).name  # before the JSON that names it
+    outcome["path"] = str(write_json(path, outcome))
     return outcome
 
 

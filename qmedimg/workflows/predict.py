@@ -44,12 +44,15 @@ from qmedimg.inference import Inference
 from qmedimg.model import model_device, torch_device
 from qmedimg.report.plots import plot_gradcam, plot_gradcam_volume, plot_head_space
 from qmedimg.rundir import load_run
+from qmedimg.workflows.per_image import per_image, write_per_image
 
 
 def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | None = None,
             backends_file: str | Path | None = None, out: str | Path | None = None, batch_size: int = 256,
             progress: bool = False, dry_run: bool = False, device: str = "auto") -> dict:
-    """Predict every image; returns {"rows": [...], "errors": [...], "path": csv or None}.
+    """Predict every image; returns {"rows": [...], "errors": [...], "path": csv or None}; with ``out``, also
+    ``per_image``: the same name in ``.npz`` beside the CSV (:mod:`qmedimg.workflows.per_image`: probabilities,
+    decisions and head values keyed by input order, and the ``files``' names).
 
     Each row: ``file``, ``class`` (the dataset's label name, decided at the run's threshold on binary
     tasks: ``Run.threshold``, chosen on validation when trained with a rule), ``probabilities`` {name: p} and
@@ -87,6 +90,12 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
                                "expectations": [float(x) for x in v]})
     if out is not None:
         result["path"] = str(_write_csv(Path(out), result["rows"], names))
+        arrays = per_image(None, probs, head.ideal_probs, run.dataset.task, run.threshold, values=values,
+                           ideal=head.ideal)
+        arrays["files"] = np.asarray([str(path) for path in kept])
+        beside = Path(out).with_suffix(".npz")  # never the CSV itself (an --out named .npz)
+        beside = beside if beside != Path(out) else beside.with_name(f"{beside.stem}-per-image.npz")
+        result["per_image"] = str(write_per_image(beside, arrays))
     return result
 
 

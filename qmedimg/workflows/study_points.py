@@ -42,9 +42,10 @@ from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
 from qmedimg.files import write_atomic
 from qmedimg.inference import Inference
-from qmedimg.metrics import compute_metrics, decisions, statistical_spread
+from qmedimg.metrics import compute_metrics, statistical_spread
 from qmedimg.model import participation_ratio
 from qmedimg.rundir import TrainConfig, load_run, training_backend
+from qmedimg.workflows.per_image import per_image
 
 KEY = ("run", "backend", "scale", "mitigation", "shots", "opt_level", "repeat", "cross_check", "training")
 """The columns that name a point in results.csv (with its ``inputs``, what identifies a row)."""
@@ -131,17 +132,6 @@ def read_point(folder: Path, row: dict) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise QmedimgError(f"{path}: cannot read the point's per-image data ({' '.join(str(exc).split())[:80]}); "
                            "delete it and run the same command again to compute the point again") from None
-
-
-def per_image(labels, probs, ideal_probs, task: str, threshold) -> dict[str, np.ndarray]:
-    """What recomputes a point's metrics and pairs it with another on the same images, keyed by image index
-    (position in the test split): labels, probabilities and decisions at the run's threshold, of the point and
-    of the exact (ideal) head, the threshold (NaN: none, multi-class) and the task."""
-    at = () if threshold is None else (threshold,)
-    return {"index": np.arange(len(labels)), "labels": np.asarray(labels), "probs": np.asarray(probs),
-            "decision": decisions(probs, task, *at), "ideal_probs": np.asarray(ideal_probs),
-            "ideal_decision": decisions(ideal_probs, task, *at),
-            "threshold": np.asarray(np.nan if threshold is None else threshold, dtype=float), "task": np.asarray(task)}
 
 
 def point_backend(point: Point, base: Backend) -> Backend:

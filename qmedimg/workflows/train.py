@@ -35,14 +35,14 @@ from qmedimg.cores import available_memory
 from qmedimg.errors import QmedimgError
 from qmedimg.files import (clear_torn_temporaries, holds_files, read_json, reporting_os_errors, write_csv, write_json,
                            writing_folder)
-from qmedimg.metrics import compute_metrics
+from qmedimg.metrics import bootstrap_intervals, compute_metrics, reliability
 from qmedimg.quantum.gradients import check_trainable
 from qmedimg.model import (CHECKPOINT_KEYS, head_usage, load_checkpoint, load_weights, predict_probs, save_atomic,
                            CHECKPOINT_SCHEMA, torch_device, training_memory)
+from qmedimg.report.calibration import plot_reliability
 from qmedimg.report.plots import plot_confusion, plot_learning_curves, plot_per_label
 from qmedimg.rundir import (CONFIG_SCHEMA, TrainConfig, build_model, check_for_task, check_size, circuit_record,
-                            config_and_data, decision_threshold, load_data, require_config,
-                            training_backend, versions)
+                            config_and_data, decision_threshold, load_data, require_config, training_backend, versions)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -376,16 +376,14 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
     if threshold["value"] is not None:
         metrics["at_threshold_0.5"] = {split: compute_metrics(getattr(dataset, split).labels, probs[split],
                                                               dataset.task) for split in ("val", "test")}
+    metrics["test_intervals"] = bootstrap_intervals(dataset.test.labels, probs["test"], dataset.task,
+                                                    threshold["value"])  # seeded; draws, seed, level recorded
     metrics.update({
-        "parameters": model.parameter_counts(),
-        "train_seconds": round(train_seconds, 2),
+        "parameters": model.parameter_counts(), "train_seconds": round(train_seconds, 2),
         "train_samples_per_s": round(trained_samples / max(train_seconds, 1e-9), 1),
-        "wall_time_s": round(wall, 2),
-        "seed": config.seed,
+        "wall_time_s": round(wall, 2), "seed": config.seed,
         "model": config.model, "head": config.head, "circuit": config.circuit, "backbone": config.backbone,
-        "angle_map": config.angle_map, "readout": config.readout,
-        "backend": config.backend,
-        "dataset": dataset.name,
+        "angle_map": config.angle_map, "readout": config.readout, "backend": config.backend, "dataset": dataset.name,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),  # float32 rounding depends on it (docs/ray.md)
     })
@@ -396,9 +394,11 @@ def _finish(out, config, dataset, model, best, best_model, history, train_second
     write_csv(out / "history.csv", [[h[k] for k in history[0]] for h in history], header=list(history[0]))
     with reporting_os_errors(out / "learning_curves.png"):
         plot_learning_curves(history, out / "learning_curves.png", best["epoch"])
+    title = f"{dataset.name} test (epoch {best['epoch']})"
     with reporting_os_errors(out / "confusion.png"):
-        plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png",
-                       f"{dataset.name} test (epoch {best['epoch']})")
+        plot_confusion(metrics["test"]["confusion"], list(dataset.label_names), out / "confusion.png", title)
+    with reporting_os_errors(out / "calibration.png"):  # the reliability diagram; its ECE: metrics["test"]["ece"]
+        plot_reliability(reliability(dataset.test.labels, probs["test"], dataset.task), out / "calibration.png", title)
     if dataset.multi_label:
         with reporting_os_errors(out / "per_label_auc.png"):
             plot_per_label(metrics["test"]["per_label"], list(dataset.label_names), out / "per_label_auc.png",

@@ -50,6 +50,7 @@ after readout+zne, all against the ideally trained head's exact accuracy on the 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -273,7 +274,7 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
         raise QmedimgError(f"--cross-check must be >= 0 (how many points to run again on Aer), got {cross_check}")
     out = Path(out)
     executor = executor or LocalExecutor()
-    cell_function = partial(run_cell, progress=progress and executor.in_process)
+    cell_function = partial(run_cell, progress=progress and executor.in_process and sys.stderr.isatty())
     executor.start(cell_function)  # Ray joins (or fails) now; its workers import while the grid is checked
     placed, gpus = executor.place(device)
     resources = executor.resources(threads, gpus)  # refused here if no node can take a cell
