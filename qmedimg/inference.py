@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from qmedimg.backends import Backend, JobOptions
+from qmedimg.cores import cores
 from qmedimg.metrics import bootstrap_intervals, compute_metrics, decisions, statistical_spread
 from qmedimg.model import head_angles, ideal_head_values, model_device, predict_probs, probs_from_head
 from qmedimg.rundir import Run
@@ -126,7 +127,7 @@ class Inference:
         """What an eval file records of ``head`` on these images with their ``labels``: the run's threshold, the
         metrics at it beside the exact head's with their bootstrap intervals over these images (``test_intervals``:
         :func:`~qmedimg.metrics.bootstrap_intervals`, its default draws, seed and level, recorded), the mean
-        |Δ expectation|, where the network ran and which weights (the run's digest, the checkpoint's epoch,
+        |Δ expectation|, where the network ran (device, torch threads) and which weights (the run's digest, the checkpoint's epoch,
         whether training had ended); with ``statistical_error`` (the largest standard error of one head value,
         when values are means over noise trajectories), how far that moves ACC and AUC (``test_statistical_error``,
         :func:`~qmedimg.metrics.statistical_spread`)."""
@@ -138,6 +139,7 @@ class Inference:
             "ideal_test": compute_metrics(labels, head.ideal_probs, self.task, run.threshold),
             "mean_abs_expectation_error": head.error,
             "images": int(len(labels)), "limit": limit, "torch_device": str(model_device(run.model)),
+            "torch_threads": cores(),  # the thread count changes float32 rounding: compare equal ones
             "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
         }
         if statistical_error and self.angles is not None:

@@ -67,6 +67,8 @@ def test_train_records_the_threads_it_ran_on(tmp_path):
     assert main(["train", "--dataset", "synthetic", "--limit", "24", "--epochs", "1", "--batch-size", "12",
                  "--threads", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["torch_threads"] == 1
+    assert main(["evaluate", str(tmp_path / "run"), "--threads", "1", "--quiet"]) == 0
+    assert json.loads((tmp_path / "run" / "eval-exact.json").read_text())["torch_threads"] == 1
 
 
 def loaded_after(code: str) -> dict:

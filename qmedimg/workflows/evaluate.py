@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from qmedimg.artifact import read_test_split
-from qmedimg.cores import cores
 from qmedimg.backends import JobOptions, get_backend
 from qmedimg.data import Split
 from qmedimg.errors import QmedimgError
@@ -103,7 +102,6 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         **head.record, **evaluation,
         **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
-        "torch_threads": cores(),
         **head.details, **spread,
     }
     cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
