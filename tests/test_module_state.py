@@ -22,6 +22,10 @@ KNOWN = {  # what main still keeps in modules (issue 22 item 3 moves each into a
     "qmedimg.quantum.circuits._pinned()": "an lru_cache of circuits built from pinned OpenQASM text",
     "qmedimg.quantum.circuits._load()": "an lru_cache of circuit templates read from circuits/",
 }
+NOT_IN_THE_WORKLOAD = {  # caches the workload below does not touch (test_every_module_level_cache_is_listed)
+    "qmedimg.data.datasets._medmnist_info()": "medmnist's INFO table, read once without importing medmnist (torch)",
+    "qmedimg.data.datasets._warn_unpublished()": "which non-MedMNIST files were already warned about in this process",
+}
 # Thread pools and the cores a grid cell uses are not seen by this workload (a pool made at import keeps its
 # identity; a cell puts its share back): test_a_grid_cell_and_the_row_threads_leave_no_module_state looks.
 
@@ -100,6 +104,16 @@ def threads_held() -> list[str]:
             held += [f"{name}.{key}{'.' + attr if attr else ''}" for attr, member in [("", value), *members]
                      if isinstance(member, (Executor, Thread))]
     return held
+
+
+def test_every_module_level_cache_is_listed():
+    """Whatever a workload happens to touch: every functools cache a qmedimg module defines is listed (KNOWN or
+    NOT_IN_THE_WORKLOAD), so the lists can only shrink."""
+    caches = {f"{name}.{key}()" for name, module in modules().items() for key, value in vars(module).items()
+              if hasattr(value, "cache_info") and getattr(value, "__module__", None) == name}
+    listed = set(KNOWN) | set(NOT_IN_THE_WORKLOAD)
+    assert caches - listed == set(), f"module-level caches not listed: {sorted(caches - listed)}"
+    assert listed - caches == set(), f"listed caches that are gone (drop them): {sorted(listed - caches)}"
 
 
 def test_a_grid_cell_and_the_row_threads_leave_no_module_state():
