@@ -91,9 +91,15 @@ class Inference:
         """(N, K) probabilities from head values (N, O), through the run's classifier."""
         return probs_from_head(self.run.model, values)
 
+    @property
+    def threshold(self) -> float | list[float] | None:
+        """The run's threshold, where :meth:`decide` says "yes" (binary: on P(class 1); multi-label: per label;
+        None for multi-class, decided by the most probable class)."""
+        return self.run.threshold
+
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """The run's decisions on ``probs``: at its threshold (binary, multi-label), else the most probable class."""
-        return decisions(probs, self.task, self.run.threshold)
+        return decisions(probs, self.task, self.threshold)
 
     def on(self, backend: Backend, *, jobs: JobOptions | None = None, progress: bool = False,
            repeat: int = 0) -> Outcome:
@@ -122,15 +128,12 @@ class Inference:
         ideal_probs = probs if ideal is values else self.ideal_probs
         return Outcome(values, ideal, probs, ideal_probs, self.decide(probs), result.details, record, wall)
 
-    def evaluation(self, head: Outcome, labels: np.ndarray, limit: int | None = None,
-                   statistical_error: float | None = None) -> dict:
+    def evaluation(self, head: Outcome, labels: np.ndarray, limit: int | None = None) -> dict:
         """What an eval file records of ``head`` on these images with their ``labels``: the run's threshold, the
         metrics at it beside the exact head's with their bootstrap intervals over these images (``test_intervals``:
         :func:`~qmedimg.metrics.bootstrap_intervals`, its default draws, seed and level, recorded), the mean
-        |Δ expectation|, where the network ran (device, torch threads) and which weights (the run's digest, the checkpoint's epoch,
-        whether training had ended); with ``statistical_error`` (the largest standard error of one head value,
-        when values are means over noise trajectories), how far that moves ACC and AUC (``test_statistical_error``,
-        :func:`~qmedimg.metrics.statistical_spread`)."""
+        |Δ expectation|, where the network ran (device, torch threads) and which weights (the run's digest, the
+        checkpoint's epoch, whether training had ended)."""
         run = self.run
         record = {
             "threshold": run.threshold_record(),  # the run's decision: chosen on validation at the end of training
@@ -142,7 +145,9 @@ class Inference:
             "torch_threads": cores(),  # the thread count changes float32 rounding: compare equal ones
             "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
         }
-        if statistical_error and self.angles is not None:
-            record["test_statistical_error"] = statistical_spread(labels, head.values, statistical_error,
-                                                                  self.probs_of, self.task, run.threshold)
         return record
+
+    def statistical_error(self, head: Outcome, labels: np.ndarray, error: float) -> dict:
+        """How far ``error`` (the largest standard error of one head value, when values are means over noise
+        trajectories) moves ACC and AUC on these images (:func:`~qmedimg.metrics.statistical_spread`)."""
+        return statistical_spread(labels, head.values, error, self.probs_of, self.task, self.run.threshold)

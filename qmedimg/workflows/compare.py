@@ -130,8 +130,7 @@ def outputs_on_test_split(run_dir: str | Path) -> dict:
     run = load_run(run_dir)
     test = run.dataset.test
     inference = Inference(run, test.images)
-    return per_image(test.labels, inference.ideal_probs, inference.ideal_probs, inference.task, run.threshold,
-                     values=inference.ideal, ideal=inference.ideal, images=test.images)
+    return per_image(inference, None, test.labels, values=True, images=test.images)
 
 
 def dataset_name(data: dict) -> str:

@@ -96,10 +96,9 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
                 "transpile": head.record["transpile"]}
     wall = inference.cnn_s + head.wall_s
     sampled = (head.record.get("simulation") or {}).get("statistical_error")
-    evaluation = inference.evaluation(head, labels, limit, statistical_error=sampled)
-    spread = {"test_statistical_error": evaluation.pop("test_statistical_error")} if sampled and spec else {}
+    spread = {"test_statistical_error": inference.statistical_error(head, labels, sampled)} if sampled and spec else {}
     outcome = {
-        **head.record, **evaluation,
+        **head.record, **inference.evaluation(head, labels, limit),
         **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),
         "setup_s": round(setup, 3), "wall_time_s": round(wall, 3), "images_per_s": round(len(images) / wall, 1),
         **head.details, **spread,
@@ -107,8 +106,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     cut = f"-limit{limit}" if limit is not None and len(images) < len(test.images) else ""
     on = "" if data_file is None else f"-on-{Path(data_file).stem}"  # never in place of the run's own test split's
     path = run.path / f"eval-{target.name}{_tag(overrides)}{on}{cut}.json"
-    arrays = per_image(labels, head.probs, head.ideal_probs, inference.task, run.threshold, values=head.values,
-                       ideal=head.ideal, images=images)
+    arrays = per_image(inference, head, labels, values=True, images=images)
     outcome["per_image"] = write_per_image(path.with_suffix(".npz"), arrays).name  # before the JSON that names it
     outcome["path"] = str(write_json(path, outcome))
     return outcome

@@ -27,24 +27,29 @@ import numpy as np
 
 from qmedimg.errors import QmedimgError
 from qmedimg.files import write_atomic
-from qmedimg.metrics import decisions
+from qmedimg.inference import Inference, Outcome
 
 
-def per_image(labels, probs, ideal_probs, task: str, threshold, *, values=None, ideal=None,
+def per_image(inference: Inference, head: Outcome | None = None, labels=None, *, values: bool = False,
               images=None) -> dict[str, np.ndarray]:
-    """A per-image file's arrays, keyed by image index: ``labels`` (None: unknown, left out), the probabilities of
-    the head and of the exact head, both decided at ``threshold`` as the run decides (None: multi-class), the
-    threshold and the task; with ``values``/``ideal`` the head values, with ``images`` the digest of the images
-    (:func:`images_digest`)."""
-    at = () if threshold is None else (threshold,)
-    arrays = {"index": np.arange(len(probs)), "probs": np.asarray(probs), "decision": decisions(probs, task, *at),
-              "ideal_probs": np.asarray(ideal_probs), "ideal_decision": decisions(ideal_probs, task, *at),
+    """A per-image file's arrays, keyed by image index, for ``inference``'s images: ``labels`` (None: unknown, left
+    out), the probabilities of ``head`` (an :class:`~qmedimg.inference.Outcome` of ``inference``; None: the exact
+    head's) and of the exact head, with the run's decisions on both (:meth:`~qmedimg.inference.Inference.decide`,
+    the one path's), the threshold and the task; with ``values`` the head values, with ``images`` the digest of
+    the images (:func:`images_digest`)."""
+    probs = inference.ideal_probs if head is None else head.probs
+    ideal_probs = inference.ideal_probs if head is None else head.ideal_probs
+    threshold = inference.threshold
+    arrays = {"index": np.arange(len(probs)), "probs": np.asarray(probs),
+              "decision": inference.decide(probs) if head is None else head.decisions,
+              "ideal_probs": np.asarray(ideal_probs), "ideal_decision": inference.decide(ideal_probs),
               "threshold": np.asarray(np.nan if threshold is None else threshold, dtype=float),
-              "task": np.asarray(task)}
+              "task": np.asarray(inference.task)}
     if labels is not None:
         arrays["labels"] = np.asarray(labels)
-    if values is not None:
-        arrays["values"], arrays["ideal_values"] = np.asarray(values), np.asarray(ideal)
+    if values:
+        arrays["values"] = np.asarray(inference.ideal if head is None else head.values)
+        arrays["ideal_values"] = np.asarray(inference.ideal if head is None else head.ideal)
     if images is not None:
         arrays["images_sha256"] = np.asarray(images_digest(images))
     return arrays

@@ -78,8 +78,8 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
     result: dict = {"rows": [], "errors": errors, "path": None}
     if not images:
         return result
-    head = Inference(run, np.stack(images), batch_size).on(target, jobs=run.job_options(dry_run=dry_run),
-                                                           progress=progress)
+    seen = Inference(run, np.stack(images), batch_size)
+    head = seen.on(target, jobs=run.job_options(dry_run=dry_run), progress=progress)
     if dry_run:
         result["dry_run"] = head.details["dry_run"]
         return result
@@ -90,8 +90,7 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
                                "expectations": [float(x) for x in v]})
     if out is not None:
         result["path"] = str(_write_csv(Path(out), result["rows"], names))
-        arrays = per_image(None, probs, head.ideal_probs, run.dataset.task, run.threshold, values=values,
-                           ideal=head.ideal)
+        arrays = per_image(seen, head, values=True)
         arrays["files"] = np.asarray([str(path) for path in kept])
         beside = Path(out).with_suffix(".npz")  # never the CSV itself (an --out named .npz)
         beside = beside if beside != Path(out) else beside.with_name(f"{beside.stem}-per-image.npz")

@@ -289,7 +289,7 @@ def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labe
         "statistical_error": text(error), "acc_statistical_error": text(spread.get("acc")),
         "auc_statistical_error": text(spread.get("auc")),
         "wall_s": round(head.wall_s, 3), "inputs": inputs,
-        PER_IMAGE: per_image(labels, head.probs, inference.ideal_probs, inference.task, run.threshold)}
+        PER_IMAGE: per_image(inference, head, labels)}
 
 
 def make_cells(todo: list[Point], base: dict[str, Backend], inputs: dict, limit, cuts: dict, run_ids: dict,
