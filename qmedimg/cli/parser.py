@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 
 from qmedimg.cli.deprecated import add_deprecated
+from qmedimg.cli.options import (
+    backend_options, classes, cross_check_option, data_options, decision_options, device_options, executor_options,
+    positive_float, positive_int, shots, test_limit_option,
+)
 from qmedimg.cli.threads import COMPUTING, threads_help
-from qmedimg.errors import QmedimgError
 
 EPILOG_TRAIN = """examples:
   qmedimg train --dataset breastmnist --out runs/breast
@@ -15,58 +18,6 @@ EPILOG_TRAIN = """examples:
   qmedimg train --resume runs/breast          # continue an interrupted run
   qmedimg train --dataset breastmnist --backend fake_brisbane --epochs 5 --out runs/noisy   # noise-aware
 """
-
-
-def _positive(kind: type):
-    """An argparse type: a number of ``kind`` that must be > 0."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} must be > 0")
-        return value
-
-    return parse
-
-
-_positive_int, _positive_float = _positive(int), _positive(float)
-
-
-def _shots(text: str):
-    """A shot count > 0, or 'none' (exact expectation values)."""
-    return "none" if text.strip().lower() == "none" else _positive_int(text)
-
-
-def _threshold(text: str):
-    """A decision threshold: a number in (0, 1), or a rule that picks it on the validation split."""
-    if text in ("val", "youden"):
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, 1), 'val' or 'youden'")
-    return value
-
-
-def _qubit_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of physical qubits like 0,1,2,3") from None
-
-
-def _classes(text: str) -> list[int]:
-    from qmedimg.data import parse_classes
-
-    try:
-        return parse_classes(text)
-    except QmedimgError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,13 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "weights (or, with --select best-val, the best validation epoch's); the test "
                        "split never chooses anything.",
                        epilog=EPILOG_TRAIN)
-    _data_options(t)
+    data_options(t)
     t.add_argument("--class-names", type=lambda text: [part.strip() for part in text.split(",")], metavar="A,B",
                    help="name a --data-file run's classes (labels), in order (default: the npz's label_names, or 0, 1, ...)")
     m = t.add_argument_group("model")
     m.add_argument("--circuit", default="sel", metavar="NAME|PATH", help="circuit from circuits/ or a .qasm file (default sel)")
-    m.add_argument("--qubits", type=_positive_int, help="circuit width (template default: 4)")
-    m.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
+    m.add_argument("--qubits", type=positive_int, help="circuit width (template default: 4)")
+    m.add_argument("--layers", type=positive_int, help="circuit layers (template default)")
     m.add_argument("--head", default="quantum", choices=["quantum", "classical", "linear"],
                    help="classical = same-size ablation; linear = plain linear head")
     m.add_argument("--model", choices=["hybrid", "resnet18", "vgg16"], help="a classical baseline instead (default hybrid)")
@@ -120,20 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--noise-scale", type=float, metavar="S", help="fake backends: error rates × S")
     q.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
     o = t.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=_positive_int, help="default 60")
-    o.add_argument("--batch-size", type=_positive_int, help="default 32")
-    o.add_argument("--lr", type=_positive_float, help="AdamW peak learning rate (default 1e-3)")
+    o.add_argument("--epochs", type=positive_int, help="default 60")
+    o.add_argument("--batch-size", type=positive_int, help="default 32")
+    o.add_argument("--lr", type=positive_float, help="AdamW peak learning rate (default 1e-3)")
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-2)")
     o.add_argument("--select", choices=["last", "best-val"],
                    help="checkpoint kept: last epoch (default) or best validation AUC")
     o.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    _decision_options(o)
+    decision_options(o)
     o.add_argument("--augment", action="store_true", help="random flips, small rotations and shifts")
     o.add_argument("--seed", type=int, default=0, help="seed for data subsets, weights, order (default 0)")
     t.add_argument("--out", metavar="DIR", help="run directory to create")
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    _device_options(t, amp=True)
+    device_options(t, amp=True)
 
     e = sub.add_parser("evaluate", help="test metrics of a trained run on any backend (exact, noisy, QPU)",
                        description="Re-compute the test metrics of a trained run on a backend from the "
@@ -148,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "  qmedimg evaluate runs/breast --backend ibm_brisbane --collect-jobs\n"
                        "  qmedimg evaluate runs/breast --data-file hospital-test.npz   # the run's data file is gone")
     e.add_argument("run_dir", metavar="RUN_DIR")
-    _backend_options(e)
-    _test_limit_option(e)
+    backend_options(e)
+    test_limit_option(e)
     e.add_argument("--data-file", metavar="PATH.npz", help="evaluate on this npz's test split (MedMNIST's layout; "
                    "test_images and test_labels suffice) instead of the run's own data, e.g. when that file is gone; "
                    "-> eval-<backend>-on-<name>.json")
@@ -157,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--collect-jobs", action="store_true", help="ibm: collect the jobs an earlier, interrupted call "
                    "submitted (ledger-<backend>.json); refused where nothing was submitted, never a new request")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
-    _device_options(e)
+    device_options(e)
 
     b = sub.add_parser("backends", help="list the backend registry, or check one entry",
                        description="List backends.yaml (kind, device, qubits, 2-qubit gate, options) or check "
@@ -175,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "  qmedimg transpile sel --backend fake_torino --optimization-level 3\n"
                         "  qmedimg transpile fqa --qubits 3 --backend fake_manila")
     tr.add_argument("source", metavar="RUN_DIR|CIRCUIT")
-    tr.add_argument("--qubits", type=_positive_int, help="circuit width (templates only)")
-    tr.add_argument("--layers", type=_positive_int, help="circuit layers (templates only)")
-    _backend_options(tr, required=True)
+    tr.add_argument("--qubits", type=positive_int, help="circuit width (templates only)")
+    tr.add_argument("--layers", type=positive_int, help="circuit layers (templates only)")
+    backend_options(tr, required=True)
 
     n = sub.add_parser("noise-study", help="metrics of trained runs over devices × noise scales × mitigation × shots",
                        description="Evaluate trained runs' test split on every combination of backends, noise "
@@ -201,17 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from none, readout, zne, readout+zne (default none,readout+zne)")
     n.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
     n.add_argument("--optimization-levels", default="1", help="transpiler levels (default 1)")
-    n.add_argument("--repeats", type=_positive_int, default=1, help="repetitions of sampled points (shot noise)")
-    _test_limit_option(n)
+    n.add_argument("--repeats", type=positive_int, default=1, help="repetitions of sampled points (shot noise)")
+    test_limit_option(n)
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
     n.add_argument("--dry-run", action="store_true", help="print the grid's points, their resource requests and the "
                    "estimated wall time on 1..16 workers (a point of each kind timed on 8 images), and the QPU time of "
                    "real-QPU points (dry-run.json); evaluate nothing")
-    _cross_check_option(n)
-    _executor_options(n)
+    cross_check_option(n)
+    executor_options(n)
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
-    _device_options(n)
+    device_options(n)
 
     w = sub.add_parser("width-study", help="at what head size does noise cost accuracy: qubits × layers × devices × scales",
                        description="Train (or reuse) a hybrid run per head size (qubits × layers × seeds), run the noise "
@@ -229,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--scales 0,1 --mitigation none,readout --epochs 1 --test-limit 16 --out runs/width-demo\n"
                        "  qmedimg width-study --data-file breastmnist.npz --qubits 4,8 --layers 1,2 --seeds 0,1,2 "
                        "--backend fake_brisbane --scales 0,1 --noise-aware --out runs/noise-aware")
-    _data_options(w)
+    data_options(w)
     g = w.add_argument_group("grid")
     g.add_argument("--qubits", default="4,8,12", metavar="N,N", help="head widths (default 4,8,12)")
     g.add_argument("--layers", default="1,2", metavar="L,L", help="circuit layers (default 1,2)")
@@ -244,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from none, readout, zne, readout+zne; must include none (default none,readout+zne)")
     g.add_argument("--shots", default="none", help="'none' = exact values, or shot counts (default none)")
     g.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3], help="transpiler level (default 1)")
-    _test_limit_option(g)
-    g.add_argument("--max-memory", type=_positive_float, metavar="GB",
+    test_limit_option(g)
+    g.add_argument("--max-memory", type=positive_float, metavar="GB",
                    help="refuse a grid whose largest simulated state needs more (default: memory available now)")
     o = w.add_argument_group("training (each head; compare's short recipe)")
     o.add_argument("--noise-aware", action="store_true",
@@ -254,14 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "there at scale 1 without mitigation, and compare in summary.md, with paired 95%% bootstrap "
                    "intervals, the ACC lost by the ideally trained head, by the noise-aware one and with readout+zne "
                    "(plot: accuracy_lost_by_strategy.png)")
-    o.add_argument("--epochs", type=_positive_int, help="default 10")
-    o.add_argument("--batch-size", type=_positive_int, help="default 32")
-    o.add_argument("--lr", type=_positive_float, help="default 1e-3")
+    o.add_argument("--epochs", type=positive_int, help="default 10")
+    o.add_argument("--batch-size", type=positive_int, help="default 32")
+    o.add_argument("--lr", type=positive_float, help="default 1e-3")
     w.add_argument("--out", required=True, metavar="DIR", help="study folder (runs/, results.csv, plots, summary.md)")
-    _cross_check_option(w)
-    _executor_options(w)
+    cross_check_option(w)
+    executor_options(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars")
-    _device_options(w)
+    device_options(w)
 
     k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
                        description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
@@ -274,25 +225,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "  qmedimg compare --datasets breastmnist,pneumoniamnist --seeds 0,1,2 --executor ray --out runs/seeds\n"
                    "  qmedimg compare --dataset breastmnist --seeds 0,1,2 --executor ray --ray-address auto --dry-run "
                    "--out runs/compare")
-    _data_options(k)
+    data_options(k)
     k.add_argument("--models", default="hybrid,classical,linear,resnet18",
                    help="from hybrid, classical, linear, resnet18, vgg16 (default: all but vgg16)")
     k.add_argument("--circuits", default="sel", help="circuit(s) of the hybrid model (default sel)")
-    k.add_argument("--qubits", type=_positive_int, help="circuit width, e.g. 8 for 8 head outputs (template default: 4)")
-    k.add_argument("--layers", type=_positive_int, help="circuit layers (template default)")
+    k.add_argument("--qubits", type=positive_int, help="circuit width, e.g. 8 for 8 head outputs (template default: 4)")
+    k.add_argument("--layers", type=positive_int, help="circuit layers (template default)")
     k.add_argument("--seeds", default="0,1,2", help="default 0,1,2")
-    k.add_argument("--epochs", type=_positive_int, help="default 10")
-    _decision_options(k)
-    k.add_argument("--batch-size", type=_positive_int)
-    k.add_argument("--lr", type=_positive_float)
+    k.add_argument("--epochs", type=positive_int, help="default 10")
+    decision_options(k)
+    k.add_argument("--batch-size", type=positive_int)
+    k.add_argument("--lr", type=positive_float)
     k.add_argument("--datasets", metavar="FLAG,FLAG", help="several MedMNIST flags, each with the data options "
                    "above: OUT/<flag>/comparison.md per dataset and OUT/summary.md across them")
     k.add_argument("--out", required=True, metavar="DIR")
     k.add_argument("--dry-run", action="store_true", help="print the cells, their resource requests and the "
                    "estimated wall time on 1..16 workers (from timed steps); train nothing, write nothing")
-    _executor_options(k)
+    executor_options(k)
     k.add_argument("--quiet", action="store_true", help="no progress bars")
-    _device_options(k, amp=True)
+    device_options(k, amp=True)
 
     pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images (or .npy/.npz/NIfTI volumes) with a "
                         "trained run, on any backend",
@@ -312,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_DIR/predictions.csv; for FILE.zip: FILE-predictions.csv beside it)")
     pr.add_argument("--dry-run", action="store_true", help="ibm: what would be sent, nothing submitted")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
-    _device_options(pr)
+    device_options(pr)
 
     x = sub.add_parser("explain", help="Grad-CAM overlays through the quantum head, and the head's feature space",
                        description="For each image, a Grad-CAM saliency map of the predicted class (captum's "
@@ -324,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a run exported with `qmedimg export`")
     x.add_argument("images", nargs="*", metavar="IMAGE")
     x.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain; for FILE.zip: FILE-explain/)")
-    _device_options(x)
+    device_options(x)
 
     ex = sub.add_parser("export", help="a trained run as one file to hand over (predict and explain read it)",
                         description="Write FILE, a zip archive of exactly the run's config.json, checkpoint.pt and "
@@ -340,77 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  qmedimg circuits\n  qmedimg circuits show fqa --qubits 3")
     c.add_argument("action", nargs="?", choices=["show"], help="show NAME: draw one circuit")
     c.add_argument("name", nargs="?", metavar="NAME|PATH")
-    c.add_argument("--qubits", type=_positive_int)
-    c.add_argument("--layers", type=_positive_int)
+    c.add_argument("--qubits", type=positive_int)
+    c.add_argument("--layers", type=positive_int)
     for name in COMPUTING:  # the grids have it among the options of where their cells run
-        sub.choices[name].add_argument_group("CPU").add_argument("--threads", type=_positive_int, metavar="N",
+        sub.choices[name].add_argument_group("CPU").add_argument("--threads", type=positive_int, metavar="N",
                                                                  help=threads_help())
     for name, command in sub.choices.items():
         add_deprecated(command, name)  # old spellings of renamed options, for one release
     return parser
-
-
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_argument_group("data")
-    src.add_argument("--dataset", metavar="FLAG", help="MedMNIST 2D flag (breastmnist, pathmnist, …) or 'synthetic'")
-    src.add_argument("--data-file", metavar="PATH.npz", help="your own data in MedMNIST's npz layout")
-    src.add_argument("--data-root", metavar="DIR", help="where MedMNIST files are/go (default ~/.medmnist)")
-    src.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224], help="image size (default 28)")
-    src.add_argument("--classes", type=_classes, metavar="A,B", help="train on these labels only, relabelled 0..k-1")
-    src.add_argument("--limit", type=_positive_int, metavar="N", help="at most N samples per split (seeded)")
-
-
-def _test_limit_option(group) -> None:
-    group.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate only the first N test images")
-
-
-def _decision_options(group) -> None:
-    group.add_argument("--balanced-sampling", action="store_true",
-                       help="draw training images with every class equally likely (seeded; not with --class-weights)")
-    group.add_argument("--threshold", type=_threshold, default=None, metavar="P|val|youden",
-                       help="binary tasks: P(class 1) above which the run says class 1, or chosen on the validation "
-                       "split at the end of training: val = best accuracy, youden = best sensitivity + specificity "
-                       "(not given: 0.5; multi-label: per label; any value, 0.5 too, is refused on multi-class tasks)")
-
-
-def _cross_check_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cross-check", type=int, default=0, metavar="N",
-                        help="run N of the points whose backend samples noise trajectories (simulator: auto or "
-                        "trajectories) again on Aer (simulator: aer; noisy exact points and the widest heads first), "
-                        "and compare them in summary.md (default 0)")
-
-
-def _executor_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("where the grid's cells run")
-    g.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local: one cell after another here (default); ray: cells as Ray tasks side by side")
-    g.add_argument("--ray-address", metavar="ADDRESS", help="default: start a local Ray on this machine; auto: the "
-                   "Ray cluster running here (`ray start --head`); HOST:PORT or ray://HOST:10001: a remote cluster")
-    g.add_argument("--threads", type=_positive_int, metavar="N", help=threads_help(grid=True))
-
-
-def _device_options(parser: argparse.ArgumentParser, amp: bool = False) -> None:
-    g = parser.add_argument_group("torch device (the CNN's; the quantum device is the --backend entry, and a quantum "
-                                  "head's estimator runs on the CPU)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="torch device the network runs on: auto = cuda if torch sees a GPU, else cpu (default auto)")
-    if amp:
-        g.add_argument("--amp", action="store_true",
-                       help="train the CNN under float16 autocast (CUDA only; the head stays float32)")
-
-
-def _backend_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    g = parser.add_argument_group("backend (entries of backends.yaml; options override the entry)")
-    g.add_argument("--backend", required=required, metavar="NAME",
-                   help="registry entry: the quantum device or simulator (default exact)")
-    g.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
-    g.add_argument("--shots", type=_shots, metavar="S|none",
-                   help="shots per image, or none for exact expectation values (default: the entry's)")
-    g.add_argument("--noise-scale", type=float, metavar="S", help="fake: error rates × S (0 = ideal)")
-    g.add_argument("--optimization-level", type=int, choices=[0, 1, 2, 3])
-    g.add_argument("--layout-method", choices=["default", "trivial", "dense", "sabre"])
-    g.add_argument("--routing-method", choices=["default", "basic", "lookahead", "sabre", "none"])
-    g.add_argument("--initial-layout", type=_qubit_list, metavar="Q0,Q1,..", help="physical qubit per circuit qubit")
-    g.add_argument("--seed-transpiler", type=int)
-    g.add_argument("--approximation-degree", type=float)
-    g.add_argument("--dd", choices=["XX", "XY4"], help="dynamical decoupling sequence (ALAP scheduled)")
