@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -307,17 +308,21 @@ def test_a_file_named_like_a_medmnist_set_but_not_medmnists_warns_once_and_is_re
     monkeypatch.setattr(data, "_download", lambda *args: pytest.fail("downloaded although the file is there"))
     root = tmp_path / "root"
     path = write_synthetic_npz(root / "breastmnist.npz", n_train=16, n_val=8, n_test=8)
-    ds = load_dataset("breastmnist", data_root=root)
-    load_dataset("breastmnist", data_root=root)  # the same file again: said once
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and f"its MD5 is not the published {BREAST_MD5}" in err
-    assert "results are not comparable with published MedMNIST figures" in err
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("default")  # Python's own default, as a user's script has it (pytest.warns shows all)
+        ds = load_dataset("breastmnist", data_root=root)
+        load_dataset("breastmnist", data_root=root)  # the same file again: said once
+    assert len(said) == 1 and said[0].category is data.UnpublishedDataWarning and str(path) in str(said[0].message)
+    assert f"its MD5 is not the published {BREAST_MD5}" in str(said[0].message)
+    assert "results are not comparable with published MedMNIST figures" in str(said[0].message)
     assert ds.info()["md5_matches_medmnist"] is False
     write_synthetic_npz(root / "breastmnist_128.npz", size=64, n_train=16, n_val=8, n_test=8)  # refused: not warned
     assert "holds 64x64 images but its name says size 128" in error_message("breastmnist", data_root=root, size=128)
     assert capsys.readouterr().err == ""
     assert main(["train", "--data-file", str(path), "--epochs", "1", "--limit", "8", "--out", str(tmp_path / "run"),
-                 "--quiet"]) == 0  # a data file named like one too, recorded in the run
+                 "--quiet"]) == 0  # a data file named like one too, recorded in the run; said as one line
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"qmedimg: warning: {path} is named like a MedMNIST file")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]["md5_matches_medmnist"] is False
     # MedMNIST's own file (its published MD5): no warning, recorded as matching; other names: nothing said
     monkeypatch.setattr(data, "published_md5", lambda name: hashlib.md5(path.read_bytes()).hexdigest())

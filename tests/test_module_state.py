@@ -1,7 +1,7 @@
 """State that lives as long as some work belongs to an object the caller creates, not to a module (issue 22,
 item 3). This test runs the commands a user runs (train, evaluate on a fake device, a noise study) in this
 process and lists every module global of qmedimg (and class attribute of its classes) that the work rebinds
-or fills, and every environment variable it sets. KNOWN is what main still has: the list may only shrink.
+or fills, and every environment variable it sets. KNOWN is what main still has (nothing): the list may only shrink.
 The one variable qmedimg sets is OMP_WAIT_POLICY, by the command line for its own process (issue 23; the last
 test here); importing qmedimg sets none."""
 
@@ -16,16 +16,8 @@ from pathlib import Path
 import qmedimg
 from qmedimg.cli import main
 
-KNOWN = {  # what main still keeps in modules (issue 22 item 3 moves each into a context object)
-    # the two circuit caches stay: load_circuit and circuit_from_qasm are called from the CLI, run directories,
-    # the model, workflows and backends, with no owner in common to pass a cache down; both hand out copies
-    "qmedimg.quantum.circuits._pinned()": "an lru_cache of circuits built from pinned OpenQASM text",
-    "qmedimg.quantum.circuits._load()": "an lru_cache of circuit templates read from circuits/",
-}
-NOT_IN_THE_WORKLOAD = {  # caches the workload below does not touch (test_every_module_level_cache_is_listed)
-    "qmedimg.data.datasets._medmnist_info()": "medmnist's INFO table, read once without importing medmnist (torch)",
-    "qmedimg.data.datasets._warn_unpublished()": "which non-MedMNIST files were already warned about in this process",
-}
+KNOWN: dict[str, str] = {}  # what main still keeps in modules: nothing (issue 22 item 3); the list may only shrink
+NOT_IN_THE_WORKLOAD: dict[str, str] = {}  # caches the workload below does not touch: none either
 # Thread pools and the cores a grid cell uses are not seen by this workload (a pool made at import keeps its
 # identity; a cell puts its share back): test_a_grid_cell_and_the_row_threads_leave_no_module_state looks.
 

@@ -18,6 +18,7 @@ import sys
 from qmedimg.cli.commands import (cmd_backends, cmd_circuits, cmd_compare, cmd_evaluate, cmd_explain, cmd_export,
                                   cmd_noise_study, cmd_predict, cmd_train, cmd_transpile, cmd_width_study,
                                   interrupted)
+from qmedimg.cli.messages import one_line_warnings
 from qmedimg.cli.parser import build_parser
 from qmedimg.cli.threads import command_cores, sleep_when_idle
 from qmedimg.errors import GridIncomplete, QmedimgError
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sleep_when_idle()  # before torch loads the OpenMP runtime that reads it
     args = build_parser().parse_args(argv)
     try:
-        with command_cores(args):
+        with command_cores(args), one_line_warnings():
             COMMANDS[args.command](args)
     except GridIncomplete as exc:  # some cells failed, the others finished
         print(f"qmedimg: error: {exc}", file=sys.stderr)

@@ -8,11 +8,11 @@ and int64 labels (N,). All user mistakes raise `QmedimgError` with a one-line me
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import shutil
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -176,9 +176,9 @@ def _check_size(size, sizes: tuple[int, ...] = SIZES) -> None:
         raise QmedimgError(f"size {size!r} is not available{what}; choose one of {', '.join(map(str, sizes))}")
 
 
-@functools.lru_cache(maxsize=None)
 def _medmnist_info() -> dict:
-    """medmnist.INFO, read from medmnist/info.py directly: `import medmnist` pulls in torch (~5 s)."""
+    """medmnist.INFO, read from medmnist/info.py directly: `import medmnist` pulls in torch (~5 s). Read anew on each
+    call (about a millisecond): nothing is kept between calls."""
     if "medmnist" in sys.modules:
         return sys.modules["medmnist"].INFO
     spec = importlib.util.find_spec("medmnist")
@@ -369,11 +369,16 @@ def published_md5(filename: str) -> str | None:
     return entry.get(f"MD5_{size}" if size else "MD5") if entry and filename.lower().endswith(".npz") else None
 
 
-@functools.lru_cache(maxsize=None)
+class UnpublishedDataWarning(UserWarning):
+    """A file named like a MedMNIST set (``breastmnist.npz``) whose MD5 is not the one MedMNIST publishes for it."""
+
+
 def _warn_unpublished(path: str, published: str) -> None:
-    """Say once per file that it is not MedMNIST's own file (one line on stderr)."""
-    print(f"qmedimg: warning: {path} is named like a MedMNIST file but is not MedMNIST's (its MD5 is not the published "
-          f"{published}): results are not comparable with published MedMNIST figures", file=sys.stderr)
+    """Say that the file is not MedMNIST's own: a Python warning, which Python's default filter shows once per file
+    and process (and ``-W``/``warnings.filterwarnings`` can silence); the command line prints it as one line."""
+    warnings.warn(f"{path} is named like a MedMNIST file but is not MedMNIST's (its MD5 is not the published "
+                  f"{published}): results are not comparable with published MedMNIST figures",
+                  UnpublishedDataWarning)  # raised here, so said once per file whoever loads it
 
 
 def _select(ds: Dataset, classes: Sequence[int] | None, limit: int | None, seed: int) -> Dataset:
