@@ -14,13 +14,15 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from qmedimg.backends.devices import fake_device
 from qmedimg.backends.noise import trim_idle
+from qmedimg.errors import QmedimgError
+from qmedimg.files import os_error
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class BackendContext:
     """(circuit content, observables, device, transpile options) -> the circuit transpiled for them."""
     devices: dict[str, Any] = field(default_factory=dict)
     """Fake device class name -> the device (its Target and calibration), loaded once."""
+    snapshots: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """(calibration snapshot file, SHA-256 of its content) -> the device rebuilt from it, loaded once."""
 
     def device(self, name: str):
         """The fake device ``name`` (e.g. FakeBrisbane), loaded the first time it is asked for (~0.3 s)."""
@@ -66,19 +70,40 @@ class BackendContext:
             self.devices[name] = fake_device(name)
         return self.devices[name]
 
+    def snapshot(self, path: str | Path, sha256: str | None = None):
+        """The device of the calibration snapshot file ``path``
+        (:func:`~qmedimg.backends.snapshots.snapshot_device`), loaded once per file content: a file rewritten with
+        another calibration is loaded anew. ``sha256``: the content the caller was validated against (a fake entry's
+        ``calibration_sha256``); a file that changed since is one line."""
+        from qmedimg.backends.snapshots import parse_snapshot, snapshot_device
+
+        path = Path(path).expanduser()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise os_error(path, exc, "cannot read calibration snapshot") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise QmedimgError(f"{path}: the calibration snapshot changed since the registry was read (SHA-256 "
+                               f"{digest[:12]}..., not {sha256[:12]}...); run the command again")
+        key = (str(path.resolve()), digest)
+        if key not in self.snapshots:
+            self.snapshots[key] = snapshot_device(parse_snapshot(path, data))
+        return self.snapshots[key]
+
     def clear(self) -> None:
         """Forget every transpiled circuit and loaded device."""
         self.prepared.clear()
         self.devices.clear()
+        self.snapshots.clear()
 
 
 def fingerprint(circuit, observables=()) -> str:
-    """A digest of a circuit's content (QPY) and observables: equal circuits share one transpilation."""
-    from qiskit import qpy
+    """A digest of a circuit's content (its OpenQASM 3 text, so neither its name nor its parameters' identities)
+    and observables: equal circuits share one transpilation, whichever load of the file made them."""
+    from qiskit import qasm3
 
-    buffer = io.BytesIO()
-    qpy.dump(circuit, buffer)
-    digest = hashlib.sha256(buffer.getvalue())
+    digest = hashlib.sha256(qasm3.dumps(circuit).encode())
     for op in observables:
         digest.update(str(op.to_list()).encode())
     return digest.hexdigest()

@@ -12,6 +12,7 @@ import contextlib
 import io
 import re
 import traceback
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +26,9 @@ from qiskit.quantum_info import SparsePauliOp
 
 from qmedimg.errors import QmedimgError
 from qmedimg.files import shipped
+
+PARAMETER_NAMESPACE = uuid.UUID("6f1c2a9e-3b57-4d0e-9a51-0c7e5d2b8f14")
+"""The namespace of circuit parameters' UUIDs (uuid5 of the name): ``x0`` is the same Parameter in every load."""
 
 CIRCUITS_DIR: Path = shipped("circuits")  # the checkout's own, or the wheel's copy
 
@@ -215,6 +219,11 @@ def _build(path: Path, rendered: str, values: dict, qubits: int | None, plain: b
                     "declare 'qubit[{{ qubits }}] q;'")
     if circuit.num_clbits:
         circuit = circuit.remove_final_measurements(inplace=False)
+    circuit.name = path.stem  # not Qiskit's per-process counter ('circuit-42'): equal files give equal circuits
+    # a Parameter compares equal by name and UUID, and qasm3.loads draws new UUIDs: one per name instead, so the
+    # parameters of two loads of one file (two runs of one template, a run and its pinned copy) are the same ones
+    circuit.assign_parameters({p: Parameter(p.name, uuid=uuid.uuid5(PARAMETER_NAMESPACE, p.name))
+                               for p in circuit.parameters}, inplace=True)
     bad = [i.operation.name for i in circuit.data if i.operation.name in ("measure", "reset")]
     if bad or circuit.num_clbits:
         what = {"measure": "a mid-circuit measurement", "reset": "a reset"}[bad[0]] if bad else "classical bits"
