@@ -16,7 +16,9 @@ The settings: ``default`` (nothing set: what the ``qmedimg`` command does by its
 ``OMP_WAIT_POLICY=PASSIVE`` when the variable is not set), ``libgomp`` (torch imported before ``main``, so
 the command leaves the variable alone: libgomp's own default, spinning a while before sleeping, as before
 issue 23), ``passive`` (``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep at once), ``active``
-(``OMP_WAIT_POLICY=ACTIVE``: they spin), ``spin0`` (``GOMP_SPINCOUNT=0``), ``omp1`` (``OMP_NUM_THREADS=1``: one
+(``OMP_WAIT_POLICY=ACTIVE``: they spin), ``spin0`` (``GOMP_SPINCOUNT=0``), ``spin10k``/``spin100k``
+(``GOMP_SPINCOUNT=10000``/``100000`` with libgomp's own wait policy: spinning that long before sleeping, where
+libgomp's default is 300,000), ``omp1`` (``OMP_NUM_THREADS=1``: one
 thread, so other float32 rounding) and ``interop1`` (``torch.set_num_interop_threads(1)`` before the run; torch
 is then imported before ``main``, so compare it with ``libgomp``).
 
@@ -44,6 +46,8 @@ SETTINGS = {  # name: (environment variables, Python run before main)
     "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, ""),
     "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, ""),
     "spin0": ({"GOMP_SPINCOUNT": "0"}, ""),
+    "spin10k": ({"GOMP_SPINCOUNT": "10000"}, "import torch; "),
+    "spin100k": ({"GOMP_SPINCOUNT": "100000"}, "import torch; "),
     "omp1": ({"OMP_NUM_THREADS": "1"}, ""),
     "interop1": ({}, "import torch; torch.set_num_interop_threads(1); "),
 }

@@ -49,6 +49,9 @@ class Outcome:
     details: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
     wall_s: float = 0.0
+    arrays: dict = field(default_factory=dict)
+    """Per-image arrays the backend gave beside its values (an ``ibm`` run's ``predicted_values``, ``predicted_se``,
+    ``measured_se``: :mod:`~qmedimg.backends.prediction`)."""
 
     @property
     def error(self) -> float:
@@ -126,7 +129,8 @@ class Inference:
         ideal = values if backend.describe().exact and "ideal" not in self.__dict__ else self.ideal
         probs = self.probs_of(values)
         ideal_probs = probs if ideal is values else self.ideal_probs
-        return Outcome(values, ideal, probs, ideal_probs, self.decide(probs), result.details, record, wall)
+        return Outcome(values, ideal, probs, ideal_probs, self.decide(probs), result.details, record, wall,
+                       result.arrays)
 
     def evaluation(self, head: Outcome, labels: np.ndarray, limit: int | None = None) -> dict:
         """What an eval file records of ``head`` on these images with their ``labels``: the run's threshold, the
@@ -145,7 +149,34 @@ class Inference:
             "torch_threads": cores(),  # the thread count changes float32 rounding: compare equal ones
             "run_id": run.run_id(), "checkpoint_epoch": run.epoch, "training_finished": bool(run.metrics),
         }
+        if "predicted_values" in head.arrays:
+            record["qpu_vs_simulator"] = self.qpu_vs_simulator(head, labels)
         return record
+
+    def qpu_vs_simulator(self, head: Outcome, labels: np.ndarray) -> dict:
+        """The measured head (``head``, on a QPU) beside its prediction on the calibration snapshot
+        (``head.arrays["predicted_values"]``) and the exact head: ACC and AUC of each with bootstrap intervals over
+        these images (:func:`~qmedimg.metrics.bootstrap_intervals`), and measured − predicted ACC and AUC with a
+        paired bootstrap interval (:func:`~qmedimg.report.paired.paired_bootstrap`: the same resample for both)."""
+        from qmedimg.report.paired import paired_bootstrap
+
+        task, threshold = self.task, self.run.threshold
+        predicted = self.probs_of(head.arrays["predicted_values"])
+        probs = {"ideal": head.ideal_probs, "predicted": predicted, "measured": head.probs}
+        out = {}
+        for name, p in probs.items():
+            metrics = compute_metrics(labels, p, task, threshold)
+            out[name] = {"acc": metrics.get("acc"), "auc": metrics.get("auc"),
+                         "intervals": bootstrap_intervals(labels, p, task, threshold)}
+        outputs = {name: {"labels": labels, "probs": p, "decision": self.decide(p)} for name, p in probs.items()}
+        paired = paired_bootstrap([(outputs["measured"], outputs["predicted"])], task)
+        out["measured_minus_predicted"] = {
+            m: {"estimate": d.estimate, "low": d.low, "high": d.high, "level": d.level, "resamples": d.resamples,
+                "seed": d.seed, "undefined": d.undefined, "excludes_zero": d.excludes_zero} for m, d in paired.items()}
+        acc = out["measured"]["intervals"]["acc"]
+        out["acc_difference_within_interval"] = bool(abs(paired["acc"].estimate) <= (acc[1] - acc[0]) / 2)
+        out["decisions_changed"] = int((outputs["measured"]["decision"] != outputs["predicted"]["decision"]).sum())
+        return out
 
     def statistical_error(self, head: Outcome, labels: np.ndarray, error: float) -> dict:
         """How far ``error`` (the largest standard error of one head value, when values are means over noise

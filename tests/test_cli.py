@@ -186,7 +186,8 @@ SAME_MEANING = {
                 "width-study": "the same shot counts or none, comma-separated: one axis of the grid"},
     "--qubits": {"width-study": "the same circuit widths, comma-separated: one axis of the grid"},
     "--layers": {"width-study": "the same circuit layers, comma-separated: one axis of the grid"},
-    "--out": {"predict": "the same 'where results go', a CSV file where the others write a folder"},
+    "--out": {"predict": "the same 'where results go', a CSV file where the others write a folder",
+              "backends": "the same 'where results go': `backends snapshot` writes one calibration FILE"},
 }
 # Options that still mean two things, each with the reason (none since issue 22 gave evaluate --test-limit and
 # --collect-jobs, and noise-study --test-limit); see test_known_conflicts_still_conflict below.

@@ -428,6 +428,24 @@ def test_a_device_without_a_fake_twin_is_one_line_offline(trained, no_account, t
     assert NoNetwork.made == 0
 
 
+def test_a_dry_run_without_credentials_plans_on_the_entrys_pinned_snapshot_where_it_has_one(trained, no_account,
+                                                                                             tmp_path, capsys):
+    """No fake twin (ibm_fakecity), but a saved calibration: planned on it, and said so (issue 23 item 5)."""
+    from qiskit_ibm_runtime.fake_provider import FakeBrisbane
+
+    from qmedimg.backends.snapshots import take_snapshot, write_snapshot
+
+    write_snapshot(tmp_path / "fakecity.json", take_snapshot(FakeBrisbane()))
+    path = registry(tmp_path, snapshot="fakecity.json")  # relative to the registry file's folder
+    assert main(["evaluate", str(trained), "--backend", "qpu", "--backends", str(path), "--test-limit", "3",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"planned on the calibration snapshot {tmp_path / 'fakecity.json'} (calibrated 2025-02-26" in out
+    planned = evaluate_run(trained, "qpu", backends_file=path, limit=3, dry_run=True)
+    assert planned["device"] == "fake_brisbane" and planned["transpile"]["two_qubit_gates"] > 0
+    assert NoNetwork.made == 0 and not list(trained.glob("ledger-*")) and not list(trained.glob("eval-qpu*"))
+
+
 def test_a_noise_study_dry_run_without_credentials_records_the_fake_twin(trained, no_account, tmp_path):
     out = tmp_path / "study"
     assert main(["noise-study", str(trained), "--backend", "ibm_brisbane", "--mitigation", "none",

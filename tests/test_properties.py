@@ -825,8 +825,9 @@ def test_a_damaged_ledger_is_collected_or_one_line_and_writes_nothing(ledger_run
         before = fingerprint(run)
         code, _ = run_cli(capsys, ["evaluate", str(run), *IBM_LOCAL])
         # a success may rewrite the ledger (it is the request's write-ahead log: a job to run again is
-        # recorded before it is submitted) and keep a finished request of another identity aside
-        assert_nothing_written(before, fingerprint(run), code, allowed_new=("eval-", "ledger-"),
+        # recorded before it is submitted), keep a finished request of another identity aside, and take the
+        # calibration snapshot of a new submission (never over the one an earlier submission kept)
+        assert_nothing_written(before, fingerprint(run), code, allowed_new=("eval-", "ledger-", "snapshot-"),
                                may_change=("ledger-",))
 
 

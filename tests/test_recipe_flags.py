@@ -13,7 +13,7 @@ PYTHON_ONLY = {  # recipe fields the command line does not offer (Python API: ma
     "stem": "resnet18's first layers, chosen from the image size (3x3 at 28, imagenet from 64)",
     "warmup_epochs": "the learning-rate warm-up, part of the default schedule (3 epochs)",
 }
-HOW_IT_RUNS = {"device", "quiet", "resume", "threads"}  # options that are not part of what is trained
+HOW_IT_RUNS = {"device", "quiet", "resume", "threads", "track"}  # options that are not part of what is trained
 
 
 def train_options() -> set[str]:

@@ -104,10 +104,12 @@ class JobOptions:
 
 @dataclass
 class HeadResult:
-    """Expectation values (N, O), or None after a dry run; ``details`` go into eval files."""
+    """Expectation values (N, O), or None after a dry run; ``details`` go into eval files, ``arrays`` (one row per
+    image, e.g. an ``ibm`` run's ``predicted_values``) into the per-image file."""
 
     values: np.ndarray | None
     details: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
 
 
 class Backend:
@@ -119,7 +121,7 @@ class Backend:
     only one a kind must give), ``_device``, ``_precision``, ``_transpile_key``/``_transpile``, ``_head_kwargs``,
     the traits ``_exact``, ``_transpiles``, ``_submits_jobs`` (with ``_check_jobs``), ``_simulates``,
     ``_angles_dtype``, how it describes itself (``_transpile_report``, ``_mitigation``, ``_zne_factors``,
-    ``_simulation``, ``_check``) and its study rules (``_study_rules``).
+    ``_simulation``, ``_calibration_record``, ``_check``) and its study rules (``_study_rules``).
 
     Example::
 
@@ -281,6 +283,11 @@ class Backend:
         """How ``spec`` is simulated here (kinds with ``_simulates``)."""
         return None
 
+    def _calibration_record(self) -> dict:
+        """What eval files say about the device's calibration (``calibration_date``; a snapshot's ``calibration``
+        file, digest and time taken); {} where there is none to tell."""
+        return {}
+
     def _check(self) -> list[str]:
         """Build the entry and run the default circuit once on it; lines to print."""
         entry = self.entry
@@ -380,7 +387,7 @@ class BackendInfo:
         """What an eval file says about where it ran."""
         record = {"backend": self.name, "kind": self.kind, "device": self.device, "shots": self.shots,
                   "noise_scale": self.noise_scale, "mitigation": self.mitigation, "transpile": self.transpile,
-                  "backend_entry": self.entry}
+                  "backend_entry": self.entry, **self._backend._calibration_record()}
         return {**record, "simulation": self.simulation} if self._backend._simulates else record
 
     def row(self) -> dict:

@@ -5,7 +5,7 @@ Example (``backends.yaml``)::
 
     fake_brisbane:
       kind: fake
-      device: FakeBrisbane
+      device: FakeBrisbane          # or calibration: calibrations/ibm_brisbane-20260105-0912.json (a snapshot)
       noise_scale: 1.0              # 0 ideal, 2 = twice the error rates
       simulator: auto               # auto | aer | trajectories (how noisy heads are simulated)
       trajectories: 1000            # noise trajectories per image when they are
@@ -67,7 +67,25 @@ class FakeBackend(DeviceBackend):
 
     @cached_property
     def _device(self):
+        """The fake device, or the device of the entry's calibration snapshot (loaded once per file content in the
+        :class:`~qmedimg.backends.context.BackendContext`)."""
+        if self.entry.calibration is not None:
+            return self._context.snapshot(self.entry.calibration, self.entry.calibration_sha256)
         return self._context.device(self.entry.device)
+
+    def _transpile_key(self) -> tuple:
+        """Two snapshots of one device share its name, not their calibration: the snapshot's digest tells them apart."""
+        return (*super()._transpile_key(), self.entry.calibration_sha256)
+
+    def _calibration_record(self) -> dict:
+        """When the device was calibrated, and for a snapshot entry which file (and content) it was."""
+        from qmedimg.backends.snapshots import calibration_date
+
+        record = {"calibration_date": calibration_date(self._device)}
+        if self.entry.calibration is not None:
+            record["calibration"] = {"file": self.entry.calibration, "sha256": self.entry.calibration_sha256,
+                                     "taken_at": self._device.taken_at}
+        return record
 
     @cached_property
     def _estimator(self):

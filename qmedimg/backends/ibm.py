@@ -22,13 +22,16 @@ and idle wires dropped first.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
+
 from qmedimg.backends import jobs as qpu_jobs
-from qmedimg.backends import runtime
+from qmedimg.backends import prediction, runtime
 from qmedimg.backends.base import HeadRequest, HeadResult, JobOptions
 from qmedimg.backends.context import PreparedCircuit
 from qmedimg.backends.device import DeviceBackend, DeviceStudy
 from qmedimg.backends.devices import fake_twin, two_qubit_gate
 from qmedimg.backends.entries import IbmEntry
+from qmedimg.backends.snapshots import calibration_date
 from qmedimg.errors import QmedimgError
 from qmedimg.quantum.circuits import CircuitSpec
 from qmedimg.quantum.gradients import column
@@ -57,9 +60,12 @@ class IbmBackend(DeviceBackend):
 
     @cached_property
     def _device(self):
-        """The fake device in local mode; else the QPU, or without credentials its fake twin (:meth:`_twin`)."""
+        """The fake device in local mode; else the QPU, or without credentials the entry's pinned calibration
+        ``snapshot`` where it has one, else the device's fake twin (:meth:`_twin`)."""
         if self.entry.local:
             return self._context.device(self.entry.local)
+        if self._offline and self.entry.snapshot:
+            return self._context.snapshot(self.entry.snapshot)
         return self._context.device(self._twin()) if self._offline else runtime.runtime_backend(self.entry)
 
     @cached_property
@@ -75,18 +81,34 @@ class IbmBackend(DeviceBackend):
             raise QmedimgError(f"backend '{self.name}': no IBM Quantum credentials found, and {self.entry.device} has "
                                "no calibration snapshot in qiskit_ibm_runtime.fake_provider to plan on offline; set "
                                "QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE) or save an account to plan on the live "
-                               "device, or plan on a similar device that has one (an entry with device: ibm_brisbane, "
-                               "ibm_torino, ibm_fez, ...)")
+                               "device, give the entry a calibration snapshot to plan on (snapshot: FILE, from `qmedimg "
+                               "backends snapshot`), or plan on a similar device that has one (an entry with device: "
+                               "ibm_brisbane, ibm_torino, ibm_fez, ...)")
         return twin
 
     def _calibration(self) -> str:
         """Whose calibration the circuits are transpiled and planned on (said in a dry run and a transpile report)."""
         if self.entry.local:
             return f"{self.entry.local}'s calibration snapshot (Runtime's local testing mode)"
+        if self._offline and self.entry.snapshot:
+            return (f"the calibration snapshot {self.entry.snapshot} (calibrated {calibration_date(self._device)}), "
+                    f"not the live device {self.entry.device} (no IBM Quantum credentials found): an estimate")
         if self._offline:
             return (f"{self._twin()}'s calibration snapshot, not the live device {self.entry.device} (no IBM "
                     "Quantum credentials found): an estimate")
         return f"{self.entry.device}'s live calibration"
+
+    def _calibration_record(self) -> dict:
+        """The calibration date of the device the circuits are planned on: the fake device's in local mode, the fake
+        twin's offline (``calibration_twin`` says so), the live device's otherwise (asked under ``timeout_s``)."""
+        if self.entry.local:
+            return {"calibration_date": calibration_date(self._device)}
+        if self._offline:
+            return {"calibration_date": calibration_date(self._device),
+                    **({"calibration_snapshot": self.entry.snapshot} if self.entry.snapshot else
+                       {"calibration_twin": self._twin()})}
+        return {"calibration_date": runtime.with_timeout(lambda: calibration_date(self._device), self.entry.timeout_s,
+                                                         f"backend '{self.name}': reading the calibration date")}
 
     def _live(self) -> None:
         """Refuse, in one line, anything that needs IBM Quantum when no credentials are found."""
@@ -158,12 +180,29 @@ class IbmBackend(DeviceBackend):
         }
         ledger = qpu_jobs.Ledger.open(options.ledger_dir / f"ledger-{self.name}.json", identity, resume=options.resume)
         evs, done = qpu_jobs.run_jobs(ledger, lambda: self._estimator, lambda: runtime.runtime_service(entry), pubs,
-                                  local=entry.local is not None, progress=request.progress)
+                                  local=entry.local is not None, progress=request.progress,
+                                  before_submit=lambda held: prediction.keep_snapshot(
+                                      held, self._device, None if entry.local else entry.timeout_s))
         usage = [j["usage_s"] for j in done if j["usage_s"] is not None]
+        spent = sum(usage) if usage and entry.local is None else None  # local testing mode spends no QPU time
+        planned = qpu_jobs.plan(entry, values, len(observables), self._device, circuit)["estimated_qpu_seconds"]
+        predicted = self._predict(ledger, circuit, observables, values, evs, done)
         return HeadResult(evs.T, {
             "jobs": [{k: j[k] for k in ("index", "rows", "job_id", "status", "usage_s")} for j in done],
             "qpu_seconds": sum(usage) if usage else None, "ledger": str(ledger.path),
-            "local_testing_mode": entry.local is not None, "sent": qpu_jobs.SENT})
+            "qpu_usage": {"qpu_seconds": spent, "estimated_qpu_seconds": planned,
+                          "ratio": round(spent / planned, 3) if spent is not None and planned else None,
+                          "estimate": "the dry run's (jobs.plan)"},
+            "local_testing_mode": entry.local is not None, "sent": qpu_jobs.SENT, "prediction": predicted.details},
+            {"predicted_values": predicted.values, "predicted_se": predicted.se, "measured_se": predicted.measured_se})
+
+    def _predict(self, ledger, circuit, observables, values, evs, done) -> prediction.Prediction:
+        """The measured values' prediction: the same ISA circuit, values, shots and mitigation on the calibration
+        snapshot kept for this request, or on the entry's pinned ``snapshot`` (:mod:`~qmedimg.backends.prediction`)."""
+        pinned = self.entry.snapshot  # resolved against the registry file's folder when the entry was read
+        snapshot, record = prediction.used_snapshot(ledger, Path(pinned) if pinned else None)
+        return prediction.predict_on(snapshot, record, self.entry, circuit, observables, values, evs.T,
+                                     _transposed(prediction.stored_stds(done, len(observables))))
 
     def _check_jobs(self, jobs: JobOptions) -> None:
         if not jobs.dry_run:
@@ -192,3 +231,8 @@ class IbmBackend(DeviceBackend):
         lines.append(f"device: {device.name}, {device.num_qubits} qubits, 2-qubit gate {two_qubit_gate(device)}")
         lines.append("ok (nothing submitted)")
         return lines
+
+
+def _transposed(array):
+    """(rows, observables) from (observables, rows); None stays None."""
+    return None if array is None else array.T

@@ -208,7 +208,7 @@ def aside(path: Path, stored: dict) -> Path:
 
 
 def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tuple], local: bool,
-             progress: bool = True) -> tuple[np.ndarray, list[dict]]:
+             progress: bool = True, before_submit=None) -> tuple[np.ndarray, list[dict]]:
     """Submit each PUB as one job (skipping those the ledger already holds), collect values; returns
     (O, N) values stacked over jobs and the job records. ``pubs`` are (circuit, observables column,
     values (rows, P), first row index).
@@ -218,10 +218,13 @@ def run_jobs(ledger: Ledger, estimator_factory, service_factory, pubs: list[tupl
     submitted with that tag, and its id the moment Runtime returns it. An intent without an id (killed
     between the two) is resolved by looking the tag up on IBM Quantum: found, it is collected; only if
     not found is it submitted. An error while waiting keeps the job (``waiting``, collected by the next
-    run); only a job Runtime reports as ERROR/CANCELLED is resubmitted, by the next run."""
+    run); only a job Runtime reports as ERROR/CANCELLED is resubmitted, by the next run.
+    ``before_submit(ledger)``, when given, runs under the lock before anything is submitted (the
+    calibration snapshot: :func:`~qmedimg.backends.prediction.keep_snapshot`). Each finished job keeps
+    Runtime's standard errors (``stds``) beside its values."""
     with ledger_lock(ledger.path):
         ledger.reload()  # under the lock the file is the truth: another process may have written it
-        return _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress)
+        return _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress, before_submit)
 
 
 def ledger_lock(path: Path):
@@ -230,7 +233,7 @@ def ledger_lock(path: Path):
                                      "stay in the ledger), then re-run")
 
 
-def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress):
+def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progress, before_submit=None):
     from tqdm import tqdm
 
     if not ledger.jobs:
@@ -239,6 +242,8 @@ def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progres
                                for i, (_, _, v, start) in enumerate(pubs)]
         ledger.save()
     check_rows(ledger, pubs)
+    if before_submit is not None:
+        before_submit(ledger)
     live: dict[int, object] = {}
     services: list = []  # created at most once, only when IBM's cloud must be asked
 
@@ -292,7 +297,8 @@ def _run_locked(ledger, estimator_factory, service_factory, pubs, local, progres
             ledger.save()
             continue
         evs = np.asarray(result[0].data.evs, dtype=float)
-        job.update(status="done", evs=evs.reshape(evs.shape[0], -1).tolist(), usage_s=_usage(handle))
+        job.update(status="done", evs=evs.reshape(evs.shape[0], -1).tolist(), usage_s=_usage(handle),
+                   stds=_stds(result, evs.shape))
         ledger.save()
     _report(ledger)
     return np.concatenate([_values(ledger, job, pub) for job, pub in zip(ledger.jobs, pubs)], axis=1), ledger.jobs
@@ -377,6 +383,15 @@ def _report(ledger: Ledger) -> None:
                      "Quantum: re-run to collect them (nothing is resubmitted)")
     if parts:
         raise QmedimgError(f"{'; '.join(parts)}; the ledger {ledger.path} keeps the finished ones")
+
+
+def _stds(result, shape) -> list | None:
+    """Runtime's standard errors of a job's values, as (observables, rows) lists (None where it gives none)."""
+    try:
+        stds = np.asarray(result[0].data.stds, dtype=float).reshape(shape)
+    except Exception:
+        return None
+    return stds.reshape(shape[0], -1).tolist() if np.all(np.isfinite(stds)) else None
 
 
 def _usage(job) -> float | None:

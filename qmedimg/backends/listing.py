@@ -15,18 +15,26 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from qmedimg.backends.devices import device_columns
+from qmedimg.backends.snapshots import snapshot_summary
 
-SKIPPED = {"kind", "description", "device"}
+SKIPPED = {"kind", "description", "device", "calibration_sha256"}
 """Entry keys the options column leaves out (they have columns of their own, or are prose)."""
 
 
 def listing_row(name: str, entry: BaseModel) -> dict:
     """Entry ``name``'s row: name, kind, device, qubits, 2-qubit gate, options (the keys the file sets), description.
-    A fake device's columns come from its calibration files (an entry's ``fake_device()``); a QPU shows its name
-    only (listing never connects)."""
+    A fake device's columns come from its calibration files (an entry's ``fake_device()``), a snapshot entry's
+    (``calibration: FILE``) from that file, with its calibration date (``calibrated=`` in the options); a QPU shows
+    its name only (listing never connects)."""
     options = " ".join(f"{k}={v}" for k, v in _flat(entry.model_dump(exclude_unset=True)).items() if k not in SKIPPED)
     row = {"name": name, "kind": entry.kind, "device": "-", "qubits": "-", "2q gate": "-", "options": options,
            "description": entry.description}
+    calibration = getattr(entry, "calibration", None)
+    if calibration is not None:
+        summary = snapshot_summary(calibration)
+        return {**row, **{k: summary[k] for k in ("device", "qubits", "2q gate")},
+                "calibration_date": summary["calibration_date"],
+                "options": f"{options} calibrated={summary['calibration_date']}".strip()}
     fake = entry.fake_device() if hasattr(entry, "fake_device") else None
     if fake is not None:
         return {**row, **device_columns(fake)}

@@ -91,7 +91,8 @@ def _validate(path: Path, name: str, raw: dict, runtime_options: bool = True):
         raise QmedimgError(f"{path}: entry '{name}': unknown kind {quoted(kind)}; valid: {', '.join(KINDS)}")
     model = ENTRIES[kind] if isinstance(KINDS[kind], str) else KINDS[kind].Entry
     try:
-        return model.model_validate(raw, context={"runtime_options": runtime_options})
+        # registry: a fake entry's calibration file is found relative to the registry file's folder
+        return model.model_validate(raw, context={"runtime_options": runtime_options, "registry": path})
     except ValidationError as exc:
         raise entry_error(path, name, raw, exc, model) from None
 

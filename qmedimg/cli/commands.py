@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run written to {out}/ (metrics.json, history.csv, learning_curves.png, confusion.png)")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
+def cmd_evaluate(args: argparse.Namespace) -> Path | None:
     from qmedimg.workflows.evaluate import evaluate_run
 
     result = evaluate_run(args.run_dir, args.backend, backends_file=args.backends, limit=args.test_limit,
@@ -138,11 +138,31 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if result.get("jobs"):
         print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
     print(f"{result['images_per_s']:.0f} images/s (after {result['setup_s']:.1f} s set-up); written to {result['path']}")
+    return Path(result["path"])  # the eval file, for --track
 
 
 def cmd_backends(args: argparse.Namespace) -> None:
     from qmedimg.backends.registry import get_backend, load_backends, registry_path
 
+    if args.out is not None and args.action != "snapshot":
+        raise QmedimgError("--out is for `qmedimg backends snapshot NAME --out FILE`")
+    if args.action == "snapshot":
+        from datetime import datetime, timezone
+
+        from qmedimg.backends.snapshots import default_snapshot_path, entry_snapshot, snapshot_date, write_snapshot
+
+        entries = load_backends(args.backends)
+        if args.name not in entries:
+            raise QmedimgError(f"backends snapshot needs the NAME of an entry of {registry_path(args.backends)} "
+                               f"(an ibm entry); valid: {', '.join(entries)}")
+        now = datetime.now(timezone.utc)
+        snapshot = entry_snapshot(args.name, entries[args.name], taken_at=now)  # nothing is written if this fails
+        out = write_snapshot(args.out if args.out is not None else default_snapshot_path(snapshot["device"], now),
+                             snapshot)
+        print(f"{args.name}: {snapshot['device']}, calibrated {snapshot_date(snapshot)}, snapshot taken "
+              f"{snapshot['taken_at']} -> {out}")
+        print(f"simulate it: a fake entry with `calibration: {out}` (relative to the registry file's folder)")
+        return
     if args.action == "check":
         if not args.name:
             raise QmedimgError("backends check needs a NAME (see `qmedimg backends`)")
@@ -201,7 +221,8 @@ def cmd_noise_study(args: argparse.Namespace) -> None:
               f"(real-QPU points only; nothing submitted); written to {out}")
         return
     print((out / "summary.md").read_text())
-    print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png, summary.md)")
+    drift = ", accuracy_vs_calibration.png" if (out / "accuracy_vs_calibration.png").exists() else ""
+    print(f"written to {out}/ (results.csv, accuracy_vs_noise.png, expectation_error.png{drift}, summary.md)")
 
 
 def cmd_width_study(args: argparse.Namespace) -> None:
@@ -303,6 +324,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     file = export_run(args.run_dir, args.file)
     print(f"written {file} ({file.stat().st_size / 1e6:.1f} MB); predict and explain take it in place of RUN_DIR: "
           f"qmedimg predict {file} IMAGE")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from qmedimg.workflows.qpu_report import qpu_report
+
+    md, png = qpu_report(args.run_dir)
+    print(f"written {md} and {png}")
 
 
 def cmd_circuits(args: argparse.Namespace) -> None:

@@ -125,3 +125,10 @@ def backend_options(parser: argparse.ArgumentParser, required: bool = False) -> 
     g.add_argument("--seed-transpiler", type=int)
     g.add_argument("--approximation-degree", type=float)
     g.add_argument("--dd", choices=["XX", "XY4"], help="dynamical decoupling sequence (ALAP scheduled)")
+
+
+def track_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", choices=["mlflow"], help="once the command has finished, also log its parameters, "
+                        "metrics (per epoch too) and files to MLflow: MLflow's default local store, or "
+                        "$MLFLOW_TRACKING_URI; a grid as a parent run with a child per cell; a tracker that fails "
+                        "is one warning, the files stay (needs pip install \"qmedimg[track]\")")

@@ -7,7 +7,7 @@ import argparse
 from qmedimg.cli.deprecated import add_deprecated
 from qmedimg.cli.options import (
     backend_options, classes, cross_check_option, data_options, decision_options, device_options, executor_options,
-    positive_float, positive_int, shots, test_limit_option,
+    positive_float, positive_int, shots, test_limit_option, track_option,
 )
 from qmedimg.cli.threads import COMPUTING, threads_help
 
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     device_options(t, amp=True)
+    track_option(t)
 
     e = sub.add_parser("evaluate", help="test metrics of a trained run on any backend (exact, noisy, QPU)",
                        description="Re-compute the test metrics of a trained run on a backend from the "
@@ -109,15 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "submitted (ledger-<backend>.json); refused where nothing was submitted, never a new request")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     device_options(e)
+    track_option(e)
 
-    b = sub.add_parser("backends", help="list the backend registry, or check one entry",
-                       description="List backends.yaml (kind, device, qubits, 2-qubit gate, options) or check "
-                       "that one entry works here (for ibm: credentials and reachability, with a timeout).",
+    b = sub.add_parser("backends", help="list the backend registry, check one entry, or snapshot its calibration",
+                       description="List backends.yaml (kind, device, qubits, 2-qubit gate, options), check "
+                       "that one entry works here (for ibm: credentials and reachability, with a timeout), or save "
+                       "an entry's device calibration as it is now (snapshot; a fake entry's calibration: FILE "
+                       "then simulates it).",
                        epilog="examples:\n  qmedimg backends\n  qmedimg backends check fake_brisbane\n"
-                       "  qmedimg backends --backends my_backends.yaml check ibm_brisbane")
-    b.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+                       "  qmedimg backends --backends my_backends.yaml check ibm_brisbane\n"
+                       "  qmedimg backends snapshot ibm_brisbane --out calibrations/brisbane_1105.json")
+    b.add_argument("action", nargs="?", choices=["list", "check", "snapshot"], default="list")
     b.add_argument("name", nargs="?", metavar="NAME")
     b.add_argument("--backends", metavar="FILE", help="registry file (default: $QMEDIMG_BACKENDS or backends.yaml)")
+    b.add_argument("--out", metavar="FILE", help="snapshot: where to write it (default "
+                   "calibrations/<device>-<YYYYMMDD-HHMM>.json, UTC)")
 
     tr = sub.add_parser("transpile", help="transpile a run's (or a template's) circuit for a backend and report",
                         description="Transpile a circuit for a backend and report physical qubits, depth, "
@@ -163,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
     device_options(n)
+    track_option(n)
 
     w = sub.add_parser("width-study", help="at what head size does noise cost accuracy: qubits × layers × devices × scales",
                        description="Train (or reuse) a hybrid run per head size (qubits × layers × seeds), run the noise "
@@ -213,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     executor_options(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     device_options(w)
+    track_option(w)
 
     k = sub.add_parser("compare", help="train the hybrid and classical baselines over seeds; the papers' table",
                        description="Train, for each seed, the hybrid model (per circuit), the same backbone with an "
@@ -244,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     executor_options(k)
     k.add_argument("--quiet", action="store_true", help="no progress bars")
     device_options(k, amp=True)
+    track_option(k)
 
     pr = sub.add_parser("predict", help="classify PNG/JPEG/DICOM images (or .npy/.npz/NIfTI volumes) with a "
                         "trained run, on any backend",
@@ -293,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", metavar="NAME|PATH")
     c.add_argument("--qubits", type=positive_int)
     c.add_argument("--layers", type=positive_int)
+
+    rp = sub.add_parser("report", help="QPU vs simulator: a run's ibm evaluations beside their prediction",
+                        description="Write RUN_DIR/qpu_vs_simulator.md and qpu_vs_simulator.png from the run's ibm "
+                        "eval files: ACC/AUC of the exact head, of the prediction on the calibration snapshot taken "
+                        "at submission and of the measured values, with bootstrap intervals; the agreement test's "
+                        "verdict; measured against predicted values per image and observable.",
+                        epilog="examples:\n  qmedimg evaluate runs/breast --backend ibm_local\n"
+                        "  qmedimg report runs/breast")
+    rp.add_argument("run_dir", metavar="RUN_DIR")
     for name in COMPUTING:  # the grids have it among the options of where their cells run
         sub.choices[name].add_argument_group("CPU").add_argument("--threads", type=positive_int, metavar="N",
                                                                  help=threads_help())

@@ -1,7 +1,9 @@
 """The noise study's report: curves of accuracy and expectation error over noise scale, and
 ``summary.md`` — what was run, where accuracy drops, whether the head is still used (the effective
 dimension of its outputs next to accuracy at every scale; what a flat curve cannot show: :func:`reading_notes`),
-and what each mitigation recovers at what cost, all read from the study's rows; and, when points were cross-checked, how the trajectory
+and what each mitigation recovers at what cost, all read from the study's rows, every ACC with its bootstrap interval
+and every accuracy lost with its paired one (:mod:`qmedimg.report.study_intervals`: a loss is claimed only where
+that interval excludes zero); and, when points were cross-checked, how the trajectory
 sampler's values compare with Aer's (:func:`cross_check_section`, also used by the width study).
 
 Example::
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from qmedimg.report.plots import save_figure
+from qmedimg.report.study_intervals import acc_cell, interval_cell, lost_cell, lost_excludes_zero, lost_section
 
 
 def curves_by_key(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -71,9 +74,11 @@ def _scale(row: dict) -> float:
 
 
 def _dimension_table(groups: dict[tuple, list[dict]], many: bool) -> list[str]:
-    """One line per curve and noise scale: accuracy next to the head's effective dimension."""
+    """One line per curve and noise scale: accuracy (with its interval, and the ACC lost with its paired interval)
+    next to the head's effective dimension."""
     lines = ["## Accuracy and the head's effective dimension per noise scale", "",
-             "| curve | scale | ACC | AUC | effective dimension (ideal) |", "|---|---|---|---|---|"]
+             "| curve | scale | ACC [low, high] | AUC [low, high] | ACC lost, points [low, high] | effective dimension "
+             "(ideal) |", "|---|---|---|---|---|---|"]
     for key, group in groups.items():
         label = curve_label(key, many, group)
         for scale in sorted({_scale(r) for r in group}):
@@ -83,7 +88,7 @@ def _dimension_table(groups: dict[tuple, list[dict]], many: bool) -> list[str]:
             of = f" of {outputs}" if outputs else ""
             shown = "—" if dimension is None else f"{cell(dimension, 2)}{of} ({cell(ideal, 2)})"
             lines.append(f"| {label} | {'—' if not at[0]['scale'] else f'{scale:g}'} | "
-                         f"{cell(mean_of(at, 'acc'))} | {cell(mean_of(at, 'auc'))} | {shown} |")
+                         f"{acc_cell(at)} | {interval_cell(at, 'auc')} | {lost_cell(at)} | {shown} |")
     return lines
 
 
@@ -114,21 +119,26 @@ def summary(rows: list[dict]) -> str:
     lines += reading_notes(rows)
     lines += ["",
               "## Noise scale at which accuracy drops", "",
+              "The first scale at which ACC is that many points below the ideal ACC and the paired interval of the "
+              "ACC lost excludes zero (where a row records none: the ACC alone).", "",
               "| curve | ACC at lowest scale | −1 point | −5 points | −10 points |", "|---|---|---|---|---|"]
     for key, group in groups.items():
         scales, acc, _, _ = curve(group, "acc")
         ideal = float(group[0]["ideal_acc"])
+        shown = [lost_excludes_zero([r for r in group if _scale(r) == s]) is not False for s in scales]
         cells = []
         for drop in (0.01, 0.05, 0.10):
-            hit = [s for s, a in zip(scales, acc) if ideal - a >= drop - 1e-12]
+            hit = [s for s, a, ok in zip(scales, acc, shown) if ideal - a >= drop - 1e-12 and ok]
             cells.append(f"{hit[0]:g}" if hit else f"> {scales.max():g}")
         lines.append(f"| {curve_label(key, many, group)} | {acc[0]:.4f} | " + " | ".join(cells) + " |")
     lines += ["", *_dimension_table(groups, many)]
+    lines += lost_section([(curve_label(key, many, group), group) for key, group in groups.items()])
     note = statistical_note(rows)
     if note:
         lines.append(note)
     lines += ["", "## What mitigation recovers (at noise scale 1)", "",
-              "| run / backend / shots / opt | mitigation | ACC | AUC | effective dimension | mean abs Δ | Δ vs none "
+              "| run / backend / shots / opt | mitigation | ACC [low, high] | AUC | effective dimension | mean abs Δ | "
+              "Δ vs none "
               "| shot cost |", "|---|---|---|---|---|---|---|---|"]
     for key, group in groups.items():
         at_one = [r for r in group if (float(r["scale"]) if r["scale"] else 1.0) == 1.0]
@@ -146,7 +156,7 @@ def summary(rows: list[dict]) -> str:
             versus = f"ACC {acc - base_acc:+.4f}, mean abs Δ ×{err / base_err:.2f}" if base_err else "—"
         cost = at_one[0]["shot_cost"]
         where = f"{Path(key[0]).name} / {key[1]} / {key[3] or 'exact'} / opt {key[4]}"
-        lines.append(f"| {where} | {key[2]} | {acc:.4f} | {cell(auc)} | "
+        lines.append(f"| {where} | {key[2]} | {acc_cell(at_one)} | {cell(auc)} | "
                      f"{cell(mean_of(at_one, 'effective_dimension'), 2)} | {err:.4f} | {versus} | "
                      f"{cost if cost == 'exact' else cost + ' shots/image'} |")
     factor_sets = sorted({row.get("zne_factors", "") for row in rows if "zne" in row["mitigation"]} - {""})

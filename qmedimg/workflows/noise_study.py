@@ -41,6 +41,12 @@ from before the column is upgraded in place, its rows read as ideal. Every compu
 ``point-<point id>.npz`` next to results.csv (test labels, probabilities and decisions at the run's
 threshold, of the point and of the exact head, keyed by image index; atomically, before its row): a
 row whose file is missing is computed again (rows on a real QPU excepted: they cost QPU time).
+
+How sure is each number? Every row holds bootstrap 95 % intervals over its test images of ACC, AUC, sensitivity
+and specificity, and ``acc_lost`` (ideal ACC − ACC) with its paired interval (the same images drawn for the exact
+and the noisy decisions): :mod:`qmedimg.report.study_intervals`; and ``calibration_date``, the device calibration
+the point simulated, where its backend says. A results.csv from before these columns (version 5 or older) is
+upgraded in place, each row's intervals computed from its per-image file (blank where that file is gone).
 """
 
 from __future__ import annotations
@@ -60,17 +66,21 @@ from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
 from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text,
                            writing_folder)
 from qmedimg.inference import Inference
+from qmedimg.report.drift import drift_section, plot_drift
 from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary
+from qmedimg.report.study_intervals import INTERVAL_COLUMNS
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text
 from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, CellWorkspace, Point,
                                             choose_cross_checks, cross_checkable, make_cells, no_cross_check,
-                                            point_backend, point_file, point_name, run_key, run_study_cell, text,
-                                            training_of, write_point)
+                                            point_backend, point_file, point_name, read_point, run_key,
+                                            run_study_cell, text, training_of, with_intervals, write_point)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
-COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "scale", "mitigation", "shots", "opt_level",
-           "repeat", "acc", "auc", "f1", "ideal_acc", "ideal_auc", "effective_dimension",
+COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "calibration_date", "scale", "mitigation", "shots",
+           "opt_level", "repeat", "acc", "acc_low", "acc_high", "auc", "auc_low", "auc_high", "f1", "sensitivity",
+           "sensitivity_low", "sensitivity_high", "specificity", "specificity_low", "specificity_high", "ideal_acc",
+           "ideal_auc", "acc_lost", "acc_lost_low", "acc_lost_high", "effective_dimension",
            "ideal_effective_dimension", "head_outputs", "mean_abs_expectation_error",
            "two_qubit_gates", "depth", "estimated_fidelity", "zne_factors", "shot_cost", "cross_check", "training",
            "simulation", "simulator", "trajectories", "statistical_error", "acc_statistical_error",
@@ -80,7 +90,9 @@ ADDED_COLUMNS = ("effective_dimension", "ideal_effective_dimension", "head_outpu
 SIMULATION_COLUMNS = ("cross_check", "simulation", "simulator", "trajectories", "statistical_error")  # 3: how simulated
 TRAINING_COLUMNS = ("training",)  # 4: the training mode (older rows read ideal)
 METRIC_ERROR_COLUMNS = ("acc_statistical_error", "auc_statistical_error")  # 5: ACC/AUC statistical errors
-_ADDED_IN = {2: ADDED_COLUMNS, 3: SIMULATION_COLUMNS, 4: TRAINING_COLUMNS, 5: METRIC_ERROR_COLUMNS}
+INTERVAL_COLUMNS_ADDED = (*INTERVAL_COLUMNS, "calibration_date")  # 6: bootstrap intervals, the device's calibration
+_ADDED_IN = {2: ADDED_COLUMNS, 3: SIMULATION_COLUMNS, 4: TRAINING_COLUMNS, 5: METRIC_ERROR_COLUMNS,
+             6: INTERVAL_COLUMNS_ADDED}
 RESULTS_SCHEMAS = {version: [c for c in COLUMNS if all(c not in added for later, added in _ADDED_IN.items()
                                                        if later > version)] for version in range(1, max(_ADDED_IN) + 1)}
 """results.csv's header in each format version (1: the first; the last: ``COLUMNS``, what this qmedimg writes):
@@ -158,7 +170,8 @@ def read_rows(path: Path, *, upgrade: bool = False) -> list[dict]:
         raise QmedimgError(f"{path}: written by another version of qmedimg or another program (its header has "
                            f"other columns: {shown}); move it away to run the study again")
     rows = [{**dict.fromkeys(COLUMNS, ""), "training": IDEAL, **row} for row in rows]
-    if upgrade:
+    if upgrade:  # a row whose per-image file is there gets its intervals now (nothing recomputed)
+        rows = [with_intervals(path.parent, row) for row in rows]
         write_text(path, "".join(_csv_line(row) for row in [dict(zip(COLUMNS, COLUMNS)), *rows]))
     return rows
 
@@ -303,7 +316,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         rows = [row for row in current.values() if not row["cross_check"]]  # the grid's, in results.csv's order
         with reporting_os_errors(out):
             plot_noise_study(rows, out)
-        text = summary(rows)
+            plot_drift(rows, out)  # where entries of one device were calibrated on different dates
+        text = summary(rows) + drift_section(rows, lambda row: read_point(out, row))
         asked = cross_check if cross_check_points is None else len(checks)
         if asked:
             many = len(runs) > 1

@@ -13,8 +13,10 @@ Keys (:func:`per_image`): ``index`` (the image's position: in the test split, or
 ``labels`` (absent for ``predict``: it has none), ``probs`` (N, K) and ``decision`` (at the run's threshold),
 ``ideal_probs`` and ``ideal_decision`` (the exact head's, the same on the exact backend), ``threshold`` (NaN: none,
 multi-class; one per label for a multi-label run) and ``task``; where given, ``values`` and ``ideal_values`` (the
-head's values (N, O), (N, 0) for a classical head) and ``images_sha256`` (a digest of the images scored: two files
-with the same one scored the same images, so they pair image by image). ``predict`` adds ``files``.
+head's values (N, O), (N, 0) for a classical head; on an ``ibm`` backend also the measured values' prediction on the
+calibration snapshot, ``predicted_values``, and the shot standard errors ``predicted_se`` and ``measured_se``) and
+``images_sha256`` (a digest of the images scored: two files with the same one scored the same images, so they pair
+image by image). ``predict`` adds ``files``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def per_image(inference: Inference, head: Outcome | None = None, labels=None, *,
     if values:
         arrays["values"] = np.asarray(inference.ideal if head is None else head.values)
         arrays["ideal_values"] = np.asarray(inference.ideal if head is None else head.ideal)
+        if head is not None:  # a QPU run's prediction and shot errors (predicted_values, predicted_se, measured_se)
+            arrays.update({k: np.asarray(v) for k, v in head.arrays.items()})
     if images is not None:
         arrays["images_sha256"] = np.asarray(images_digest(images))
     return arrays

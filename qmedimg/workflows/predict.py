@@ -84,6 +84,8 @@ def predict(run_dir: str | Path, inputs: list[str | Path], *, backend: str | Non
         result["dry_run"] = head.details["dry_run"]
         return result
     probs, values, decided = head.probs, head.values, head.decisions  # at the run's threshold
+    if "prediction" in head.details:  # an ibm backend: the same circuits on the calibration snapshot
+        result["prediction"] = head.details["prediction"]
     for path, p, v, d in zip(kept, probs, values, decided):
         result["rows"].append({"file": str(path), "class": _decision_text(d, names),
                                "probabilities": {n: float(x) for n, x in zip(names, p)},

@@ -44,6 +44,7 @@ from qmedimg.files import write_atomic
 from qmedimg.inference import Inference
 from qmedimg.metrics import compute_metrics, statistical_spread
 from qmedimg.model import participation_ratio
+from qmedimg.report.study_intervals import row_intervals
 from qmedimg.rundir import TrainConfig, load_run, training_backend
 from qmedimg.workflows.per_image import per_image
 
@@ -132,6 +133,18 @@ def read_point(folder: Path, row: dict) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise QmedimgError(f"{path}: cannot read the point's per-image data ({' '.join(str(exc).split())[:80]}); "
                            "delete it and run the same command again to compute the point again") from None
+
+
+def with_intervals(folder: Path, row: dict) -> dict:
+    """``row`` with its interval columns (:func:`~qmedimg.report.study_intervals.row_intervals`) computed from its
+    per-image file where they are blank (a row from before them) and the file is there and readable; else as it is."""
+    if row.get("acc_lost", "") != "" or not point_file(folder, row).is_file():
+        return row
+    try:
+        arrays = read_point(folder, row)
+    except QmedimgError:  # damaged: computed again when the study next needs it
+        return row
+    return {**row, **row_intervals(arrays)} if "labels" in arrays else row
 
 
 def point_backend(point: Point, base: Backend) -> Backend:
@@ -270,6 +283,7 @@ def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labe
     error = simulation.get("statistical_error")
     spread = statistical_spread(labels, head.values, error, inference.probs_of, inference.task,
                                 run.threshold) if error else {}
+    arrays = per_image(inference, head, labels)
     return {
         "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
         "backend": point.backend, "device": head.record["device"], "scale": text(point.scale),
@@ -289,7 +303,8 @@ def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labe
         "statistical_error": text(error), "acc_statistical_error": text(spread.get("acc")),
         "auc_statistical_error": text(spread.get("auc")),
         "wall_s": round(head.wall_s, 3), "inputs": inputs,
-        PER_IMAGE: per_image(inference, head, labels)}
+        "calibration_date": head.record.get("calibration_date") or "",  # where the backend says (fake devices)
+        **row_intervals(arrays), PER_IMAGE: arrays}
 
 
 def make_cells(todo: list[Point], base: dict[str, Backend], inputs: dict, limit, cuts: dict, run_ids: dict,
