@@ -25,9 +25,10 @@ from pathlib import Path
 
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qmedimg.backends.snapshots import take_snapshot, write_snapshot
+from qmedimg.backends.snapshots import scaled_errors, take_snapshot, write_snapshot
 from qmedimg.workflows.evaluate import evaluate_run
 from qmedimg.workflows.qpu_report import qpu_report
+
 
 def entry(level: int) -> str:
     """A registry entry for local mode on FakeManilaV2 at 4096 shots and this resilience level."""
@@ -37,16 +38,7 @@ def entry(level: int) -> str:
 
 def wrong_snapshot(path: Path, factor: float = 3.0) -> Path:
     """FakeManilaV2's snapshot with every gate error and readout error × ``factor``."""
-    data = take_snapshot(FakeManilaV2())
-    for gate in data["properties"]["gates"]:
-        for item in gate["parameters"]:
-            if item["name"] == "gate_error":
-                item["value"] = min(1.0, item["value"] * factor)
-    for qubit in data["properties"]["qubits"]:
-        for item in qubit:
-            if item["name"] in ("readout_error", "prob_meas0_prep1", "prob_meas1_prep0"):
-                item["value"] = min(0.5, item["value"] * factor)
-    return write_snapshot(path, data)
+    return write_snapshot(path, scaled_errors(take_snapshot(FakeManilaV2()), factor))
 
 
 def line(label: str, result: dict) -> str:

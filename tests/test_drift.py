@@ -2,7 +2,6 @@
 accuracy against calibration date and says how far the prediction moved, with a paired interval over the same
 test images, claiming a shift only where that interval excludes zero."""
 
-import copy
 import csv
 import re
 from datetime import datetime, timezone
@@ -29,17 +28,13 @@ def registry(tmp_path_factory):
     as two fake entries, in a registry of their own."""
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-    from qmedimg.backends.snapshots import take_snapshot, write_snapshot
+    from qmedimg.backends.snapshots import scaled_errors, take_snapshot, write_snapshot
 
     folder = tmp_path_factory.mktemp("calibrations")
     january = take_snapshot(FakeManilaV2(), taken_at=datetime(2025, 1, 10, 9, tzinfo=timezone.utc))
     january["properties"]["last_update_date"] = JANUARY
-    march = copy.deepcopy(january)
+    march = scaled_errors(january, 3, readout=False)  # gate errors × 3
     march["taken_at"], march["properties"]["last_update_date"] = "2025-03-10T09:00:00+00:00", MARCH
-    for gate in march["properties"]["gates"]:
-        for parameter in gate["parameters"]:
-            if parameter["name"] == "gate_error":
-                parameter["value"] = min(1.0, 3 * parameter["value"])
     write_snapshot(folder / "manila-jan.json", january)
     write_snapshot(folder / "manila-mar.json", march)
     path = folder / "backends.yaml"

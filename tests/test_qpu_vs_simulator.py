@@ -9,7 +9,7 @@ import pytest
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qmedimg.backends import prediction, runtime, snapshots
-from qmedimg.backends.snapshots import take_snapshot, write_snapshot
+from qmedimg.backends.snapshots import scaled_errors, take_snapshot, write_snapshot
 from qmedimg.cli import main
 from qmedimg.workflows.evaluate import evaluate_run
 from qmedimg.workflows.per_image import read_per_image
@@ -29,16 +29,7 @@ def registry(tmp_path, **extra):
 
 def wrong_snapshot(path, factor=3.0):
     """FakeManilaV2's snapshot with every gate error and readout error × ``factor``."""
-    data = take_snapshot(FakeManilaV2())
-    for gate in data["properties"]["gates"]:
-        for item in gate["parameters"]:
-            if item["name"] == "gate_error":
-                item["value"] = min(1.0, item["value"] * factor)
-    for qubit in data["properties"]["qubits"]:
-        for item in qubit:
-            if item["name"] in ("readout_error", "prob_meas0_prep1", "prob_meas1_prep0"):
-                item["value"] = min(0.5, item["value"] * factor)
-    return write_snapshot(path, data)
+    return write_snapshot(path, scaled_errors(take_snapshot(FakeManilaV2()), factor))
 
 
 @pytest.fixture

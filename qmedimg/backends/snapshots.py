@@ -80,6 +80,22 @@ def take_snapshot(device, *, taken_at: datetime | None = None) -> dict:
             "configuration": plain(configuration), "properties": plain(properties)}
 
 
+def scaled_errors(snapshot: dict, factor: float, *, readout: bool = True) -> dict:
+    """A copy of ``snapshot`` with every gate error (and, with ``readout``, every readout error) × ``factor``, capped
+    at 1 (readout: 0.5): a deliberately wrong or a what-if calibration, e.g. to check that a prediction made on it
+    is told apart from one made on the right snapshot."""
+    scaled = copy.deepcopy(snapshot)
+    for gate in scaled["properties"]["gates"]:
+        for item in gate["parameters"]:
+            if item["name"] == "gate_error":
+                item["value"] = min(1.0, item["value"] * factor)
+    for qubit in scaled["properties"]["qubits"] if readout else ():
+        for item in qubit:
+            if item["name"] in ("readout_error", "prob_meas0_prep1", "prob_meas1_prep0"):
+                item["value"] = min(0.5, item["value"] * factor)
+    return scaled
+
+
 def _public(value):
     """``value`` without any mapping key that looks private (:data:`PRIVATE_KEY`), however deep."""
     if isinstance(value, dict):
