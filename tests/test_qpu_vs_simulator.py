@@ -76,6 +76,12 @@ def test_local_mode_agrees_with_its_snapshot_and_a_wrong_snapshot_disagrees(tiny
     assert len(submitted) == 1 and wrong["test"] == result["test"]
     assert wrong["prediction"]["snapshot"]["used"] == "pinned by the entry's snapshot key"
     assert wrong["prediction"]["agreement"]["verdict"] == "disagrees", wrong["prediction"]["agreement"]
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--backend", "q", "--backends", str(registry(tmp_path, snapshot="wrong.json")),
+                 "--test-limit", str(IMAGES), "--quiet"]) == 0  # the command says it too; still nothing submitted
+    said = capsys.readouterr().out
+    assert "measured vs predicted values: disagrees" in said and "wrong.json (calibrated" in said
+    assert len(submitted) == 1
 
     assert main(["report", str(run)]) == 0
     text = (run / "qpu_vs_simulator.md").read_text()

@@ -137,6 +137,9 @@ def cmd_evaluate(args: argparse.Namespace) -> Path | None:
               f"mean |Δ expectation| {result['mean_abs_expectation_error']:.4f}")
     if result.get("jobs"):
         print(f"jobs: {', '.join(str(j['job_id']) for j in result['jobs'])}; QPU seconds {result['qpu_seconds']}")
+    if "prediction" in result:
+        print(_prediction_line(result["prediction"], result.get("qpu_vs_simulator")) + f"; `qmedimg report "
+              f"{args.run_dir}` writes qpu_vs_simulator.md")
     print(f"{result['images_per_s']:.0f} images/s (after {result['setup_s']:.1f} s set-up); written to {result['path']}")
     return Path(result["path"])  # the eval file, for --track
 
@@ -303,8 +306,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
             probs = "  ".join(f"{n}: {p:.3f}" for n, p in r["probabilities"].items())
             evs = " ".join(f"{v:+.3f}" for v in r["expectations"])
             print(f"{r['file']}: {r['class']}   ({probs})" + (f"   head ⟨O⟩ = [{evs}]" if evs else ""))
+    if "prediction" in result:
+        print(_prediction_line(result["prediction"]))
     print(f"{len(result['rows'])} predicted, {len(result['errors'])} skipped"
           + (f"; written to {result['path']}" if result["path"] else ""))
+
+
+def _prediction_line(prediction: dict, compared: dict | None = None) -> str:
+    """One line on an ibm run's measured values against their prediction on the calibration snapshot."""
+    agreement, snapshot = prediction["agreement"], prediction["snapshot"]
+    acc = (f"predicted ACC {compared['predicted']['acc']:.4f}, measured {compared['measured']['acc']:.4f}; "
+           if compared else "")
+    return (f"predicted on the calibration snapshot {snapshot['file']} (calibrated {snapshot['calibration_date']}): "
+            f"{acc}measured vs predicted values: {agreement['verdict']} (chi2 {agreement['chi2']:.1f} on "
+            f"{agreement['dof']}, p = {agreement['p']:.3g})")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
