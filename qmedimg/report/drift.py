@@ -25,6 +25,7 @@ import numpy as np
 
 from qmedimg.report.intervals import LEVEL, RESAMPLES, SEED, correct, seeded_difference
 from qmedimg.report.plots import save_figure
+from qmedimg.report.study_intervals import span
 
 
 def _calibrated(row: dict) -> bool:
@@ -78,11 +79,9 @@ def plot_drift(rows: list[dict], out: Path) -> Path | None:
         if not points:
             continue
         x = [when for when, _ in points]
-        acc = np.array([np.mean([float(r["acc"]) for r in group]) for _, group in points])
-        low = np.array([min((float(r["acc_low"]) for r in group if r.get("acc_low")), default=np.nan)
-                        for _, group in points])
-        high = np.array([max((float(r["acc_high"]) for r in group if r.get("acc_high")), default=np.nan)
-                         for _, group in points])
+        spans = [span(group, "acc") or (float(np.mean([float(r["acc"]) for r in group])), np.nan, np.nan)
+                 for _, group in points]  # over repeats: the mean ACC and the span of their intervals
+        acc, low, high = (np.array(values) for values in zip(*spans))
         ax.errorbar(x, acc, yerr=[np.nan_to_num(acc - low), np.nan_to_num(high - acc)], marker="o", capsize=4,
                     label=_label(key, many))
     ax.set(xlabel="calibration date (UTC)", ylabel="test ACC",

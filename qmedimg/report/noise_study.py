@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from qmedimg.report.plots import save_figure
-from qmedimg.report.study_intervals import acc_cell, interval_cell, lost_cell, lost_excludes_zero, lost_section
+from qmedimg.report.study_intervals import (acc_cell, interval_cell, lost_cell, lost_excludes_zero, lost_section,
+                                            row_number)
 
 
 def curves_by_key(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -214,14 +215,6 @@ CROSS_CHECKED = (("acc", "ACC"), ("auc", "AUC"), ("mean_abs_expectation_error", 
 """The metrics a cross-check compares (where the rows hold them)."""
 
 
-def _number(row: dict, column: str) -> float | None:
-    try:
-        value = float(row.get(column, ""))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _simulated_by(row: dict) -> str:
     """'qmedimg trajectories ×200' / 'aer density_matrix' / '—' (a kind that does not say)."""
     what = " ".join(x for x in (row.get("simulator", ""), row.get("simulation", "")) if x)
@@ -246,12 +239,12 @@ def cross_check_section(pairs: list[tuple[str, dict, dict]], *, asked: int, elig
                      f"all {eligible} were.")
     lines += ["", "| point | metric | sampler | Aer | difference | sampler's statistical error | sampler row simulated by |",
               "|---|---|---|---|---|---|---|"]
-    metrics = [(c, label) for c, label in CROSS_CHECKED if any(_number(s, c) is not None for _, s, _ in pairs)]
+    metrics = [(c, label) for c, label in CROSS_CHECKED if any(row_number(s, c) is not None for _, s, _ in pairs)]
     found: dict[str, list] = {c: [] for c, _ in metrics}
     for name, sampler, aer in pairs:
-        error = _number(sampler, "statistical_error")
+        error = row_number(sampler, "statistical_error")
         for column, label in metrics:
-            mine, theirs = _number(sampler, column), _number(aer, column)
+            mine, theirs = row_number(sampler, column), row_number(aer, column)
             difference = None if mine is None or theirs is None else mine - theirs
             if difference is not None:
                 found[column].append((abs(difference), name, error, sampler))

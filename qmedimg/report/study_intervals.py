@@ -69,7 +69,8 @@ def method_note(level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SE
             "accuracy) is drawn only where the paired interval excludes zero.")
 
 
-def _float(row: dict, column: str) -> float | None:
+def row_number(row: dict, column: str) -> float | None:
+    """A results.csv row's ``column`` as a finite number, or None (blank, not a number, NaN or infinite)."""
     try:
         value = float(row.get(column, ""))
     except ValueError:
@@ -77,10 +78,10 @@ def _float(row: dict, column: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _span(rows: list[dict], column: str, factor: float = 1.0) -> tuple[float, float, float] | None:
+def span(rows: list[dict], column: str, factor: float = 1.0) -> tuple[float, float, float] | None:
     """(mean of ``column``, lowest ``column_low``, highest ``column_high``) over ``rows`` (repeats of a point),
     × ``factor``; None where a row lacks one (a row from before the interval columns, or undefined: NaN)."""
-    found = [(_float(r, column), _float(r, f"{column}_low"), _float(r, f"{column}_high")) for r in rows]
+    found = [(row_number(r, column), row_number(r, f"{column}_low"), row_number(r, f"{column}_high")) for r in rows]
     if not found or any(v is None for triple in found for v in triple):
         return None
     return (factor * float(np.mean([f[0] for f in found])), factor * min(f[1] for f in found),
@@ -90,11 +91,11 @@ def _span(rows: list[dict], column: str, factor: float = 1.0) -> tuple[float, fl
 def interval_cell(rows: list[dict], column: str, digits: int = 4) -> str:
     """'0.8125 [0.6250, 0.9375]': ``column`` with its interval (over repeats: the mean, and the span); the value
     alone where no interval is recorded; '—' where there is no value."""
-    span = _span(rows, column)
-    if span is None:
-        values = [v for r in rows if (v := _float(r, column)) is not None]
+    spanned = span(rows, column)
+    if spanned is None:
+        values = [v for r in rows if (v := row_number(r, column)) is not None]
         return f"{np.mean(values):.{digits}f}" if values and len(values) == len(rows) else "—"
-    mean, low, high = span
+    mean, low, high = spanned
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -105,14 +106,14 @@ def acc_cell(rows: list[dict]) -> str:
 
 def lost_cell(rows: list[dict]) -> str:
     """ACC lost in points with its paired interval: '+6.2 [+0.0, +12.5]'; '—' where not recorded."""
-    span = _span(rows, "acc_lost", 100)
-    return "—" if span is None else f"{span[0]:+.1f} [{span[1]:+.1f}, {span[2]:+.1f}]"
+    lost = span(rows, "acc_lost", 100)
+    return "—" if lost is None else f"{lost[0]:+.1f} [{lost[1]:+.1f}, {lost[2]:+.1f}]"
 
 
 def lost_excludes_zero(rows: list[dict]) -> bool | None:
     """Whether the paired interval of ACC lost excludes zero at every one of ``rows`` (repeats of a point) on the
     same side; None where a row has no interval recorded."""
-    spans = [_span([r], "acc_lost") for r in rows]
+    spans = [span([r], "acc_lost") for r in rows]
     if not spans or any(s is None for s in spans):
         return None
     return all(s[1] > 0 for s in spans) or all(s[2] < 0 for s in spans)
@@ -121,10 +122,10 @@ def lost_excludes_zero(rows: list[dict]) -> bool | None:
 def lost_clause(rows: list[dict], where: str) -> str:
     """A clause on the accuracy a point lost (``rows``: its repeats; ``where``: e.g. 'at noise scale 1') that says
     noise costs or gains accuracy only where the paired interval excludes zero."""
-    span = _span(rows, "acc_lost", 100)
-    if span is None:
+    lost = span(rows, "acc_lost", 100)
+    if lost is None:
         return f"no paired interval of the ACC lost {where} is recorded (rows from before qmedimg recorded it)"
-    estimate, low, high = span
+    estimate, low, high = lost
     if low == high == estimate == 0:
         return f"noise changes no decision {where} (0.0 points: every image decided as by the exact head)"
     if lost_excludes_zero(rows):
