@@ -99,8 +99,13 @@ class IbmBackend(DeviceBackend):
         return f"{self.entry.device}'s live calibration"
 
     def _calibration_record(self) -> dict:
+        return self._calibration_facts
+
+    @cached_property
+    def _calibration_facts(self) -> dict:
         """The calibration date of the device the circuits are planned on: the fake device's in local mode, the fake
-        twin's offline (``calibration_twin`` says so), the live device's otherwise (asked under ``timeout_s``)."""
+        twin's offline (``calibration_twin`` says so), the live device's otherwise (asked of IBM Quantum once per
+        backend, under ``timeout_s``: every eval-file record of this backend says the same)."""
         if self.entry.local:
             return {"calibration_date": calibration_date(self._device)}
         if self._offline:
