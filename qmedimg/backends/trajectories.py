@@ -130,6 +130,13 @@ class TrajectoryProgram:
     op_a: np.ndarray  # per branch: the (weighted) matrix on the step's first qubit
     op_b: np.ndarray  # per branch: on its second qubit (identity for one-qubit errors)
     parameterized: list[tuple[int, int]]  # (step, index of the instruction in the circuit)
+    defer: np.ndarray  # per step: a two-qubit step whose 4×4 is held for the next one on its pair (fusion)
+    take: np.ndarray  # per step: the qubit under which the matrix it multiplies in is held, -1 if none
+    swap: np.ndarray  # per step: that matrix is in the other qubit order
+
+    def unfused(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(defer, take, swap) that fuse nothing: every two-qubit gate applied on its own (the gradient sweep)."""
+        return np.zeros_like(self.defer), np.full_like(self.take, -1), np.zeros_like(self.swap)
 
 
 class TrajectorySampler:
@@ -139,13 +146,17 @@ class TrajectorySampler:
         circuit: a circuit of gates on ≤ 2 qubits (parameters allowed), its qubits the simulated ones.
         errors: ``{(instruction name, qubits): QuantumError}`` — the noise model's local errors, applied after
             every matching instruction, as Aer applies them (:func:`qmedimg.backends.noise.gate_errors`).
+        fuse: run two-qubit gates in a row on one pair as one pass (the default; see
+            :mod:`qmedimg.quantum.trajectory_kernel`).
     ``unsupported`` is None when every channel can be sampled exactly, else why not (then use Aer)."""
 
-    def __init__(self, circuit: QuantumCircuit, errors: dict):
+    def __init__(self, circuit: QuantumCircuit, errors: dict, *, fuse: bool = True):
         self.circuit = circuit
         self.unsupported: str | None = None
         try:
             self.program = _compile(circuit, errors)
+            if not fuse:  # every two-qubit gate applied on its own (the same numbers; tests compare the two)
+                self.program.defer, self.program.take, self.program.swap = self.program.unfused()
         except UnsupportedNoise as exc:
             self.program, self.unsupported = None, str(exc)
 
@@ -183,20 +194,22 @@ class TrajectorySampler:
         locations = len(program.offset)
         checkpoints = np.empty((int(np.sum(program.kind == kernel.TWO_QUBIT)) + 1, 1 << program.n), np.complex128)
         pending_at = np.empty((locations, program.n, 2, 2), np.complex128)
+        held_at = np.empty((locations, program.n, 4, 4), np.complex128)
         checkpoint_at = np.zeros(locations, np.int64)
         dominant = np.empty(len(xmask))
+        fusion = program.defer, program.take, program.swap
         for r in rows:
             kernel.dominant_path(program.n, program.kind, program.qa, program.qb, gates[r], program.loc, program.offset,
-                                 program.op_a, program.op_b, checkpoints, pending_at, checkpoint_at, xmask, zmask, ny,
-                                 dominant)
+                                 program.op_a, program.op_b, *fusion, checkpoints, pending_at, held_at, checkpoint_at,
+                                 xmask, zmask, ny, dominant)
             uniforms = np.random.default_rng(row_seeds[r]).random((trajectories, locations))
             out = np.empty((trajectories, len(xmask)))
 
             def part(first, last):
                 kernel.run_trajectories(first, last, program.n, program.kind, program.qa, program.qb, gates[r],
                                         program.loc, program.step_of, program.offset, program.count, program.cum,
-                                        program.op_a, program.op_b, checkpoints, pending_at, checkpoint_at, uniforms,
-                                        xmask, zmask, ny, out)
+                                        program.op_a, program.op_b, *fusion, checkpoints, pending_at, held_at,
+                                        checkpoint_at, uniforms, xmask, zmask, ny, out)
 
             if pool is None:
                 part(0, trajectories)
@@ -277,6 +290,7 @@ def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
     n = circuit.num_qubits
     kind, qa, qb, gates, location_of_step, step_of_location, parameterized = [], [], [], [], [], [], []
     probabilities, ops_a, ops_b, offset, count = [], [], [], [], []
+    branches_of: dict[tuple, tuple] = {}  # one error per (instruction, qubits), met once per gate it follows
     for index, inst in enumerate(circuit.data):
         operation = inst.operation
         qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
@@ -298,7 +312,10 @@ def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
             matrix[:len(u), :len(u)] = u
         error = errors.get((operation.name, qubits))
         if error is not None:
-            p, a, b = branches(error, len(qubits))
+            key = (operation.name, qubits)
+            if key not in branches_of:
+                branches_of[key] = branches(error, len(qubits))
+            p, a, b = branches_of[key]
             step_of_location.append(len(kind))
             offset.append(sum(count))
             count.append(len(p))
@@ -310,6 +327,7 @@ def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
         qb.append(qubits[-1])
         gates.append(matrix)
         location_of_step.append(len(step_of_location) - 1 if error is not None else -1)
+    defer, take, swap = _fusion(kind, qa, qb)
     cum = [np.minimum(np.cumsum(p) / p.sum(), 1.0) for p in probabilities]
     for c in cum:
         c[-1] = 1.0
@@ -319,7 +337,23 @@ def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
         gates=np.asarray(gates, complex).reshape(-1, 4, 4),
         loc=np.asarray(location_of_step, np.int64), step_of=np.asarray(step_of_location, np.int64), offset=np.asarray(offset, np.int64), count=np.asarray(count, np.int64),
         cum=np.concatenate(cum) if cum else np.zeros(0), op_a=np.concatenate(ops_a) if ops_a else empty,
-        op_b=np.concatenate(ops_b) if ops_b else empty, parameterized=parameterized)
+        op_b=np.concatenate(ops_b) if ops_b else empty, parameterized=parameterized, defer=defer, take=take, swap=swap)
+
+
+def _fusion(kind: list[int], qa: list[int], qb: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which two-qubit steps fuse with the next (see :class:`TrajectoryProgram`): step p holds its matrix for
+    step s when s is the next two-qubit step on both of p's qubits and acts on the same pair."""
+    defer, take, swap = np.zeros(len(kind), bool), np.full(len(kind), -1, np.int64), np.zeros(len(kind), bool)
+    last: dict[int, int] = {}  # qubit -> its last two-qubit step
+    for s, k in enumerate(kind):
+        if k != kernel.TWO_QUBIT:
+            continue
+        a, b = qa[s], qb[s]
+        p = last.get(a)
+        if p is not None and last.get(b) == p:  # p was on {a, b} and nothing two-qubit touched either since
+            defer[p], take[s], swap[s] = True, qa[p], qa[p] != a
+        last[a] = last[b] = s
+    return defer, take, swap
 
 
 def label_masks(labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

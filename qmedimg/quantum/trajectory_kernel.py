@@ -9,6 +9,14 @@ is a tensor product of single-qubit matrices, single-qubit work never touches th
 *pending* 2×2 matrix (the product of its single-qubit gates and sampled noise since its last two-qubit gate),
 folded into the next two-qubit gate as one 4×4 pass (or applied at the end).
 
+Two-qubit gates in a row on one pair (a ZNE-folded G·G†·G, a routing SWAP's three CNOTs) fuse: when the next
+two-qubit gate on either qubit of a pair is again on that pair, the gate's 4×4 (its pending matrices and noise
+folded in) is *held* (``held[qa]``) and multiplied into the next one instead of being applied, so a run of k
+such gates costs one pass over the state, not k. The program says which steps hold (``defer``), which take a
+held matrix (``take``: the qubit it is held under, -1 none) and whether it is in the other qubit order
+(``swap``); with ``defer`` all false nothing fuses (what the gradient sweep, which needs every gate's state,
+runs).
+
 Trajectories share their prefix: branch 0 of every location is the most probable one, and every trajectory
 that has drawn only branch 0 so far has the same state. :func:`dominant_path` runs that path once, keeping the
 state after every two-qubit gate and the pending matrices at every location; :func:`run_trajectories` starts
@@ -107,6 +115,41 @@ def apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim):  # pragma: no cov
 
 
 @numba.njit(nogil=True, cache=True)
+def times_held(u, held, swapped, out):  # pragma: no cover - compiled
+    """out <- U · H, H a held 4×4 (in the other qubit order when ``swapped``: local bits exchanged)."""
+    for r in range(4):
+        for c in range(4):
+            acc = 0j
+            for m in range(4):
+                mm, cc = (((m & 1) << 1) | (m >> 1), ((c & 1) << 1) | (c >> 1)) if swapped else (m, c)
+                acc += u[r, m] * held[mm, cc]
+            out[r, c] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim):  # pragma: no cover
+    """:func:`apply_gate`, with fusion: a two-qubit step first multiplies in the matrix held for it
+    (``take[s]``), then holds its own product under its first qubit (``defer[s]``) or applies it."""
+    if kind[s] != TWO_QUBIT:
+        left_multiply(gates[s, :2, :2], pending[qa[s]])
+        return
+    a, b = qa[s], qb[s]
+    fold_gate(gates[s], pending[a], pending[b], u4)
+    if take[s] >= 0:
+        times_held(u4, held[take[s]], swap[s], w4)
+        u4[:, :] = w4
+    if defer[s]:
+        held[a, :, :] = u4
+    else:
+        apply_4x4(psi, a, b, u4, dim)
+    pending[a, :, :] = 0.0
+    pending[b, :, :] = 0.0
+    for i in range(2):
+        pending[a, i, i] = 1.0
+        pending[b, i, i] = 1.0
+
+
+@numba.njit(nogil=True, cache=True)
 def apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b):  # pragma: no cover - compiled
     """Branch ``branch`` of step ``s``'s noise location (if it has one), into the pending matrices."""
     ell = loc[s]
@@ -173,11 +216,11 @@ def label_values(psi, pending, n, dim, xmask, zmask, ny, out):  # pragma: no cov
 
 
 @numba.njit(nogil=True, cache=True)
-def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, checkpoints, pending_at, checkpoint_at,
-                  xmask, zmask, ny, out):  # pragma: no cover - compiled
-    """Run the path that draws branch 0 everywhere: checkpoints[c] = the state after c two-qubit gates;
-    pending_at[ℓ] and checkpoint_at[ℓ] = the pending matrices and checkpoint just before location ℓ's noise;
-    ``out`` = its label values."""
+def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, swap, checkpoints, pending_at,
+                  held_at, checkpoint_at, xmask, zmask, ny, out):  # pragma: no cover - compiled
+    """Run the path that draws branch 0 everywhere: checkpoints[c] = the state after c applied two-qubit passes;
+    pending_at[ℓ], held_at[ℓ] and checkpoint_at[ℓ] = the pending and held matrices and the checkpoint just
+    before location ℓ's noise; ``out`` = its label values."""
     dim = 1 << n
     psi = np.zeros(dim, np.complex128)
     psi[0] = 1.0
@@ -185,31 +228,37 @@ def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, checkpoints, 
     for q in range(n):
         pending[q, 0, 0] = 1.0
         pending[q, 1, 1] = 1.0
+    held = np.zeros((n, 4, 4), np.complex128)
     u4 = np.empty((4, 4), np.complex128)
+    w4 = np.empty((4, 4), np.complex128)
     c = 0
     checkpoints[0, :] = psi
     for s in range(kind.shape[0]):
-        apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim)
-        if kind[s] == TWO_QUBIT:
+        apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
+        if kind[s] == TWO_QUBIT and not defer[s]:
             c += 1
             checkpoints[c, :] = psi
         ell = loc[s]
         if ell >= 0:
             pending_at[ell, :, :, :] = pending
+            held_at[ell, :, :, :] = held
             checkpoint_at[ell] = c
         apply_noise(s, 0, pending, kind, qa, qb, loc, offset, op_a, op_b)
     label_values(psi, pending, n, dim, xmask, zmask, ny, out)
 
 
 @numba.njit(nogil=True, cache=True)
-def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, count, cum, op_a, op_b,
-                     checkpoints, pending_at, checkpoint_at, uniforms, xmask, zmask, ny, out):  # pragma: no cover
+def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, count, cum, op_a, op_b, defer, take,
+                     swap, checkpoints, pending_at, held_at, checkpoint_at, uniforms, xmask, zmask, ny,
+                     out):  # pragma: no cover - compiled
     """Trajectories ``first``..``last``-1 of one row: out[t] = their label values; a trajectory that draws
     branch 0 everywhere is left as NaN (it is the dominant path)."""
     dim = 1 << n
     u4 = np.empty((4, 4), np.complex128)
+    w4 = np.empty((4, 4), np.complex128)
     psi = np.empty(dim, np.complex128)
     pending = np.empty((n, 2, 2), np.complex128)
+    held = np.empty((n, 4, 4), np.complex128)
     for t in range(first, last):
         start = first_departure(t, uniforms, cum, offset)
         if start < 0:
@@ -217,8 +266,11 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
             continue
         s0 = resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, offset, count, cum, op_a, op_b,
                                   checkpoints, pending_at, checkpoint_at, uniforms)
+        held[:, :, :] = held_at[start]
         for s in range(s0, kind.shape[0]):
+            apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
             ell = loc[s]
-            branch = 0 if ell < 0 else draw_branch(uniforms[t, ell], cum, offset[ell], count[ell])
-            run_step(s, branch, psi, pending, kind, qa, qb, gates, loc, offset, op_a, op_b, u4, dim)
+            if ell >= 0:
+                apply_noise(s, draw_branch(uniforms[t, ell], cum, offset[ell], count[ell]), pending, kind, qa, qb,
+                            loc, offset, op_a, op_b)
         label_values(psi, pending, n, dim, xmask, zmask, ny, out[t])
