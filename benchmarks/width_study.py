@@ -63,6 +63,12 @@ def main() -> None:
     for backend in backends:
         mine = [r for r in rows if r["backend"] == backend]
         print(f"  evaluate on {backend}: {len(mine)} points, {sum(float(r['wall_s']) for r in mine):.1f} s")
+    for head in sorted({(int(r["qubits"]), int(r["layers"])) for r in rows}):
+        mine = [r for r in rows if (int(r["qubits"]), int(r["layers"])) == head]
+        parts = ", ".join(f"{m} {sum(float(r['wall_s']) for r in mine if r['mitigation'] == m):.1f} s"
+                          for m in sorted({r["mitigation"] for r in mine}))
+        methods = "/".join(sorted({r["simulation"] for r in mine if float(r["scale"]) > 0}))
+        print(f"  evaluate {head[0]}×{head[1]} ({methods}): {len(mine)} points, {parts}")
     print(f"width study: {len(rows)} points, {wall:.1f} s wall ({wall / 60:.1f} min; target ≤ {TARGET_S // 60} min: "
           f"{'met' if wall <= TARGET_S else 'NOT met'}); written to {out}")
     text = (out / "summary.md").read_text()
