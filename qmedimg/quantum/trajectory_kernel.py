@@ -98,6 +98,16 @@ def draw_branch(u, cum, offset, count):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
+def reset_pending(pending, a, b):  # pragma: no cover - compiled
+    """The pending matrices of qubits a and b <- identities (after a two-qubit gate took them in)."""
+    pending[a, :, :] = 0.0
+    pending[b, :, :] = 0.0
+    for i in range(2):
+        pending[a, i, i] = 1.0
+        pending[b, i, i] = 1.0
+
+
+@numba.njit(nogil=True, cache=True)
 def apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim):  # pragma: no cover - compiled
     """Step ``s``'s gate: a single-qubit one joins its qubit's pending matrix; a two-qubit one folds both
     pending matrices in, is applied to ``psi``, and leaves them identities."""
@@ -105,11 +115,7 @@ def apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim):  # pragma: no cov
     if kind[s] == TWO_QUBIT:
         fold_gate(gates[s], pending[a], pending[b], u4)
         apply_4x4(psi, a, b, u4, dim)
-        pending[a, :, :] = 0.0
-        pending[b, :, :] = 0.0
-        for i in range(2):
-            pending[a, i, i] = 1.0
-            pending[b, i, i] = 1.0
+        reset_pending(pending, a, b)
     else:
         left_multiply(gates[s, :2, :2], pending[a])
 
@@ -142,11 +148,7 @@ def apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, sw
         held[a, :, :] = u4
     else:
         apply_4x4(psi, a, b, u4, dim)
-    pending[a, :, :] = 0.0
-    pending[b, :, :] = 0.0
-    for i in range(2):
-        pending[a, i, i] = 1.0
-        pending[b, i, i] = 1.0
+    reset_pending(pending, a, b)
 
 
 @numba.njit(nogil=True, cache=True)
