@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qmedimg.backends.context import fingerprint
 from qmedimg.errors import QmedimgError
 from qmedimg.backends.ledger_file import LEDGER_VERSION, LEGACY, read_ledger, same_request
 from qmedimg.files import exclusive, write_json
@@ -126,10 +127,9 @@ def _circuit_duration(isa, device) -> float:
 
 def circuit_digest(circuit) -> str:
     """A digest of an (ISA) circuit's content as OpenQASM 3: equal in every process (unlike QPY, which
-    holds the circuit's generated name)."""
-    from qiskit import qasm3
-
-    return hashlib.sha256(qasm3.dumps(circuit).encode()).hexdigest()[:16]
+    holds the circuit's generated name); the transpile cache's :func:`~qmedimg.backends.context.fingerprint`,
+    shortened."""
+    return fingerprint(circuit)[:16]
 
 
 def request_id(**parts) -> str:

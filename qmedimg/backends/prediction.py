@@ -30,7 +30,6 @@ on N images; over all N·O values χ² with its p-value. Verdict: ``disagrees`` 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -102,7 +101,7 @@ def keep_snapshot(ledger, device, timeout_s: float | None = None) -> None:
 def used_snapshot(ledger, pinned: Path | None) -> tuple[dict, dict]:
     """(snapshot, record): the pinned file when given, else the one kept for this request (one line if it is
     missing or damaged)."""
-    from qmedimg.backends.snapshots import read_snapshot
+    from qmedimg.backends.snapshots import read_snapshot_file
 
     kept = ledger.data.get("snapshot") or {}
     if pinned is not None:
@@ -114,8 +113,8 @@ def used_snapshot(ledger, pinned: Path | None) -> tuple[dict, dict]:
     if not path.is_file():
         raise QmedimgError(f"{path}: calibration snapshot not found ({used}); restore it, or pin another with the "
                            "entry's snapshot: FILE")
-    snapshot = read_snapshot(path)
-    record = {"used": used, "file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+    snapshot, digest = read_snapshot_file(path)  # one read: the snapshot and the digest of the same bytes
+    record = {"used": used, "file": str(path), "sha256": digest[:16],
               "device": snapshot.get("device"), "taken_at": snapshot.get("taken_at"),
               "calibration_date": _calibration_date(snapshot), "at_submission": kept or None}
     record["calibration_age_days"] = _age_days(record["calibration_date"], kept.get("taken_at") or record["taken_at"])
