@@ -1,6 +1,7 @@
 """Fusion in qmedimg's trajectory sampler (:mod:`qmedimg.quantum.trajectory_kernel`): two-qubit gates in a row
 on one pair (a routing SWAP's CNOTs, a ZNE-folded G·G†·G) run as one pass over the state, with the same numbers
-as gate by gate, and both agree with Aer's density matrix — in either qubit order, with non-unital noise."""
+as gate by gate, and both agree with Aer's density matrix — in either qubit order, with non-unital noise; so do a
+qubit's single-qubit gates after its last two-qubit gate, which join that gate's pass."""
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -89,3 +90,37 @@ def test_a_zne_folded_device_circuit_costs_one_pass_per_unfolded_gate_and_agrees
     rest = np.arange(len(labels)) != identity
     exact = density_matrix_values(folded, noise_model(calibrated, errors), values, labels)
     assert_within_errors(mean[rest], stderr[rest], exact[rest])
+
+
+def test_single_qubit_gates_after_a_qubits_last_two_qubit_gate_join_that_pass_with_the_same_numbers():
+    t = Parameter("t")
+    qc = QuantumCircuit(3)
+    qc.ry(t, 0)
+    qc.cx(0, 1)  # 1: qubit 0's last two-qubit gate
+    qc.sx(0)  # 2: qubit 0's tail
+    qc.cx(1, 2)  # 3: held for 5
+    qc.rx(t, 1)
+    qc.cx(2, 1)  # 5: the last of qubits 1 and 2, taking 3's matrix
+    qc.sx(1)  # 6, 7: qubit 1's tail
+    qc.rx(t, 1)
+    qc.x(2)  # 8: qubit 2's tail
+    two = depolarizing_error(0.05, 2).compose(amplitude_damping_error(0.15).tensor(amplitude_damping_error(0.02)))
+    one = thermal_relaxation_error(50, 30, 5).compose(amplitude_damping_error(0.1))
+    errors = {(inst.operation.name, tuple(qc.find_bit(q).index for q in inst.qubits)): two if len(inst.qubits) == 2
+              else one for inst in qc.data}
+    model = NoiseModel(basis_gates=["ry", "rx", "sx", "x", "cx"])
+    for (name, qubits), error in errors.items():
+        model.add_quantum_error(error, name, list(qubits))
+    values = np.array([[0.4], [2.3]])
+
+    sampler = TrajectorySampler(qc, errors)
+    last, first, steps = kernel.single_qubit_tails(3, sampler.program.kind, sampler.program.qa, sampler.program.qb)
+    np.testing.assert_array_equal(last, [1, 5, 5])
+    np.testing.assert_array_equal(first, [0, 1, 3, 4])
+    np.testing.assert_array_equal(steps, [2, 6, 7, 8])
+    # Z strings (their values from one transform of the probabilities) and others (one pass per label)
+    for labels in (["IIZ", "IZI", "ZII", "ZZI", "ZIZ", "ZZZ"], ["IIY", "IYI", "XIX", "YZZ", "ZYY"]):
+        _, mean, stderr, mean_unfused, stderr_unfused = run_both(qc, errors, values, labels)
+        np.testing.assert_allclose(mean, mean_unfused, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(stderr, stderr_unfused, rtol=0, atol=1e-12)
+        assert_within_errors(mean, stderr, density_matrix_values(qc, model, values, labels))

@@ -57,8 +57,8 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.backends.aer_rows import aer_rows, localize, save_expectations
 from qmedimg.backends.density_gradient import GradientRows
-from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, gate_errors, noise_model, readout_errors,
-                                    reported_paulis, trim_idle)
+from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_error, gate_errors, noise_model,
+                                    readout_errors, reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
 from qmedimg.backends.trajectories import TrajectorySampler
 from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable
@@ -140,7 +140,7 @@ class DeviceEstimator(SummedGradientEstimator):
         super().__init__()
         self.device, self.noise_scale, self.shots, self.trajectories = device, noise_scale, shots, trajectories
         self.simulator, self.training_trajectories, self.aer_device = simulator, training_trajectories, aer_device
-        self.statistical_error: float | None = None  # the largest standard error of a trajectory mean so far
+        self.statistical_error: float | None = None  # the largest standard error of a value so far (after ZNE)
         self.readout_mitigation, self.zne, self.twirls = readout_mitigation, zne, twirls
         self.seed = seed
         self._rng = np.random.default_rng(seed)
@@ -238,27 +238,35 @@ class DeviceEstimator(SummedGradientEstimator):
         """<P> on the device for every Pauli label (little-endian, full circuit width) and row."""
         prepared = self.prepare(circuit)
         local = localize(prepared.qubits, paulis)
-        per_factor = []
+        means, errors = [], []
         for f, copies in enumerate(prepared.variants):
-            runs = [self._sampled(c, prepared, values, local) if self.shots else
+            runs = [(self._sampled(c, prepared, values, local), None) if self.shots else
                     self._exact(c, prepared, values, local, prepared.samplers[f][t] if prepared.samplers else None)
                     for t, c in enumerate(copies)]
-            per_factor.append(np.mean(runs, axis=0))
-        if len(per_factor) == 1:
-            return per_factor[0]
-        return extrapolate(self.zne.noise_factors, np.stack(per_factor), self.zne.extrapolator)
+            means.append(np.mean([mean for mean, _ in runs], axis=0))
+            if runs[0][1] is not None:  # the mean of independent copies: √Σσ² / copies
+                errors.append(np.sqrt(np.sum([error**2 for _, error in runs], axis=0)) / len(runs))
+        if len(means) == 1:
+            value, error = means[0], errors[0] if errors else None
+        else:
+            factors, method = self.zne.noise_factors, self.zne.extrapolator
+            value = extrapolate(factors, np.stack(means), method)
+            error = extrapolation_error(factors, np.stack(means), np.stack(errors), method) if errors else None
+        if error is not None and error.size:
+            self.statistical_error = max(self.statistical_error or 0.0, float(np.max(error)))
+        return value
 
-    def _exact(self, circuit, prepared: _Prepared, values, local, sampler: TrajectorySampler | None) -> np.ndarray:
+    def _exact(self, circuit, prepared: _Prepared, values, local,
+               sampler: TrajectorySampler | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise), or the
-        mean over noise trajectories (qmedimg's sampler, or Aer's statevector shots, each with its noise)."""
+        mean over noise trajectories (qmedimg's sampler, or Aer's statevector shots, each with its noise); with
+        the standard error of each value (None where exact)."""
         if len(values) == 0:
-            return np.zeros((len(local), 0))
+            return np.zeros((len(local), 0)), None
         labels, coeffs = self._measured(prepared, local)
         if sampler is not None:
-            mean, stderr = sampler.run(values, labels, coeffs, trajectories=self.trajectories,
-                                       seed=int(self._rng.integers(2**31)))
-            self._note_error(stderr)
-            return mean
+            return sampler.run(values, labels, coeffs, trajectories=self.trajectories,
+                               seed=int(self._rng.integers(2**31)))
         measured = circuit.copy()
         trajectories = prepared.method == "trajectories"
         save_expectations(measured, labels, pershot=trajectories)
@@ -271,23 +279,10 @@ class DeviceEstimator(SummedGradientEstimator):
             simulator = AerSimulator(method=prepared.method, noise_model=prepared.noise, device=self.aer_device)
         table = aer_rows(simulator, measured, values)
         if not trajectories:
-            return coeffs @ np.array([[row[label] for label in labels] for row in table]).T
+            return coeffs @ np.array([[row[label] for label in labels] for row in table]).T, None
         per_shot = np.array([[row[label] for label in labels] for row in table])  # (rows, labels, shots)
         combined = np.einsum("ol,rls->ors", coeffs, per_shot)
-        self._note_error(combined.std(axis=2, ddof=1) / np.sqrt(combined.shape[2]))
-        return combined.mean(axis=2)
-
-    def _note_error(self, stderr: np.ndarray) -> None:
-        """Keep the largest standard error of a value. With ZNE, a value is extrapolated from one per noise
-        factor: its error is that of one factor's × √Σc² (c: the weights of the linear extrapolation to 0;
-        for the exponential fit, the same first-order estimate)."""
-        if stderr.size:
-            gain = 1.0
-            if self.zne is not None:
-                x = np.asarray(self.zne.noise_factors, dtype=float)
-                weights = np.linalg.pinv(np.stack([np.ones_like(x), x], axis=1))[0]
-                gain = float(np.sqrt(np.sum(weights**2)))
-            self.statistical_error = max(self.statistical_error or 0.0, gain * float(np.max(stderr)))
+        return combined.mean(axis=2), combined.std(axis=2, ddof=1) / np.sqrt(combined.shape[2])
 
     def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
         """What the device reports for each localized label (:func:`~qmedimg.backends.noise.reported_paulis`):

@@ -49,6 +49,11 @@ class StudyRules:
                                "mitigation needs a fake or ibm backend")
         return {}
 
+    def result_inputs(self, mitigation: str) -> dict:
+        """What a point's row depends on besides its run, images and entry (part of its ``inputs`` digest, so
+        a row computed otherwise is never reused): nothing here."""
+        return {}
+
     def reference_overrides(self) -> dict | None:
         """Entry keys that run the same point on Aer, the reference simulator, when this backend may simulate
         it otherwise (qmedimg's trajectory sampler); None when there is nothing to cross-check."""

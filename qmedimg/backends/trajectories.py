@@ -146,12 +146,12 @@ class TrajectorySampler:
         circuit: a circuit of gates on ≤ 2 qubits (parameters allowed), its qubits the simulated ones.
         errors: ``{(instruction name, qubits): QuantumError}`` — the noise model's local errors, applied after
             every matching instruction, as Aer applies them (:func:`qmedimg.backends.noise.gate_errors`).
-        fuse: run two-qubit gates in a row on one pair as one pass (the default; see
-            :mod:`qmedimg.quantum.trajectory_kernel`).
+        fuse: run two-qubit gates in a row on one pair as one pass, and each qubit's single-qubit gates after
+            its last two-qubit gate in that gate's pass (the default; see :mod:`qmedimg.quantum.trajectory_kernel`).
     ``unsupported`` is None when every channel can be sampled exactly, else why not (then use Aer)."""
 
     def __init__(self, circuit: QuantumCircuit, errors: dict, *, fuse: bool = True):
-        self.circuit = circuit
+        self.circuit, self.fuse = circuit, fuse
         self.unsupported: str | None = None
         try:
             self.program = _compile(circuit, errors)
@@ -209,7 +209,7 @@ class TrajectorySampler:
                 kernel.run_trajectories(first, last, program.n, program.kind, program.qa, program.qb, gates[r],
                                         program.loc, program.step_of, program.offset, program.count, program.cum,
                                         program.op_a, program.op_b, *fusion, checkpoints, pending_at, held_at,
-                                        checkpoint_at, uniforms, xmask, zmask, ny, out)
+                                        checkpoint_at, uniforms, xmask, zmask, ny, out, self.fuse)
 
             if pool is None:
                 part(0, trajectories)

@@ -17,6 +17,12 @@ held matrix (``take``: the qubit it is held under, -1 none) and whether it is in
 (``swap``); with ``defer`` all false nothing fuses (what the gradient sweep, which needs every gate's state,
 runs).
 
+A qubit's single-qubit gates after its last two-qubit gate (its *tail*), with the noise they draw, commute with
+everything left on the other qubits, and the draws are known before the trajectory runs: in
+:func:`run_trajectories` they are multiplied into that last two-qubit gate's 4×4 (:func:`apply_closing`) and
+the qubit is *closed*, so the end of a trajectory applies no pending matrix for it. Labels that are all Z
+strings come from one Walsh–Hadamard transform of the probabilities (:func:`label_values`).
+
 Trajectories share their prefix: branch 0 of every location is the most probable one, and every trajectory
 that has drawn only branch 0 so far has the same state. :func:`dominant_path` runs that path once, keeping the
 state after every two-qubit gate and the pending matrices at every location; :func:`run_trajectories` starts
@@ -192,10 +198,39 @@ def resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, off
 
 
 @numba.njit(nogil=True, cache=True)
+def is_identity(m):  # pragma: no cover - compiled
+    """Whether a 2×2 matrix is exactly the identity (a pending matrix with nothing in it)."""
+    return m[0, 0] == 1.0 and m[1, 1] == 1.0 and m[0, 1] == 0.0 and m[1, 0] == 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def walsh_hadamard(values):  # pragma: no cover - compiled
+    """values[z] <- Σ_i values[i]·(-1)^popcount(i & z), in place (length a power of 2)."""
+    h = 1
+    while h < values.shape[0]:
+        for top in range(0, values.shape[0], 2 * h):
+            for i in range(top, top + h):
+                x, y = values[i], values[i + h]
+                values[i], values[i + h] = x + y, x - y
+        h *= 2
+
+
+@numba.njit(nogil=True, cache=True)
 def label_values(psi, pending, n, dim, xmask, zmask, ny, out):  # pragma: no cover - compiled
-    """Apply the pending matrices, then out[l] = <psi|P_l|psi> (unnormalized) for every Pauli label."""
+    """Apply the pending matrices (those not the identity), then out[l] = <psi|P_l|psi> (unnormalized) for
+    every Pauli label. When every label is a Z string (the usual measurement), all of them come from one
+    Walsh–Hadamard transform of the probabilities |psi_i|² instead of one pass over the state per label."""
     for q in range(n):
-        apply_2x2(psi, q, pending[q], dim)
+        if not is_identity(pending[q]):
+            apply_2x2(psi, q, pending[q], dim)
+    if not np.any(xmask):
+        probabilities = np.empty(dim)
+        for i in range(dim):
+            probabilities[i] = psi[i].real * psi[i].real + psi[i].imag * psi[i].imag
+        walsh_hadamard(probabilities)
+        for l in range(zmask.shape[0]):
+            out[l] = probabilities[zmask[l]]
+        return
     for l in range(xmask.shape[0]):
         acc = 0j
         f, z = xmask[l], zmask[l]
@@ -250,17 +285,106 @@ def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, 
 
 
 @numba.njit(nogil=True, cache=True)
+def single_qubit_tails(n, kind, qa, qb):  # pragma: no cover - compiled
+    """(last, first, steps): each qubit's last two-qubit step (-1: none) and, for qubit q, the single-qubit steps
+    after it, steps[first[q]:first[q + 1]], in order (its *tail*)."""
+    last = np.full(n, -1, np.int64)
+    for s in range(kind.shape[0]):
+        if kind[s] == TWO_QUBIT:
+            last[qa[s]] = s
+            last[qb[s]] = s
+    first = np.zeros(n + 1, np.int64)
+    for s in range(kind.shape[0]):
+        if kind[s] != TWO_QUBIT and 0 <= last[qa[s]] < s:
+            first[qa[s] + 1] += 1
+    first = np.cumsum(first)
+    steps = np.empty(first[n], np.int64)
+    fill = first[:n].copy()
+    for s in range(kind.shape[0]):
+        if kind[s] != TWO_QUBIT and 0 <= last[qa[s]] < s:
+            steps[fill[qa[s]]] = s
+            fill[qa[s]] += 1
+    return last, first, steps
+
+
+@numba.njit(nogil=True, cache=True)
+def times_tail(q, t, first, steps, gates, loc, offset, count, cum, op_a, uniforms, out):  # pragma: no cover
+    """out <- (qubit q's tail in trajectory t: each single-qubit gate after its last two-qubit step, then the
+    noise it draws) · out."""
+    for i in range(first[q], first[q + 1]):
+        r = steps[i]
+        left_multiply(gates[r, :2, :2], out)
+        ell = loc[r]
+        if ell >= 0:
+            left_multiply(op_a[offset[ell] + draw_branch(uniforms[t, ell], cum, offset[ell], count[ell])], out)
+
+
+@numba.njit(nogil=True, cache=True)
+def tails_times(ta, tb, u, out):  # pragma: no cover - compiled
+    """out <- (tb ⊗ ta) · U (a two-qubit step's 4×4, qubit a the low bit)."""
+    for r in range(4):
+        for c in range(4):
+            acc = 0j
+            for m in range(4):
+                acc += tb[r >> 1, m >> 1] * ta[r & 1, m & 1] * u[m, c]
+            out[r, c] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def close_qubit(q, s, side, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms,
+                tail):  # pragma: no cover - compiled
+    """For :func:`apply_closing`, qubit q after two-qubit step s, whose noise on q is ``side[j]`` (none if j < 0):
+    if s is q's last two-qubit step, tail <- what follows on q (that noise, then its tail) and q is closed;
+    else tail <- the identity and the noise joins q's pending matrix (the identity before)."""
+    last, first, steps = tails
+    tail[:, :] = pending[q]
+    if last[q] == s:
+        if j >= 0:
+            tail[:, :] = side[j]
+        times_tail(q, t, first, steps, gates, loc, offset, count, cum, op_a, uniforms, tail)
+        closed[q] = True
+    elif j >= 0:
+        left_multiply(side[j], pending[q])
+
+
+@numba.njit(nogil=True, cache=True)
+def apply_closing(s, branch, t, psi, pending, held, closed, tails, kind, qa, qb, gates, loc, offset, count, cum, op_a,
+                  op_b, take, swap, uniforms, u4, w4, ta, tb, dim):  # pragma: no cover - compiled
+    """Step ``s``, the last two-qubit step of one of its qubits or both, with branch ``branch`` of its noise: the
+    tail of each qubit it is the last for (its noise there, then the tail's gates and noise: all single-qubit,
+    so they commute with everything else left) is multiplied into the step's 4×4 and the qubit *closed*; one
+    pass instead of that pass plus one per closed qubit at the end. A qubit it is not the last for takes its
+    noise into its pending matrix as usual."""
+    a, b = qa[s], qb[s]
+    fold_gate(gates[s], pending[a], pending[b], u4)
+    if take[s] >= 0:
+        times_held(u4, held[take[s]], swap[s], w4)
+        u4[:, :] = w4
+    reset_pending(pending, a, b)
+    j = offset[loc[s]] + branch if loc[s] >= 0 else -1
+    close_qubit(a, s, op_a, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms, ta)
+    close_qubit(b, s, op_b, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms, tb)
+    tails_times(ta, tb, u4, w4)
+    apply_4x4(psi, a, b, w4, dim)
+
+
+@numba.njit(nogil=True, cache=True)
 def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, count, cum, op_a, op_b, defer, take,
-                     swap, checkpoints, pending_at, held_at, checkpoint_at, uniforms, xmask, zmask, ny,
-                     out):  # pragma: no cover - compiled
+                     swap, checkpoints, pending_at, held_at, checkpoint_at, uniforms, xmask, zmask, ny, out,
+                     close=True):  # pragma: no cover - compiled
     """Trajectories ``first``..``last``-1 of one row: out[t] = their label values; a trajectory that draws
-    branch 0 everywhere is left as NaN (it is the dominant path)."""
+    branch 0 everywhere is left as NaN (it is the dominant path). With ``close``, each qubit's single-qubit
+    tail joins its last two-qubit step (:func:`apply_closing`) when the trajectory runs that step."""
     dim = 1 << n
     u4 = np.empty((4, 4), np.complex128)
     w4 = np.empty((4, 4), np.complex128)
     psi = np.empty(dim, np.complex128)
     pending = np.empty((n, 2, 2), np.complex128)
     held = np.empty((n, 4, 4), np.complex128)
+    tails = single_qubit_tails(n, kind, qa, qb)
+    closed = np.zeros(n, np.bool_)
+    ta = np.empty((2, 2), np.complex128)
+    tb = np.empty((2, 2), np.complex128)
     for t in range(first, last):
         start = first_departure(t, uniforms, cum, offset)
         if start < 0:
@@ -269,10 +393,16 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
         s0 = resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, offset, count, cum, op_a, op_b,
                                   checkpoints, pending_at, checkpoint_at, uniforms)
         held[:, :, :] = held_at[start]
+        closed[:] = False
         for s in range(s0, kind.shape[0]):
-            apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
+            if closed[qa[s]]:  # a single-qubit step already in its qubit's last two-qubit pass
+                continue
             ell = loc[s]
-            if ell >= 0:
-                apply_noise(s, draw_branch(uniforms[t, ell], cum, offset[ell], count[ell]), pending, kind, qa, qb,
-                            loc, offset, op_a, op_b)
+            branch = draw_branch(uniforms[t, ell], cum, offset[ell], count[ell]) if ell >= 0 else 0
+            if close and kind[s] == TWO_QUBIT and (tails[0][qa[s]] == s or tails[0][qb[s]] == s):
+                apply_closing(s, branch, t, psi, pending, held, closed, tails, kind, qa, qb, gates, loc, offset, count,
+                              cum, op_a, op_b, take, swap, uniforms, u4, w4, ta, tb, dim)
+                continue
+            apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
+            apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b)
         label_values(psi, pending, n, dim, xmask, zmask, ny, out[t])

@@ -256,7 +256,8 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     cuts = {name: limit if limit is not None and limit < len(run.dataset.test.images) else None  # images used
             for name, run in runs.items()}
     inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run],
-                            backend=(defining_checked if p.cross_check else defining)[p.backend]) for p in points}
+                            backend=(defining_checked if p.cross_check else defining)[p.backend],
+                            **base[p.backend].study.result_inputs(p.mitigation)) for p in points}
     grid_id = request_id(points=[list(p.key()[:KEY.index("cross_check")]) for p in grid], limit=limit,
                          backends=entries, runs=run_ids)  # as before the training column: run_ids say how it trained
     if qpus and not dry_run:
