@@ -156,3 +156,18 @@ def test_width_study_cross_checks_its_points_and_compares_them(registry, tmp_pat
     before = rows(study_csv)
     assert main(argv) == 0  # again: nothing new
     assert rows(study_csv) == before and rows(out / "results.csv") == table
+
+
+def test_a_zne_row_whose_error_was_computed_otherwise_is_computed_again_and_the_rest_reused(tiny_run, registry,
+                                                                                          tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    assert study(tiny_run, registry, out, "--mitigation", "none,readout+zne") == 0
+    assert computed(out) == 4
+    before = {(r["scale"], r["mitigation"]): r for r in rows(out / "results.csv")}
+    assert float(before[("1.0", "readout+zne")]["statistical_error"]) > 0  # the sampler, through the extrapolation
+    monkeypatch.setattr("qmedimg.backends.fake.ZNE_ERROR", "the line's weights")  # as rows made before it say
+    assert study(tiny_run, registry, out, "--mitigation", "none,readout+zne") == 0
+    assert computed(out) == 2  # the two readout+zne rows; the unmitigated ones are reused
+    after = {(r["scale"], r["mitigation"]): r for r in rows(out / "results.csv")}
+    for key in before:
+        assert (after[key]["inputs"] == before[key]["inputs"]) == (key[1] == "none"), key
