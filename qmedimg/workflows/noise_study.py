@@ -11,7 +11,8 @@ Example::
 The backbone runs once per run; each grid point only re-runs the quantum head on its backend (the
 same ``TorchConnector`` head as ``evaluate``). Rows are appended to ``results.csv`` as they finish,
 each with ``inputs``: a digest of what produced it (the run's config and checkpoint, ``limit``, the
-backend's registry entry less its description). Running the same command again skips the points
+backend's registry entry less its description, and what its kind says a row also depends on:
+:meth:`~qmedimg.backends.study_rules.StudyRules.result_inputs`). Running the same command again skips the points
 whose row is there with the same inputs; a point whose inputs changed (retrained, other ``limit``,
 backend redefined) is computed again: the old row stays in the CSV (it may have cost QPU time), but
 only rows of this grid with these inputs go on the plots and in ``summary.md``, whose last line says
