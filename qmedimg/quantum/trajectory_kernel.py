@@ -139,6 +139,16 @@ def times_held(u, held, swapped, out):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
+def step_matrix(s, pending, held, qa, qb, gates, take, swap, u4, w4):  # pragma: no cover - compiled
+    """u4 <- two-qubit step ``s``'s 4×4: its gate with its qubits' pending matrices folded in, times the matrix
+    held for it (``take[s]``, if any)."""
+    fold_gate(gates[s], pending[qa[s]], pending[qb[s]], u4)
+    if take[s] >= 0:
+        times_held(u4, held[take[s]], swap[s], w4)
+        u4[:, :] = w4
+
+
+@numba.njit(nogil=True, cache=True)
 def apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim):  # pragma: no cover
     """:func:`apply_gate`, with fusion: a two-qubit step first multiplies in the matrix held for it
     (``take[s]``), then holds its own product under its first qubit (``defer[s]``) or applies it."""
@@ -146,10 +156,7 @@ def apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, sw
         left_multiply(gates[s, :2, :2], pending[qa[s]])
         return
     a, b = qa[s], qb[s]
-    fold_gate(gates[s], pending[a], pending[b], u4)
-    if take[s] >= 0:
-        times_held(u4, held[take[s]], swap[s], w4)
-        u4[:, :] = w4
+    step_matrix(s, pending, held, qa, qb, gates, take, swap, u4, w4)
     if defer[s]:
         held[a, :, :] = u4
     else:
@@ -356,10 +363,7 @@ def apply_closing(s, branch, t, psi, pending, held, closed, tails, kind, qa, qb,
     pass instead of that pass plus one per closed qubit at the end. A qubit it is not the last for takes its
     noise into its pending matrix as usual."""
     a, b = qa[s], qb[s]
-    fold_gate(gates[s], pending[a], pending[b], u4)
-    if take[s] >= 0:
-        times_held(u4, held[take[s]], swap[s], w4)
-        u4[:, :] = w4
+    step_matrix(s, pending, held, qa, qb, gates, take, swap, u4, w4)
     reset_pending(pending, a, b)
     j = offset[loc[s]] + branch if loc[s] >= 0 else -1
     close_qubit(a, s, op_a, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms, ta)
