@@ -178,7 +178,11 @@ class Inference:
         out["decisions_changed"] = int((outputs["measured"]["decision"] != outputs["predicted"]["decision"]).sum())
         return out
 
-    def statistical_error(self, head: Outcome, labels: np.ndarray, error: float) -> dict:
-        """How far ``error`` (the largest standard error of one head value, when values are means over noise
-        trajectories) moves ACC and AUC on these images (:func:`~qmedimg.metrics.statistical_spread`)."""
-        return statistical_spread(labels, head.values, error, self.probs_of, self.task, self.run.threshold)
+    def statistical_error(self, head: Outcome, labels: np.ndarray) -> dict:
+        """How far the statistical error of ``head``'s values (means over noise trajectories: each image's
+        covariance of its values, ``head.arrays["value_covariance"]``) moves ACC and AUC on these images
+        (:func:`~qmedimg.metrics.statistical_spread`); {} where the values are exact."""
+        covariance = head.arrays.get("value_covariance")
+        if covariance is None:
+            return {}
+        return statistical_spread(labels, head.values, covariance, self.probs_of, self.task, self.run.threshold)

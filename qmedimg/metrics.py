@@ -82,18 +82,26 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, task: str, threshold:
     }
 
 
-def statistical_spread(labels: np.ndarray, values: np.ndarray, error: float, probs_of, task: str,
+def statistical_spread(labels: np.ndarray, values: np.ndarray, covariance: np.ndarray, probs_of, task: str,
                        threshold: float | np.ndarray = 0.5, *, draws: int = 200, seed: int = 0) -> dict[str, float]:
-    """The statistical error of ACC and AUC computed from head values that carry one (noise trajectories): the
-    standard deviation of each metric over ``draws`` copies of ``values`` with independent N(0, ``error``²)
-    added to every value (seeded by ``seed``), each mapped to probabilities by ``probs_of``. ``error`` is
-    the largest standard error of one value, so every value is given the largest: an upper estimate. In
-    the metrics' own unit (0.005 = 0.5 ACC points); an undefined AUC gives NaN."""
+    """The statistical error of ACC and AUC computed from head values that carry one (means over noise
+    trajectories): the standard deviation of each metric over ``draws`` copies of ``values`` (N, O), each image's
+    values moved by a draw from N(0, ``covariance[i]``) (N, O, O: one image's values come from the same
+    trajectories, so their errors are correlated; images are independent), seeded by ``seed``, each copy mapped
+    to probabilities by ``probs_of``. In the metrics' own unit (0.005 = 0.5 ACC points); an undefined AUC
+    gives NaN."""
     rng = np.random.default_rng(seed)
     values = np.asarray(values, dtype=float)
-    drawn = [compute_metrics(labels, probs_of(values + rng.normal(0.0, error, values.shape)), task, threshold)
-             for _ in range(draws)]
+    eigenvalues, vectors = np.linalg.eigh(np.asarray(covariance, dtype=float))
+    roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]  # roots @ roots.T = covariance
+    drawn = [compute_metrics(labels, probs_of(values + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape))),
+                             task, threshold) for _ in range(draws)]
     return {name: float(np.std([m[name] for m in drawn], ddof=1)) for name in ("acc", "auc")}
+
+
+def largest_error(covariance: np.ndarray) -> float:
+    """The largest standard error of one value, from each image's covariance of its values (N, O, O)."""
+    return float(np.sqrt(np.max(np.diagonal(covariance, axis1=1, axis2=2)))) if len(covariance) else 0.0
 
 
 ECE_BINS = 15  # equal-width bins of confidence in the expected calibration error

@@ -158,8 +158,8 @@ def test_width_study_cross_checks_its_points_and_compares_them(registry, tmp_pat
     assert rows(study_csv) == before and rows(out / "results.csv") == table
 
 
-def test_a_zne_row_whose_error_was_computed_otherwise_is_computed_again_and_the_rest_reused(tiny_run, registry,
-                                                                                          tmp_path, monkeypatch):
+def test_a_row_whose_error_was_computed_otherwise_is_computed_again_and_the_rest_reused(tiny_run, registry,
+                                                                                      tmp_path, monkeypatch):
     out = tmp_path / "study"
     assert study(tiny_run, registry, out, "--mitigation", "none,readout+zne") == 0
     assert computed(out) == 4
@@ -171,3 +171,6 @@ def test_a_zne_row_whose_error_was_computed_otherwise_is_computed_again_and_the_
     after = {(r["scale"], r["mitigation"]): r for r in rows(out / "results.csv")}
     for key in before:
         assert (after[key]["inputs"] == before[key]["inputs"]) == (key[1] == "none"), key
+    monkeypatch.setattr("qmedimg.backends.fake.VALUE_ERROR", "the largest error, independently")  # older rows
+    assert study(tiny_run, registry, out, "--mitigation", "none,readout+zne") == 0
+    assert computed(out) == 4  # every row states its errors another way: all computed again

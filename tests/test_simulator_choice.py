@@ -3,6 +3,7 @@ eval files record about it, and the settings that cannot work refused in one lin
 
 import json
 
+import numpy as np
 import pytest
 
 from qmedimg.backends import get_backend
@@ -44,7 +45,7 @@ def test_eval_files_record_the_simulator_its_trajectories_and_statistical_error(
     sampled, on_aer = sampled_file["simulation"], on_aer_file["simulation"]
     spread = sampled_file["test_statistical_error"]  # what the trajectories' error does to ACC and AUC
     assert set(spread) == {"acc", "auc"} and 0 <= spread["acc"] < 0.5 and "test_statistical_error" not in on_aer_file
-    assert "statistical error of the noise trajectories (at most): ACC" in capsys.readouterr().out
+    assert "statistical error of the noise trajectories: ACC" in capsys.readouterr().out
     assert sampled["simulator"] == "qmedimg" and sampled["method"] == "trajectories"
     assert sampled["trajectories"] == 300 and 0 < sampled["statistical_error"] < 0.1
     assert on_aer == {"method": "density_matrix", "simulator": "aer", "active_qubits": on_aer["active_qubits"],
@@ -118,3 +119,25 @@ def test_predict_runs_on_the_sampler_and_the_noise_moves_its_values(tiny_run_cop
     rows = csv.read_text().splitlines()
     assert len(rows) == 4 and rows[0] == exact.read_text().splitlines()[0]
     assert rows[1:] != exact.read_text().splitlines()[1:]  # noise scale 2 moves the head's values
+
+
+@pytest.mark.parametrize("simulator", ["trajectories", "aer"])  # above 3 active qubits: qmedimg's or Aer's trajectories
+def test_a_head_on_trajectories_hands_each_images_covariance_of_its_values_to_its_result(simulator, monkeypatch):
+    from qmedimg.backends import HeadRequest, device_estimator
+
+    monkeypatch.setattr(device_estimator, "DENSITY_MATRIX_MAX_QUBITS", 3)
+    spec = load_circuit("sel", layers=1)
+    angles = np.random.default_rng(0).uniform(-1, 1, (5, spec.circuit.num_qubits))
+    weights = np.random.default_rng(1).uniform(-np.pi, np.pi, len(spec.weights))
+    sampled = get_backend("fake_manila", simulator=simulator, trajectories=200, noise_scale=2)
+    result = sampled.run_head(HeadRequest(spec, weights, angles), chunk=3)  # two chunks, joined in order
+    covariance = result.arrays["value_covariance"]
+    outputs = len(spec.observables)
+    assert covariance.shape == (5, outputs, outputs)
+    np.testing.assert_allclose(covariance, np.swapaxes(covariance, 1, 2))
+    largest = np.sqrt(np.max(np.diagonal(covariance, axis1=1, axis2=2)))
+    assert largest == pytest.approx(sampled.describe(spec).simulation["statistical_error"])  # the same errors
+    assert np.abs(covariance[:, 0, 1]).max() > 0  # the outputs' errors are not taken to be independent
+    monkeypatch.undo()  # 4 active qubits: Aer's density matrix again
+    exact = get_backend("fake_manila", noise_scale=2).run_head(HeadRequest(spec, weights, angles))
+    assert "value_covariance" not in exact.arrays  # the density matrix: exact values, nothing to carry

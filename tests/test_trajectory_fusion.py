@@ -23,8 +23,8 @@ def run_both(circuit, errors, values, labels, trajectories=20000):
     unfused = TrajectorySampler(circuit, errors, fuse=False)
     assert fused.unsupported is None and not unfused.program.defer.any()
     coeffs = np.eye(len(labels))
-    return (fused, *fused.run(values, labels, coeffs, trajectories=trajectories, seed=3),
-            *unfused.run(values, labels, coeffs, trajectories=trajectories, seed=3))
+    return (fused, *fused.run(values, labels, coeffs, trajectories=trajectories, seed=3)[:2],
+            *unfused.run(values, labels, coeffs, trajectories=trajectories, seed=3)[:2])
 
 
 def density_matrix_values(circuit, model, values, labels):

@@ -139,7 +139,7 @@ def test_trajectory_means_agree_with_aers_density_matrix_under_strong_device_noi
     coeffs = np.vstack([np.eye(len(labels)), 0.5 * np.eye(len(labels))[0] - 0.3 * np.eye(len(labels))[k]
                         + 0.2 * np.eye(len(labels))[identity]])  # the labels, and one combination of them
     values = np.random.default_rng(1).uniform(-np.pi, np.pi, (2, small.num_parameters))
-    mean, stderr = sampler.run(values, labels, coeffs, trajectories=20000, seed=3)
+    mean, stderr, _ = sampler.run(values, labels, coeffs, trajectories=20000, seed=3)
     assert mean.shape == stderr.shape == (len(coeffs), 2)
 
     measured = small.copy()
@@ -164,7 +164,7 @@ def test_at_12_qubits_under_device_noise_the_sampler_agrees_with_aers_statevecto
     assert sampler.unsupported is None
     labels = probe_labels(12)
     values = np.random.default_rng(1).uniform(-np.pi, np.pi, (2, small.num_parameters))
-    mean, stderr = sampler.run(values, labels, np.eye(len(labels)), trajectories=4000, seed=5)
+    mean, stderr, _ = sampler.run(values, labels, np.eye(len(labels)), trajectories=4000, seed=5)
 
     measured = small.copy()
     save_expectations(measured, labels, pershot=True)
@@ -240,9 +240,25 @@ def test_a_seed_gives_the_same_numbers_and_another_seed_others():
     values = np.random.default_rng(0).uniform(-np.pi, np.pi, (2, small.num_parameters))
 
     def run(seed):
-        return sampler.run(values, labels, np.eye(len(labels)), trajectories=500, seed=seed)
+        return sampler.run(values, labels, np.eye(len(labels)), trajectories=500, seed=seed)[:2]
 
     (first, first_err), (again, again_err), (other, _) = run(0), run(0), run(1)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first_err, again_err)
     assert np.abs(first - other).max() > 0
+
+
+def test_a_rows_stated_covariance_is_the_covariance_of_its_values_over_seeds():
+    """A row's observables come from the same trajectories, so their errors are correlated: the covariance the
+    sampler states (off the diagonal too) is the one its values show over many seeds."""
+    small, calibrated = device_circuit("fake_brisbane", 4, 20, layers=1)
+    sampler = TrajectorySampler(small, gate_errors(calibrated))
+    labels = probe_labels(small.num_qubits)[:2]  # Z on qubits 0 and 1
+    coeffs = np.array([[1.0, 0.0], [1.0, 0.3]])  # Z0, and Z0 + 0.3·Z1: errors mostly shared
+    values = np.random.default_rng(2).uniform(-np.pi, np.pi, (1, small.num_parameters))
+    runs = [sampler.run(values, labels, coeffs, trajectories=100, seed=seed) for seed in range(400)]
+    observed = np.cov(np.array([run.mean[:, 0] for run in runs]).T)
+    stated = np.mean([run.covariance[0] for run in runs], axis=0)
+    np.testing.assert_allclose(np.diag(stated), np.array([run.stderr[:, 0] ** 2 for run in runs]).mean(axis=0))
+    assert stated[0, 1] > 0.5 * np.sqrt(stated[0, 0] * stated[1, 1])  # strongly correlated: a diagonal would miss it
+    np.testing.assert_allclose(observed, stated, rtol=0.2)  # 400 seeds: about 7 % spread on each entry

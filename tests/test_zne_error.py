@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qmedimg.backends import BackendContext, device_estimator, get_backend
-from qmedimg.backends.noise import extrapolate, extrapolation_error
+from qmedimg.backends.noise import extrapolate, extrapolation_covariance
 from qmedimg.quantum.circuits import load_circuit
 
 FACTORS = [1.0, 3.0, 5.0]
@@ -18,12 +18,19 @@ def replicate_spread(truth: np.ndarray, sigma: np.ndarray, method: str, replicat
     return np.stack([extrapolate(FACTORS, truth + sigma * e, method) for e in noise]).std(axis=0)
 
 
+def extrapolation_error(truth: np.ndarray, sigma: np.ndarray, method: str) -> np.ndarray:
+    """The stated standard error of each extrapolated value when the values (factors, values) carry independent
+    errors ``sigma``: one row whose covariances are diagonal."""
+    covariances = np.stack([np.diag(s**2) for s in sigma])[:, None]  # (factors, 1 row, values, values)
+    return np.sqrt(np.diagonal(extrapolation_covariance(FACTORS, truth[:, :, None], covariances, method)[0]))
+
+
 def test_an_exponential_extrapolations_error_is_the_spread_of_its_results_not_the_lines():
     amplitudes = np.array([0.6, 0.2, 0.08])
     truth = np.stack([amplitudes * np.exp(-0.45 * f) for f in FACTORS])  # (factors, values): decays to 0.006
     sigma = np.full_like(truth, 0.004)  # about what 1,000 trajectories give
     spread = replicate_spread(truth, sigma, "exponential")
-    reported = extrapolation_error(FACTORS, truth, sigma, "exponential")
+    reported = extrapolation_error(truth, sigma, "exponential")
     np.testing.assert_allclose(reported, spread, rtol=0.25)  # 400 draws against 6,000: a heavy tail at 0.08
     # the first-order figure of the line's weights (what was reported before) misses the amplification y0/y_i
     weights = np.linalg.pinv(np.stack([np.ones(3), FACTORS], axis=1))[0]
@@ -35,7 +42,23 @@ def test_a_linear_extrapolations_error_is_exact():
     sigma = np.array([[0.01, 0.02], [0.015, 0.01], [0.03, 0.005]])
     noise = np.random.default_rng(5).standard_normal((20000,) + truth.shape)
     results = np.stack([extrapolate(FACTORS, truth + sigma * e, "linear") for e in noise])
-    np.testing.assert_allclose(extrapolation_error(FACTORS, truth, sigma, "linear"), results.std(axis=0), rtol=0.03)
+    np.testing.assert_allclose(extrapolation_error(truth, sigma, "linear"), results.std(axis=0), rtol=0.03)
+
+
+@pytest.mark.parametrize("method", ["linear", "exponential"])
+def test_errors_a_rows_values_share_at_each_factor_stay_shared_after_extrapolation(method):
+    """Two values of one row from the same trajectories (correlation 0.9 at every factor): the stated covariance
+    of their extrapolations is what replicate extrapolations give, off the diagonal too."""
+    truth = np.stack([np.array([0.6, 0.5]) * np.exp(-0.3 * f) for f in FACTORS])  # (factors, 2 values)
+    sigma = np.array([0.004, 0.005])
+    shared = 0.9 * np.outer(sigma, sigma) + 0.1 * np.diag(sigma**2)
+    covariances = np.tile(shared, (3, 1, 1, 1))  # (factors, 1 row, 2, 2)
+    stated = extrapolation_covariance(FACTORS, truth[:, :, None], covariances, method)[0]
+    draws = np.random.default_rng(9).multivariate_normal(np.zeros(2), shared, size=(6000, 3))  # (replicates, factors, 2)
+    replicates = np.stack([extrapolate(FACTORS, truth + d, method) for d in draws])
+    observed = np.cov(replicates.T)
+    np.testing.assert_allclose(stated, observed, rtol=0.15)
+    assert stated[0, 1] > 0.8 * np.sqrt(stated[0, 0] * stated[1, 1])
 
 
 @pytest.mark.parametrize("simulator", ["auto", "aer"])  # qmedimg's sampler, Aer's statevector trajectories

@@ -105,7 +105,8 @@ class JobOptions:
 @dataclass
 class HeadResult:
     """Expectation values (N, O), or None after a dry run; ``details`` go into eval files, ``arrays`` (one row per
-    image, e.g. an ``ibm`` run's ``predicted_values``) into the per-image file."""
+    image, e.g. an ``ibm`` run's ``predicted_values``; where values are means over noise trajectories,
+    ``value_covariance`` (N, O, O), each image's covariance of its values) into the per-image file."""
 
     values: np.ndarray | None
     details: dict = field(default_factory=dict)
@@ -198,13 +199,16 @@ class Backend:
             jobs.check(self)
         head = QuantumHead(request.spec, **self._head_kwargs(request.spec))
         head.connector.weight.data.copy_(torch.from_numpy(np.asarray(request.weights)))
-        angles, out = torch.from_numpy(np.asarray(request.angles)), []
+        angles, out, covariances = torch.from_numpy(np.asarray(request.angles)), [], []
         with torch.no_grad():
             for start in tqdm(range(0, len(angles), chunk), desc=self.name, unit="chunk",
                               disable=not request.progress, leave=False):
                 batch = angles[start : start + chunk]
                 out.append(head(batch if self._angles_dtype is None else batch.to(self._angles_dtype)).double().numpy())
-        return HeadResult(np.concatenate(out) if out else np.zeros((0, len(request.spec.observables))))
+                covariances.append(head.qnn.value_covariance)
+        values = np.concatenate(out) if out else np.zeros((0, len(request.spec.observables)))
+        sampled = bool(covariances) and all(c is not None for c in covariances)
+        return HeadResult(values, arrays={"value_covariance": np.concatenate(covariances)} if sampled else {})
 
     # -- describing itself --------------------------------------------------------------------
     def describe(self, spec: CircuitSpec | None = None) -> BackendInfo:

@@ -57,10 +57,10 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.backends.aer_rows import aer_rows, localize, save_expectations
 from qmedimg.backends.density_gradient import GradientRows
-from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_error, gate_errors, noise_model,
+from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_covariance, gate_errors, noise_model,
                                     readout_errors, reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
-from qmedimg.backends.trajectories import TrajectorySampler
+from qmedimg.backends.trajectories import TrajectorySampler, mean_covariance
 from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
 from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
@@ -234,39 +234,44 @@ class DeviceEstimator(SummedGradientEstimator):
                                           errors)
         return self._noise_models[qubits]
 
-    def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray, paulis: list[str]) -> np.ndarray:
-        """<P> on the device for every Pauli label (little-endian, full circuit width) and row."""
+    def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray,
+                            paulis: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """<P> on the device for every Pauli label (little-endian, full circuit width) and row, (labels, rows);
+        with noise trajectories, each row's covariance of its labels' values (rows, labels, labels), else None."""
         prepared = self.prepare(circuit)
         local = localize(prepared.qubits, paulis)
-        means, errors = [], []
+        means, covariances = [], []
         for f, copies in enumerate(prepared.variants):
             runs = [(self._sampled(c, prepared, values, local), None) if self.shots else
                     self._exact(c, prepared, values, local, prepared.samplers[f][t] if prepared.samplers else None)
                     for t, c in enumerate(copies)]
             means.append(np.mean([mean for mean, _ in runs], axis=0))
-            if runs[0][1] is not None:  # the mean of independent copies: √Σσ² / copies
-                errors.append(np.sqrt(np.sum([error**2 for _, error in runs], axis=0)) / len(runs))
+            if runs[0][1] is not None:  # the mean of independent copies: Σ covariances / copies²
+                covariances.append(np.sum([covariance for _, covariance in runs], axis=0) / len(runs) ** 2)
         if len(means) == 1:
-            value, error = means[0], errors[0] if errors else None
+            value, covariance = means[0], covariances[0] if covariances else None
         else:
             factors, method = self.zne.noise_factors, self.zne.extrapolator
             value = extrapolate(factors, np.stack(means), method)
-            error = extrapolation_error(factors, np.stack(means), np.stack(errors), method) if errors else None
-        if error is not None and error.size:
-            self.statistical_error = max(self.statistical_error or 0.0, float(np.max(error)))
-        return value
+            covariance = extrapolation_covariance(factors, np.stack(means), np.stack(covariances),
+                                                  method) if covariances else None
+        if covariance is not None and covariance.size:
+            largest = float(np.sqrt(np.max(np.diagonal(covariance, axis1=1, axis2=2))))
+            self.statistical_error = max(self.statistical_error or 0.0, largest)
+        return value, covariance
 
     def _exact(self, circuit, prepared: _Prepared, values, local,
                sampler: TrajectorySampler | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Exact <P> per label and row: Aer's ``save_expectation_value`` (density matrix under noise), or the
         mean over noise trajectories (qmedimg's sampler, or Aer's statevector shots, each with its noise); with
-        the standard error of each value (None where exact)."""
+        each row's covariance of its values (None where exact)."""
         if len(values) == 0:
             return np.zeros((len(local), 0)), None
         labels, coeffs = self._measured(prepared, local)
         if sampler is not None:
-            return sampler.run(values, labels, coeffs, trajectories=self.trajectories,
-                               seed=int(self._rng.integers(2**31)))
+            sampled = sampler.run(values, labels, coeffs, trajectories=self.trajectories,
+                                  seed=int(self._rng.integers(2**31)))
+            return sampled.mean, sampled.covariance
         measured = circuit.copy()
         trajectories = prepared.method == "trajectories"
         save_expectations(measured, labels, pershot=trajectories)
@@ -281,8 +286,8 @@ class DeviceEstimator(SummedGradientEstimator):
         if not trajectories:
             return coeffs @ np.array([[row[label] for label in labels] for row in table]).T, None
         per_shot = np.array([[row[label] for label in labels] for row in table])  # (rows, labels, shots)
-        combined = np.einsum("ol,rls->ors", coeffs, per_shot)
-        return combined.mean(axis=2), combined.std(axis=2, ddof=1) / np.sqrt(combined.shape[2])
+        combined = np.einsum("ol,rls->ros", coeffs, per_shot)  # (rows, observables, shots)
+        return combined.mean(axis=2).T, np.stack([mean_covariance(row.T) for row in combined])
 
     def _measured(self, prepared: _Prepared, local) -> tuple[list[str], np.ndarray]:
         """What the device reports for each localized label (:func:`~qmedimg.backends.noise.reported_paulis`):
@@ -359,8 +364,8 @@ class DeviceEstimator(SummedGradientEstimator):
         """:meth:`gradient_rows` on the sampler: ``training_trajectories`` rows each, forward and gradient."""
         paulis, per_pauli = pauli_terms(observables)
         labels, measured = self._measured(prepared, localize(prepared.qubits, paulis))
-        mean, stderr = sampler.run(values, labels, np.eye(len(labels)), trajectories=self.training_trajectories,
-                                   seed=int(self._rng.integers(2**31)))
+        mean = sampler.run(values, labels, np.eye(len(labels)), trajectories=self.training_trajectories,
+                           seed=int(self._rng.integers(2**31))).mean
         index = {p.name: j for j, p in enumerate(sampler.circuit.parameters)}
         names = [p.name for p in circuit.parameters]
         return TrajectoryGradientRows(

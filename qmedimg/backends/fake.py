@@ -20,7 +20,7 @@ from functools import cached_property
 from qmedimg.backends.device import DeviceBackend, DeviceStudy
 from qmedimg.backends.device_estimator import density_matrix_limit, uses_sampler
 from qmedimg.backends.entries import FakeEntry
-from qmedimg.backends.noise import ZNE_ERROR
+from qmedimg.backends.noise import VALUE_ERROR, ZNE_ERROR
 from qmedimg.backends.trajectories import memory_estimate
 from qmedimg.cores import cores
 from qmedimg.errors import QmedimgError
@@ -50,9 +50,10 @@ class FakeStudy(DeviceStudy):
                                "zne": (zne.model_dump() if zne is not None else {}) if "zne" in mitigation else None}}
 
     def result_inputs(self, mitigation: str) -> dict:
-        """With ZNE, how its values' statistical error is computed (:data:`~.noise.ZNE_ERROR`): a row from
-        before it was drawn through the extrapolator carries an error too small, and is computed again."""
-        return {"zne_error": ZNE_ERROR} if "zne" in mitigation else {}
+        """How a row's statistical errors are computed (:data:`~.noise.VALUE_ERROR`) and, with ZNE, how they go
+        through the extrapolation (:data:`~.noise.ZNE_ERROR`): a row whose errors were computed otherwise (too
+        small, or without each image's covariance) is computed again."""
+        return {"value_error": VALUE_ERROR, **({"zne_error": ZNE_ERROR} if "zne" in mitigation else {})}
 
     def reference_overrides(self) -> dict | None:
         """``simulator: aer`` unless the entry already simulates on Aer only."""

@@ -136,28 +136,40 @@ def extrapolate(factors: Sequence[float], values: np.ndarray, method: str) -> np
     return np.where(same_sign, exponential, linear).reshape(y.shape[1:])
 
 
-ZNE_ERROR = "drawn through the extrapolator"
-"""How :func:`extrapolation_error` computes a ZNE value's statistical error (a study keys its ZNE rows by it)."""
+VALUE_ERROR = "each image's covariance of its values"
+"""How a row simulated by noise trajectories states its statistical errors: each image's covariance of its values
+over the trajectories, carried into ACC and AUC (``metrics.statistical_spread``); a study keys its rows by it
+(before 5 December 2026 every value was given its row's largest standard error, independently)."""
+ZNE_ERROR = "covariance drawn through the extrapolator"
+"""How :func:`extrapolation_covariance` computes a ZNE value's statistical error (a study keys its ZNE rows by it)."""
 ZNE_ERROR_DRAWS = 400
-"""Copies of the per-factor values :func:`extrapolation_error` draws for a nonlinear extrapolator."""
+"""Copies of the per-factor values :func:`extrapolation_covariance` draws for a nonlinear extrapolator."""
 
 
-def extrapolation_error(factors: Sequence[float], values: np.ndarray, errors: np.ndarray, method: str,
-                        *, draws: int = ZNE_ERROR_DRAWS, seed: int = 0) -> np.ndarray:
-    """The standard error of :func:`extrapolate`'s result when ``values[i]`` (at ``factors[i]``, axis 0) carry
-    independent standard errors ``errors[i]`` (noise trajectories). Linear: exact, √Σ c_i²·σ_i² (c: the
-    line's weights at 0). Exponential: its fit on log|y| amplifies a value's error by y₀/y_i and flips to the
-    line where a drawn value changes sign, so no fixed weights hold: ``draws`` copies of the values, each with
-    N(0, σ_i²) added (seeded by ``seed``), go through :func:`extrapolate`, and their standard deviation is
-    the error. For a value whose per-factor values are within a few errors of zero that spread has a heavy
-    tail (a fit on log|y| of a small |y|): the error is large, and it is meant to be."""
+def extrapolation_covariance(factors: Sequence[float], values: np.ndarray, covariances: np.ndarray, method: str,
+                             *, draws: int = ZNE_ERROR_DRAWS, seed: int = 0) -> np.ndarray:
+    """The covariance (rows, P, P) of :func:`extrapolate`'s result when ``values`` (factors, P, rows) carry
+    ``covariances`` (factors, rows, P, P): each row's P values at one factor come from the same noise
+    trajectories, so their errors are correlated; different factors are independent. Linear: exact,
+    Σ c_i²·Σ_i (c: the line's weights at 0). Exponential: its fit on log|y| amplifies a value's error by
+    y₀/y_i and flips to the line where a drawn value changes sign, so no fixed weights hold: ``draws`` copies
+    of the values, each with a N(0, Σ_i) draw added per row (seeded by ``seed``), go through
+    :func:`extrapolate`, and their covariance is the answer. For a value whose per-factor values are within a
+    few errors of zero that spread has a heavy tail (a fit on log|y| of a small |y|): the error is large, and
+    it is meant to be."""
     x = np.asarray(factors, dtype=float)
-    values, errors = np.asarray(values, dtype=float), np.asarray(errors, dtype=float)
+    values, covariances = np.asarray(values, dtype=float), np.asarray(covariances, dtype=float)
     if method == "linear":
         weights = np.linalg.pinv(np.stack([np.ones_like(x), x], axis=1))[0]
-        return np.sqrt(np.tensordot(weights**2, errors**2, axes=1))
-    noise = np.random.default_rng(seed).standard_normal(values.shape + (draws,))
-    return extrapolate(x, values[..., None] + errors[..., None] * noise, method).std(axis=-1, ddof=1)
+        return np.tensordot(weights**2, covariances, axes=1)
+    if not np.all(np.isfinite(covariances)):
+        return np.full(covariances.shape[1:], np.inf)
+    eigenvalues, vectors = np.linalg.eigh(covariances)  # a square root that a singular covariance also has
+    roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[..., None, :]
+    noise = np.random.default_rng(seed).standard_normal(covariances.shape[:-1] + (draws,))  # (factors, rows, P, draws)
+    drawn = extrapolate(x, values[..., None] + np.einsum("frpq,frqd->fprd", roots, noise), method)  # (P, rows, draws)
+    centered = drawn - drawn.mean(axis=-1, keepdims=True)
+    return np.einsum("prd,qrd->rpq", centered, centered) / (draws - 1)
 
 
 def cut_circuit(circuit: QuantumCircuit, varying: set[str],

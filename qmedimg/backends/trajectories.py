@@ -6,7 +6,7 @@ Example::
     from qmedimg.backends.trajectories import TrajectorySampler
     sampler = TrajectorySampler(small_circuit, gate_errors(calibrated))   # noise.gate_errors: Aer's QuantumErrors
     if sampler.unsupported is None:
-        mean, stderr = sampler.run(values, labels, coeffs, trajectories=1000, seed=0)
+        mean, stderr, covariance = sampler.run(values, labels, coeffs, trajectories=1000, seed=0)
 
 What it samples, and why the mean is unbiased. Each gate's ``QuantumError`` is a mixture of terms
 (probability p_i); a term is a sequence of operations, each a unitary (a Pauli) or a channel given by Kraus
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
@@ -139,6 +140,16 @@ class TrajectoryProgram:
         return np.zeros_like(self.defer), np.full_like(self.take, -1), np.zeros_like(self.swap)
 
 
+class Sampled(NamedTuple):
+    """What :meth:`TrajectorySampler.run` gives: each observable's mean over trajectories and its standard error
+    (both (observables, rows)), and each row's covariance of those means ((rows, observables, observables):
+    one row's observables come from the same trajectories, so their errors are correlated)."""
+
+    mean: np.ndarray
+    stderr: np.ndarray
+    covariance: np.ndarray
+
+
 class TrajectorySampler:
     """Noisy Pauli expectation values of one circuit by noise trajectories.
 
@@ -161,9 +172,9 @@ class TrajectorySampler:
             self.program, self.unsupported = None, str(exc)
 
     def run(self, values: np.ndarray, labels: list[str], coeffs: np.ndarray, *, trajectories: int,
-            seed: int | np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """Observables Σ_j coeffs[o, j]·<labels[j]> for every row of ``values``: (mean, standard error of the
-        mean), each (observables, rows). Labels are little-endian Pauli strings over the circuit's qubits.
+            seed: int | np.random.Generator | None) -> Sampled:
+        """Observables Σ_j coeffs[o, j]·<labels[j]> for every row of ``values``: their means, standard errors and
+        covariance (:class:`Sampled`). Labels are little-endian Pauli strings over the circuit's qubits.
         Each row draws from its own seed (taken from ``seed`` in row order), so the numbers do not depend on
         how rows and trajectories are spread over threads."""
         program = self.program
@@ -173,21 +184,22 @@ class TrajectorySampler:
         masks = label_masks(labels)
         row_seeds = np.random.default_rng(seed).integers(2**63, size=len(values))
         mean = np.zeros((len(coeffs), len(values)))
-        stderr = np.zeros_like(mean)
+        covariance = np.zeros((len(values), len(coeffs), len(coeffs)))
         gates = self.row_gates(values)
         threads = max(1, cores())
         with ThreadPoolExecutor(threads) as pool:
             if len(values) >= threads:  # whole rows per thread
                 chunks = [c for c in np.array_split(np.arange(len(values)), threads) if len(c)]
                 for future in [pool.submit(self._rows, chunk, gates, row_seeds, trajectories, masks, coeffs, mean,
-                                           stderr, None) for chunk in chunks]:
+                                           covariance, None) for chunk in chunks]:
                     future.result()
             else:  # few rows: each row's trajectories spread over the threads
                 for r in range(len(values)):
-                    self._rows([r], gates, row_seeds, trajectories, masks, coeffs, mean, stderr, pool)
-        return mean, stderr
+                    self._rows([r], gates, row_seeds, trajectories, masks, coeffs, mean, covariance, pool)
+        stderr = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2)).T if len(values) else np.zeros_like(mean)
+        return Sampled(mean, stderr, covariance)
 
-    def _rows(self, rows, gates, row_seeds, trajectories, masks, coeffs, mean, stderr, pool) -> None:
+    def _rows(self, rows, gates, row_seeds, trajectories, masks, coeffs, mean, covariance, pool) -> None:
         """Simulate ``rows``: the dominant path, then the trajectories (over ``pool``'s threads if given)."""
         program = self.program
         xmask, zmask, ny, identity = masks
@@ -221,7 +233,7 @@ class TrajectorySampler:
             out[:, identity] = 1.0
             per_trajectory = out @ coeffs.T  # (trajectories, observables)
             mean[:, r] = per_trajectory.mean(axis=0)
-            stderr[:, r] = per_trajectory.std(axis=0, ddof=1) / np.sqrt(trajectories) if trajectories > 1 else np.inf
+            covariance[r] = mean_covariance(per_trajectory)
 
     def row_gates(self, values: np.ndarray) -> np.ndarray:
         """(rows, steps, 4, 4): the steps' matrices with each row's parameter values bound. Rotations by an angle
@@ -244,6 +256,15 @@ class TrajectorySampler:
                 matrix = bound.data[index].operation.to_matrix()
                 gates[r, step, :len(matrix), :len(matrix)] = matrix
         return gates
+
+
+def mean_covariance(samples: np.ndarray) -> np.ndarray:
+    """The covariance of the mean of ``samples`` (draws, quantities): their sample covariance / draws (infinite
+    with one draw)."""
+    if len(samples) < 2:
+        return np.full((samples.shape[1],) * 2, np.inf)
+    centered = samples - samples.mean(axis=0)
+    return centered.T @ centered / ((len(samples) - 1) * len(samples))
 
 
 def linear_angle(params: list) -> tuple[float, Parameter | None]:

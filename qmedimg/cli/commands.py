@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Path | None:
           f"ACC {test['acc']:.4f}  AUC {test['auc']:.4f}  F1 {test['f1']:.4f}{at}")
     spread = result.get("test_statistical_error")
     if spread:
-        print(f"  statistical error of the noise trajectories (at most): ACC {spread['acc']:.4f}  AUC {spread['auc']:.4f}")
+        print(f"  statistical error of the noise trajectories: ACC {spread['acc']:.4f}  AUC {spread['auc']:.4f}")
     print(f"ideal (exact) on the same images:  ACC {ideal['acc']:.4f}  AUC {ideal['auc']:.4f}  "
           f"F1 {ideal['f1']:.4f}   Δ ACC {test['acc'] - ideal['acc']:+.4f}  Δ AUC {test['auc'] - ideal['auc']:+.4f}")
     tr = result.get("transpile")

@@ -19,9 +19,12 @@ from qiskit.providers import JobStatus
 
 
 def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator | None = None) -> PubResult:
-    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels) -> (L, rows)``:
-    observables combined from their Pauli terms and broadcast against the parameter rows as the
-    primitive contract says. With ``rng``, a PUB precision > 0 adds N(0, precision) as Aer does."""
+    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels)``: either the
+    values (L, rows), or (values, each row's covariance of them (rows, L, L) or None) from an estimator whose
+    values are means over samples (noise trajectories). Observables are combined from their Pauli terms and
+    broadcast against the parameter rows as the primitive contract says; with a covariance, ``stds`` are the
+    values' standard errors and ``metadata["value_covariance"]`` holds each flat parameter row's covariance of
+    the flat observables (rows, O, O). With ``rng``, a PUB precision > 0 adds N(0, precision) as Aer does."""
     circuit, bindings, observables = pub.circuit, pub.parameter_values, pub.observables
     rows = int(np.prod(bindings.shape))
     if circuit.num_parameters:
@@ -30,20 +33,28 @@ def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator |
         values = np.zeros((rows, 0))
     flat_obs = observables.ravel().tolist()
     paulis, coeffs = pauli_terms(flat_obs)
-    obs_evs = coeffs @ pauli_expectations(circuit, values, paulis)  # (num observables, rows)
+    expectations = pauli_expectations(circuit, values, paulis)
+    expectations, covariance = expectations if isinstance(expectations, tuple) else (expectations, None)
+    obs_evs = coeffs @ expectations  # (num observables, rows)
+    precision = pub.precision if rng is not None else 0.0
+    obs_stds, metadata = np.full(obs_evs.shape, precision), {}
+    if covariance is not None:
+        obs_covariance = np.einsum("op,rpq,kq->rok", coeffs, covariance, coeffs)
+        obs_stds = np.sqrt(np.diagonal(obs_covariance, axis1=1, axis2=2)).T
+        metadata["value_covariance"] = obs_covariance
     if observables.shape == (len(flat_obs),) + (1,) * len(bindings.shape):  # (O, 1, ...) column
         evs = obs_evs.reshape(observables.shape[:1] + bindings.shape)
+        stds = obs_stds.reshape(evs.shape)
     else:
         bc_rows, bc_obs = np.broadcast_arrays(
             np.arange(rows).reshape(bindings.shape), np.arange(len(flat_obs)).reshape(observables.shape)
         )
-        evs = obs_evs[bc_obs, bc_rows]
-    precision = pub.precision if rng is not None else 0.0
+        evs, stds = obs_evs[bc_obs, bc_rows], obs_stds[bc_obs, bc_rows]
     if precision > 0:
         evs = rng.normal(evs, precision)
     return PubResult(
-        DataBin(evs=evs, stds=np.full(evs.shape, precision), shape=evs.shape),
-        metadata={"target_precision": precision, "circuit_metadata": circuit.metadata},
+        DataBin(evs=evs, stds=stds, shape=evs.shape),
+        metadata={"target_precision": precision, "circuit_metadata": circuit.metadata, **metadata},
     )
 
 

@@ -68,12 +68,16 @@ class FastEstimatorQNN(EstimatorQNN):
             kwargs["gradient"] = default_gradient(kwargs["estimator"], kwargs.get("default_precision", 0.015625))
         super().__init__(**kwargs)
         self._observable_column = column(self.observables)
+        self.value_covariance: np.ndarray | None = None
+        """(samples, outputs, outputs): each sample's covariance of its outputs in the last forward pass, where the
+        estimator's values are means over noise trajectories (its result's ``value_covariance``); else None."""
 
     def _forward(self, input_data, weights):
         values, num_samples = parameter_rows(input_data, weights)
         pub = (self._circuit, self._observable_column, values)
-        evs = self.estimator.run([pub], precision=self.default_precision).result()[0].data.evs
-        return np.asarray(evs).reshape(len(self.observables), num_samples).T
+        result = self.estimator.run([pub], precision=self.default_precision).result()[0]
+        self.value_covariance = result.metadata.get("value_covariance")
+        return np.asarray(result.data.evs).reshape(len(self.observables), num_samples).T
 
     def forward_and_vjp(self, input_data, weights):
         """(outputs (samples, outputs), ``cotangent (samples, outputs) -> (input grads, weight

@@ -197,7 +197,7 @@ def reading_notes(rows: list[dict]) -> list[str]:
 
 def statistical_note(rows: list[dict]) -> str:
     """The sentence on the statistical error of rows simulated by noise trajectories: the largest of their ACC
-    and AUC (upper estimates: :func:`qmedimg.metrics.statistical_spread`), or '' when no row has one."""
+    and AUC (:func:`qmedimg.metrics.statistical_spread`), or '' when no row has one."""
     sampled = [r for r in rows if r.get("acc_statistical_error", "") not in ("", None)]
     if not sampled:
         return ""
@@ -206,8 +206,8 @@ def statistical_note(rows: list[dict]) -> str:
                and np.isfinite(float(r["auc_statistical_error"]))), default=None)
     auc_text = f" and of AUC {auc:.4f}" if auc is not None else ""
     return (f"{len(sampled)} row{'s' * (len(sampled) != 1)} simulated by noise trajectories carry a statistical "
-            f"error: at most {100 * acc:.2f} ACC points{auc_text} (the spread of each metric when every expectation "
-            "value moves by its row's largest standard error; columns acc_statistical_error and "
+            f"error: at most {100 * acc:.2f} ACC points{auc_text} (the spread of each metric when each image's "
+            "values move by draws from their covariance over the trajectories; columns acc_statistical_error and "
             "auc_statistical_error of results.csv).")
 
 

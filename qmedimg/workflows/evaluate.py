@@ -66,8 +66,8 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
     ``overrides`` replace the backend entry's keys (``shots``, ``noise_scale``, ``transpile={...}``).
     The result holds the same metrics as training, the ideal (exact) metrics on the same images,
     the mean |Δ expectation| against ideal, transpile statistics, mitigation, shots and wall time; where
-    values are means over noise trajectories, ``test_statistical_error`` (ACC and AUC's, an upper estimate:
-    :func:`~qmedimg.metrics.statistical_spread`).
+    values are means over noise trajectories, ``test_statistical_error`` (ACC and AUC's, from each image's covariance of
+    its values: :func:`~qmedimg.metrics.statistical_spread`).
     ``data_file``: a MedMNIST-layout npz whose test split (``test_images`` and ``test_labels`` suffice) is evaluated
     instead of the run's own, checked to be the run's kind (image shape, channels, 2D/3D, task, labels) and
     recorded (``data_file``: path and sha256); without it the run's own data file must be there (one line saying
@@ -95,8 +95,8 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         return {**head.details, "backend": target.name, "device": head.record["device"], "images": len(images),
                 "transpile": head.record["transpile"]}
     wall = inference.cnn_s + head.wall_s
-    sampled = (head.record.get("simulation") or {}).get("statistical_error")
-    spread = {"test_statistical_error": inference.statistical_error(head, labels, sampled)} if sampled and spec else {}
+    sampled = inference.statistical_error(head, labels) if spec else {}
+    spread = {"test_statistical_error": sampled} if sampled else {}
     outcome = {
         **head.record, **inference.evaluation(head, labels, limit),
         **({} if data_file is None else {"data_file": _file_record(Path(data_file).expanduser())}),

@@ -42,7 +42,7 @@ from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
 from qmedimg.files import write_atomic
 from qmedimg.inference import Inference
-from qmedimg.metrics import compute_metrics, statistical_spread
+from qmedimg.metrics import compute_metrics, largest_error
 from qmedimg.model import participation_ratio
 from qmedimg.report.study_intervals import row_intervals
 from qmedimg.rundir import TrainConfig, load_run, training_backend
@@ -280,9 +280,8 @@ def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labe
     report = head.record.get("transpile") or {}
     simulation = head.record.get("simulation") or {}  # kinds that simulate say how
     factors = backend.describe().zne_factors if "zne" in point.mitigation else []
-    error = simulation.get("statistical_error")
-    spread = statistical_spread(labels, head.values, error, inference.probs_of, inference.task,
-                                run.threshold) if error else {}
+    spread = inference.statistical_error(head, labels)
+    error = largest_error(head.arrays["value_covariance"]) if spread else None
     arrays = per_image(inference, head, labels)
     return {
         "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
