@@ -3,7 +3,8 @@ test images on a `fake` entry simulated by noise trajectories, evaluated ``--rep
 (the study's ``repeat``), side by side with what each evaluation states.
 
     python benchmarks/statistical_error.py --run runs/width-aware-breast12/runs/q12-l2-s0 --repeats 8
-    python benchmarks/statistical_error.py --run runs/width-aware-breast12/runs/q12-l2-s0 --mitigation readout+zne --repeats 6
+    python benchmarks/statistical_error.py --run runs/width-aware-breast12/runs/q12-l2-s0 --repeats 6 \
+        --mitigation readout+zne
 
 The run is the seed-0 12 × 2 head of the noise-aware experiment (docs/results/noise-aware.md has its command).
 Printed: each repeat's ACC/AUC and the errors stated for it (``Inference.statistical_error``: each image's
@@ -71,7 +72,8 @@ def main() -> None:
               f"{stated[-1]['acc']:.4f} AUC {stated[-1]['auc']:.4f} ({time.perf_counter() - start:.1f} s)")
     for name in ("acc", "auc"):
         observed = np.std([m[name] for m in metrics], ddof=1)
-        print(f"  {name.upper()}: spread over the repeats {observed:.4f}; stated (mean) {np.mean([s[name] for s in stated]):.4f}")
+        said = np.mean([s[name] for s in stated])
+        print(f"  {name.upper()}: spread over the repeats {observed:.4f}; stated (mean) {said:.4f}")
     for rule, covariance in diagonal_rules(covariances[0]).items():
         other = statistical_spread(labels, values[0], covariance, inference.probs_of, inference.task, run.threshold)
         print(f"  what '{rule}' states on repeat 0: ACC {other['acc']:.4f} AUC {other['auc']:.4f}")
@@ -79,13 +81,13 @@ def main() -> None:
     eigenvalues, vectors = np.linalg.eigh(mean_covariance)
     roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]
     rng = np.random.default_rng(0)
-    drawn = np.array([inference.probs_of(values.mean(axis=0) + np.einsum("nop,np->no", roots,
-                                                                           rng.standard_normal(values.shape[1:])))[:, -1]
-                      for _ in range(200)])
+    moved = (values.mean(axis=0) + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape[1:]))
+             for _ in range(200))
+    drawn = np.array([inference.probs_of(copy)[:, -1] for copy in moved])
     observed = np.array([inference.probs_of(v)[:, -1] for v in values]).std(axis=0, ddof=1)
     ratio = observed / drawn.std(axis=0, ddof=1)
-    print(f"  per image, probability spread over the repeats / from the stated covariance: median {np.median(ratio):.2f} "
-          f"(quartiles {np.quantile(ratio, 0.25):.2f}, {np.quantile(ratio, 0.75):.2f})")
+    print(f"  per image, probability spread over the repeats / from the stated covariance: "
+          f"median {np.median(ratio):.2f} (quartiles {np.quantile(ratio, 0.25):.2f}, {np.quantile(ratio, 0.75):.2f})")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,8 @@ def statistical_spread(labels: np.ndarray, values: np.ndarray, covariance: np.nd
     values = np.asarray(values, dtype=float)
     eigenvalues, vectors = np.linalg.eigh(np.asarray(covariance, dtype=float))
     roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]  # roots @ roots.T = covariance
-    drawn = [compute_metrics(labels, probs_of(values + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape))),
-                             task, threshold) for _ in range(draws)]
+    moved = (values + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape)) for _ in range(draws))
+    drawn = [compute_metrics(labels, probs_of(copy), task, threshold) for copy in moved]
     return {name: float(np.std([m[name] for m in drawn], ddof=1)) for name in ("acc", "auc")}
 
 

@@ -29,14 +29,16 @@ def test_values_far_from_the_threshold_give_no_acc_error_and_it_grows_with_the_e
     labels = np.array([0, 1, 0, 1])
     values = np.array([[0.1], [0.9], [0.2], [0.8]])
     assert statistical_spread(labels, values, isotropic(values, 0.01), probs_of, "binary-class", 0.5)["acc"] == 0.0
-    small, large = (statistical_spread(labels, values, isotropic(values, e), probs_of, "binary-class", 0.5)["acc"] for e in (0.2, 0.5))
+    small, large = (statistical_spread(labels, values, isotropic(values, e), probs_of, "binary-class", 0.5)["acc"]
+                    for e in (0.2, 0.5))
     assert 0 < small < large
 
 
 def test_it_is_seeded():
     labels = np.array([0, 1, 1])
     values = np.array([[0.45], [0.55], [0.5]])
-    first, again = (statistical_spread(labels, values, isotropic(values, 0.05), probs_of, "binary-class", 0.5, seed=3) for _ in range(2))
+    first, again = (statistical_spread(labels, values, isotropic(values, 0.05), probs_of, "binary-class", 0.5, seed=3)
+                    for _ in range(2))
     assert first == again and first["auc"] > 0
 
 

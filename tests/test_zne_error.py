@@ -54,7 +54,7 @@ def test_errors_a_rows_values_share_at_each_factor_stay_shared_after_extrapolati
     shared = 0.9 * np.outer(sigma, sigma) + 0.1 * np.diag(sigma**2)
     covariances = np.tile(shared, (3, 1, 1, 1))  # (factors, 1 row, 2, 2)
     stated = extrapolation_covariance(FACTORS, truth[:, :, None], covariances, method)[0]
-    draws = np.random.default_rng(9).multivariate_normal(np.zeros(2), shared, size=(6000, 3))  # (replicates, factors, 2)
+    draws = np.random.default_rng(9).multivariate_normal(np.zeros(2), shared, size=(6000, 3))  # replicates, factors
     replicates = np.stack([extrapolate(FACTORS, truth + d, method) for d in draws])
     observed = np.cov(replicates.T)
     np.testing.assert_allclose(stated, observed, rtol=0.15)

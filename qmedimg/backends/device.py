@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from qmedimg.backends.base import Backend
 from qmedimg.backends.context import PreparedCircuit
-from qmedimg.backends.device_estimator import DENSITY_MATRIX_MAX_QUBITS
+from qmedimg.backends.device_estimator import density_matrix_limit
 from qmedimg.backends.devices import two_qubit_gate
 from qmedimg.backends.options import DynamicalDecoupling
 from qmedimg.backends.study_rules import StudyRules
@@ -34,9 +34,10 @@ class DeviceStudy(StudyRules):
         return overrides
 
     def simulation_memory(self, qubits: int, noisy: bool) -> tuple[int, str]:
-        """A density matrix (16·4^n bytes) per core under noise up to ``DENSITY_MATRIX_MAX_QUBITS``
-        active qubits, a statevector (16·2^n) per core otherwise (trajectories, or no noise)."""
-        if noisy and qubits <= DENSITY_MATRIX_MAX_QUBITS:
+        """A density matrix (16·4^n bytes) per core under noise up to the CPU's density-matrix limit
+        (:func:`~.device_estimator.density_matrix_limit`) of active qubits, a statevector (16·2^n) per core otherwise
+        (trajectories, or no noise)."""
+        if noisy and qubits <= density_matrix_limit("CPU"):
             return 16 * 4**qubits * cores(), f"density matrix, {cores()} parallel experiments"
         return super().simulation_memory(qubits, noisy)
 

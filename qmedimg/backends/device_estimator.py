@@ -57,8 +57,8 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.backends.aer_rows import aer_rows, localize, save_expectations
 from qmedimg.backends.density_gradient import GradientRows
-from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_covariance, gate_errors, noise_model,
-                                    readout_errors, reported_paulis, trim_idle)
+from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_covariance, gate_errors,
+                                    noise_model, readout_errors, reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
 from qmedimg.backends.trajectories import TrajectorySampler, mean_covariance
 from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable

@@ -37,8 +37,9 @@ def per_image(inference: Inference, head: Outcome | None = None, labels=None, *,
     """A per-image file's arrays, keyed by image index, for ``inference``'s images: ``labels`` (None: unknown, left
     out), the probabilities of ``head`` (an :class:`~qmedimg.inference.Outcome` of ``inference``; None: the exact
     head's) and of the exact head, with the run's decisions on both (:meth:`~qmedimg.inference.Inference.decide`,
-    the one path's), the threshold and the task; with ``values`` the head values, with ``images`` the digest of
-    the images (:func:`images_digest`)."""
+    the one path's), the threshold and the task; with ``values`` the head values and what the backend adds per
+    image (e.g. ``value_covariance`` where values are means over noise trajectories), with ``images`` the digest
+    of the images (:func:`images_digest`)."""
     probs = inference.ideal_probs if head is None else head.probs
     ideal_probs = inference.ideal_probs if head is None else head.ideal_probs
     threshold = inference.threshold
