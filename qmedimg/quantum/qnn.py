@@ -81,7 +81,9 @@ class FastEstimatorQNN(EstimatorQNN):
 
     def forward_and_vjp(self, input_data, weights):
         """(outputs (samples, outputs), ``cotangent (samples, outputs) -> (input grads, weight
-        grads)``) from one simulation when the estimator allows it (noisy Aer), else None."""
+        grads)``) from one simulation when the estimator allows it (noisy Aer), else None (no
+        ``value_covariance`` either way)."""
+        self.value_covariance = None
         values, _ = parameter_rows(input_data, weights)
         num_inputs = self.num_inputs if self.input_gradients else 0
         prepared = self.gradient.forward_and_vjp(self._circuit, self._observable_column, values, num_inputs)
