@@ -5,10 +5,13 @@ small width), 200 trajectories, a few test images."""
 
 import csv
 import json
+import re
 
+import numpy as np
 import pytest
 
 from qmedimg.cli import main
+from qmedimg.report.noise_study import chance_largest_z, cross_check_section, value_agreement
 from qmedimg.workflows.noise_study import COLUMNS, RESULTS_SCHEMAS, noise_study
 from qmedimg.workflows.study_points import Point, choose_cross_checks
 
@@ -63,6 +66,8 @@ def test_cross_check_rows_are_aer_keyed_apart_and_compared_in_the_summary(tiny_r
     assert "| manila scale 1.0 none exact opt 1 repeat 0 | mean abs Δ expectation |" in summary
     assert f"Largest difference: {difference:.4f} in mean abs Δ expectation at manila scale 1.0" in summary
     assert "the sampler's statistical error there" in summary
+    assert re.search(r"largest \|z\| [0-9.]+ over (8|16|24|32) values", summary)  # 8 images' outputs, one by one
+    assert "within what chance gives" in summary
     assert "2 grid points and 1 cross-check point: 2 reused from results.csv, 1 computed now." in summary
 
     assert study(tiny_run, registry, out, "--cross-check", "1") == 0  # again: nothing new
@@ -152,6 +157,7 @@ def test_width_study_cross_checks_its_points_and_compares_them(registry, tmp_pat
     assert "## Cross-check against Aer" in summary and "| 4×1 seed 0: manila scale 1.0 none exact opt 1 repeat 0 |" \
         in summary and "Largest difference: " in summary
     assert "| manila | 4×1 |" in summary  # the verdict table holds the grid's point once, not the Aer row
+    assert "largest |z|" in summary and "within what chance gives" in summary  # value by value, from its point files
     study_csv = out / "runs" / "q4-l1-s0" / "noise-study" / "results.csv"
     before = rows(study_csv)
     assert main(argv) == 0  # again: nothing new
@@ -174,3 +180,22 @@ def test_a_row_whose_error_was_computed_otherwise_is_computed_again_and_the_rest
     monkeypatch.setattr("qmedimg.backends.fake.VALUE_ERROR", "the largest error, independently")  # older rows
     assert study(tiny_run, registry, out, "--mitigation", "none,readout+zne") == 0
     assert computed(out) == 4  # every row states its errors another way: all computed again
+
+
+def test_a_cross_check_compares_every_value_against_both_sides_errors_and_says_when_chance_cannot_explain_it():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-1, 1, (50, 4))
+    covariance = np.tile(np.diag([1e-4, 4e-4, 1e-4, 1e-4]), (50, 1, 1))  # standard errors 0.01, 0.02, 0.01, 0.01
+    exact = {"values": values}  # Aer's density matrix: no error of its own
+    noisy = {"values": values + rng.normal(size=values.shape) * np.sqrt(np.diagonal(covariance, axis1=1, axis2=2)),
+             "value_covariance": covariance}
+    largest, count = value_agreement(noisy, exact)
+    assert count == 200 and 1.0 < largest < chance_largest_z(200, 0.99)
+    both = value_agreement(noisy, {**noisy, "values": values})  # an Aer side with the same errors: √2 wider
+    assert both[0] == pytest.approx(largest / np.sqrt(2))
+    biased = {**noisy, "values": noisy["values"] + np.where(np.arange(4) == 1, 0.1, 0.0)}  # 5σ on one output
+    assert value_agreement(biased, exact)[0] > chance_largest_z(200, 0.99)
+    assert value_agreement({"probs": values}, exact) is None  # a point written before points kept their values
+    assert 2.0 < chance_largest_z(24, 0.5) < 2.4 and chance_largest_z(1, 0.5) == pytest.approx(0.6745, abs=1e-4)
+    sentence = cross_check_section([("p", {}, {}, value_agreement(biased, exact))], asked=1, eligible=1)
+    assert "beyond what chance gives: the two disagree" in sentence

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -221,12 +222,33 @@ def _simulated_by(row: dict) -> str:
     return (what + (f" ×{row['trajectories']}" if row.get("trajectories") else "")) or "—"
 
 
-def cross_check_section(pairs: list[tuple[str, dict, dict]], *, asked: int, eligible: int, why_none: str = "") -> str:
-    """summary.md's "Cross-check against Aer": for each (point, sampler's row, Aer's row), ACC, AUC and
-    mean abs Δ expectation (those the rows hold) on both, their difference (sampler − Aer) and the sampler
-    row's statistical error (the largest standard error of one of its expectation values); then one
-    sentence: the largest difference (in mean abs Δ expectation where recorded: the unit the error is in)
-    and whether it is within the statistical error stated at that point."""
+def value_agreement(sampler: dict, aer: dict) -> tuple[float, int] | None:
+    """(largest |z|, values compared) between two points' per-image arrays (:func:`~qmedimg.workflows.per_image.
+    per_image`'s, with ``values``): each head value's difference over both sides' own standard errors combined
+    (the diagonal of each image's ``value_covariance``; none on an exact side). None where a file holds no values
+    (written before points kept them) or neither side states an error."""
+    if "values" not in sampler or "values" not in aer or "value_covariance" not in sampler:
+        return None
+    variance = sum(np.diagonal(side["value_covariance"], axis1=1, axis2=2) for side in (sampler, aer)
+                   if "value_covariance" in side)
+    difference = np.abs(np.asarray(sampler["values"]) - np.asarray(aer["values"]))
+    z = np.divide(difference, np.sqrt(variance), out=np.where(difference > 0, np.inf, 0.0), where=variance > 0)
+    return float(z.max()), int(z.size)
+
+
+def chance_largest_z(values: int, probability: float) -> float:
+    """The |z| that the largest of ``values`` independent standard normal |z| stays below with ``probability``."""
+    return NormalDist().inv_cdf((1 + probability ** (1 / values)) / 2)
+
+
+def cross_check_section(pairs: list[tuple[str, dict, dict, tuple[float, int] | None]], *, asked: int, eligible: int,
+                        why_none: str = "") -> str:
+    """summary.md's "Cross-check against Aer": for each (point, sampler's row, Aer's row, their
+    :func:`value_agreement`), ACC, AUC and mean abs Δ expectation (those the rows hold) on both, their difference
+    (sampler − Aer) and the sampler row's statistical error (the largest standard error of one of its expectation
+    values); then one sentence: the largest difference (in mean abs Δ expectation where recorded: the unit the
+    error is in) and whether it is within the statistical error stated at that point; and one on the head values
+    themselves: the largest |z| of one value against what chance alone gives over that many values."""
     lines = ["", "## Cross-check against Aer", ""]
     if not pairs:
         return "\n".join(lines + [f"No point could be cross-checked: {why_none}."]) + "\n"
@@ -239,9 +261,9 @@ def cross_check_section(pairs: list[tuple[str, dict, dict]], *, asked: int, elig
                      f"all {eligible} were.")
     lines += ["", "| point | metric | sampler | Aer | difference | sampler's statistical error | sampler row simulated by |",
               "|---|---|---|---|---|---|---|"]
-    metrics = [(c, label) for c, label in CROSS_CHECKED if any(row_number(s, c) is not None for _, s, _ in pairs)]
+    metrics = [(c, label) for c, label in CROSS_CHECKED if any(row_number(s, c) is not None for _, s, _, _ in pairs)]
     found: dict[str, list] = {c: [] for c, _ in metrics}
-    for name, sampler, aer in pairs:
+    for name, sampler, aer, _ in pairs:
         error = row_number(sampler, "statistical_error")
         for column, label in metrics:
             mine, theirs = row_number(sampler, column), row_number(aer, column)
@@ -251,7 +273,22 @@ def cross_check_section(pairs: list[tuple[str, dict, dict]], *, asked: int, elig
             lines.append(f"| {name} | {label} | {cell(mine)} | {cell(theirs)} | "
                          f"{'—' if difference is None else f'{difference:+.4f}'} | {cell(error)} | "
                          f"{_simulated_by(sampler)} |")
-    return "\n".join(lines + ["", _largest_difference(found, dict(metrics))]) + "\n"
+    return "\n".join(lines + ["", _largest_difference(found, dict(metrics)), "", _value_sentence(pairs)]) + "\n"
+
+
+def _value_sentence(pairs: list[tuple[str, dict, dict, tuple[float, int] | None]]) -> str:
+    """The sentence on the head values: the largest |z| over the compared points, judged at 1 in 100."""
+    compared = [(agreement, name) for name, _, _, agreement in pairs if agreement is not None]
+    if not compared:
+        return ("Per value: not compared (the points' files hold no head values, or neither side states a "
+                "statistical error).")
+    values = sum(count for (_, count), _ in compared)
+    (largest, _), name = max(compared, key=lambda c: c[0][0])
+    median, rare = chance_largest_z(values, 0.5), chance_largest_z(values, 0.99)
+    verdict = "within what chance gives" if largest <= rare else "beyond what chance gives: the two disagree"
+    return (f"Per value (each image's head outputs, the difference over both sides' own standard errors): largest "
+            f"|z| {largest:.2f} over {values} values, at {name}; {verdict} (over {values} values the largest |z| "
+            f"of pure noise has median {median:.2f} and exceeds {rare:.2f} 1 time in 100).")
 
 
 def _largest_difference(found: dict[str, list], labels: dict[str, str]) -> str:

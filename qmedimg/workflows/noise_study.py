@@ -40,7 +40,8 @@ How was the head trained? ``training``: ``ideal`` (noiseless values) or ``noise-
 noise: :func:`~qmedimg.workflows.study_points.training_of`), part of a point's identity; a results.csv
 from before the column is upgraded in place, its rows read as ideal. Every computed point also writes
 ``point-<point id>.npz`` next to results.csv (test labels, probabilities and decisions at the run's
-threshold, of the point and of the exact head, keyed by image index; atomically, before its row): a
+threshold, of the point and of the exact head, keyed by image index; the head values, and where they are means
+over noise trajectories each image's covariance of them; atomically, before its row): a
 row whose file is missing is computed again (rows on a real QPU excepted: they cost QPU time).
 
 How sure is each number? Every row holds bootstrap 95 % intervals over its test images of ACC, AUC, sensitivity
@@ -68,7 +69,7 @@ from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_err
                            writing_folder)
 from qmedimg.inference import Inference
 from qmedimg.report.drift import drift_section, plot_drift
-from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary
+from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary, value_agreement
 from qmedimg.report.study_intervals import INTERVAL_COLUMNS
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text
@@ -323,9 +324,11 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         asked = cross_check if cross_check_points is None else len(checks)
         if asked:
             many = len(runs) > 1
-            pairs = [((f"{Path(p.run).name}: " if many else "") + point_name(p.checked()),
-                      current[(*p.checked().key(), inputs[p.checked()])], current[(*p.key(), inputs[p])])
-                     for p in checks]
+            pairs = []
+            for p in checks:
+                sampler, aer = current[(*p.checked().key(), inputs[p.checked()])], current[(*p.key(), inputs[p])]
+                pairs.append(((f"{Path(p.run).name}: " if many else "") + point_name(p.checked()), sampler, aer,
+                              value_agreement(read_point(out, sampler), read_point(out, aer))))
             text += cross_check_section(pairs, asked=asked, eligible=sum(p.backend in eligible for p in grid),
                                         why_none=no_cross_check(base))
         write_text(out / "summary.md", text + _provenance(len(grid), len(checks), len(todo), changed, lost))

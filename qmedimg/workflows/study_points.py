@@ -282,7 +282,7 @@ def _row(point: Point, inputs: str, backend: Backend, inference: Inference, labe
     factors = backend.describe().zne_factors if "zne" in point.mitigation else []
     spread = inference.statistical_error(head, labels)
     error = largest_error(head.arrays["value_covariance"]) if spread else None
-    arrays = per_image(inference, head, labels)
+    arrays = per_image(inference, head, labels, values=True)  # the values too: a cross-check compares them
     return {
         "run": point.run, "circuit": run.model.spec.name, "trained_on": run.config.backend,
         "backend": point.backend, "device": head.record["device"], "scale": text(point.scale),

@@ -62,7 +62,7 @@ from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, LocalExecutor, failure_report
 from qmedimg.cores import available_memory
 from qmedimg.files import reporting_os_errors, write_csv, write_json, write_text, writing_folder
-from qmedimg.report.noise_study import cross_check_section
+from qmedimg.report.noise_study import cross_check_section, value_agreement
 from qmedimg.report.width_study import noise_aware_section, plot_strategies, plot_width_study, summary
 from qmedimg.rundir import TrainConfig, build_model, config_differences, load_data, make_config
 from qmedimg.quantum.circuits import load_circuit
@@ -323,7 +323,9 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
                 plot_strategies(scored, out / "accuracy_lost_by_strategy.png", aware_devices, **INTERVALS)
             text += noise_aware_section(scored, aware_devices, **INTERVALS)
         if cross_check:
-            pairs = [(_label(sampler), sampler, aer) for sampler, aer in cross_check_pairs(rows, GRID_COLUMNS + list(KEY))]
+            pairs = [(_label(sampler), sampler, aer, value_agreement(*(read_point(Path(row["run"]) / "noise-study", row)
+                                                                       for row in (sampler, aer))))
+                     for sampler, aer in cross_check_pairs(rows, GRID_COLUMNS + list(KEY))]
             text += cross_check_section(pairs, asked=cross_check, eligible=eligible, why_none=no_cross_check(bases))
         write_text(out / "summary.md", text)
         return out
