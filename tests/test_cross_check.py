@@ -196,6 +196,8 @@ def test_a_cross_check_compares_every_value_against_both_sides_errors_and_says_w
     biased = {**noisy, "values": noisy["values"] + np.where(np.arange(4) == 1, 0.1, 0.0)}  # 5σ on one output
     assert value_agreement(biased, exact)[0] > chance_largest_z(200, 0.99)
     assert value_agreement({"probs": values}, exact) is None  # a point written before points kept their values
+    assert value_agreement(exact, noisy)[0] == pytest.approx(largest)  # whichever side carries the error
+    assert value_agreement(exact, exact) is None  # two exact sides: nothing to judge against
     assert 2.0 < chance_largest_z(24, 0.5) < 2.4 and chance_largest_z(1, 0.5) == pytest.approx(0.6745, abs=1e-4)
     sentence = cross_check_section([("p", {}, {}, value_agreement(biased, exact))], asked=1, eligible=1)
     assert "beyond what chance gives: the two disagree" in sentence

@@ -223,11 +223,11 @@ def _simulated_by(row: dict) -> str:
 
 
 def value_agreement(sampler: dict, aer: dict) -> tuple[float, int] | None:
-    """(largest |z|, values compared) between two points' per-image arrays (:func:`~qmedimg.workflows.per_image.
-    per_image`'s, with ``values``): each head value's difference over both sides' own standard errors combined
-    (the diagonal of each image's ``value_covariance``; none on an exact side). None where a file holds no values
-    (written before points kept them) or neither side states an error."""
-    if "values" not in sampler or "values" not in aer or "value_covariance" not in sampler:
+    """(largest |z|, values compared) between two points' per-image arrays (their ``point-<id>.npz``, with
+    ``values``): each head value's difference over both sides' own standard errors combined (the diagonal of each
+    image's ``value_covariance``; none on an exact side). None where a file holds no values (written before points
+    kept them) or neither side states an error."""
+    if "values" not in sampler or "values" not in aer or all("value_covariance" not in side for side in (sampler, aer)):
         return None
     variance = sum(np.diagonal(side["value_covariance"], axis1=1, axis2=2) for side in (sampler, aer)
                    if "value_covariance" in side)
