@@ -31,6 +31,7 @@ from qmedimg.backends import get_backend
 from qmedimg.cores import cores
 from qmedimg.inference import Inference
 from qmedimg.metrics import compute_metrics, statistical_spread
+from qmedimg.quantum.covariance import covariance_root
 from qmedimg.rundir import load_run
 
 
@@ -77,9 +78,7 @@ def main() -> None:
     for rule, covariance in diagonal_rules(covariances[0]).items():
         other = statistical_spread(labels, values[0], covariance, inference.probs_of, inference.task, run.threshold)
         print(f"  what '{rule}' states on repeat 0: ACC {other['acc']:.4f} AUC {other['auc']:.4f}")
-    values, mean_covariance = np.array(values), np.mean(covariances, axis=0)
-    eigenvalues, vectors = np.linalg.eigh(mean_covariance)
-    roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]
+    values, roots = np.array(values), covariance_root(np.mean(covariances, axis=0))
     rng = np.random.default_rng(0)
     moved = (values.mean(axis=0) + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape[1:]))
              for _ in range(200))

@@ -35,6 +35,7 @@ from sklearn.metrics import (confusion_matrix, multilabel_confusion_matrix, prec
                              roc_auc_score)
 
 from qmedimg.data import MULTI_LABEL
+from qmedimg.quantum.covariance import covariance_root
 
 
 def decisions(probs: np.ndarray, task: str, threshold: float | np.ndarray = 0.5) -> np.ndarray:
@@ -92,16 +93,10 @@ def statistical_spread(labels: np.ndarray, values: np.ndarray, covariance: np.nd
     gives NaN."""
     rng = np.random.default_rng(seed)
     values = np.asarray(values, dtype=float)
-    eigenvalues, vectors = np.linalg.eigh(np.asarray(covariance, dtype=float))
-    roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]  # roots @ roots.T = covariance
+    roots = covariance_root(covariance)
     moved = (values + np.einsum("nop,np->no", roots, rng.standard_normal(values.shape)) for _ in range(draws))
     drawn = [compute_metrics(labels, probs_of(copy), task, threshold) for copy in moved]
     return {name: float(np.std([m[name] for m in drawn], ddof=1)) for name in ("acc", "auc")}
-
-
-def largest_error(covariance: np.ndarray) -> float:
-    """The largest standard error of one value, from each image's covariance of its values (N, O, O)."""
-    return float(np.sqrt(np.max(np.diagonal(covariance, axis1=1, axis2=2)))) if len(covariance) else 0.0
 
 
 ECE_BINS = 15  # equal-width bins of confidence in the expected calibration error

@@ -60,8 +60,9 @@ from qmedimg.backends.density_gradient import GradientRows
 from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_covariance, gate_errors,
                                     noise_model, readout_errors, reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
-from qmedimg.backends.trajectories import TrajectorySampler, mean_covariance
+from qmedimg.backends.trajectories import TrajectorySampler
 from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable
+from qmedimg.quantum.covariance import largest_error, mean_covariance
 from qmedimg.quantum.gradients import SummedGradientEstimator, shift_offsets
 from qmedimg.quantum.primitives import FinishedJob, pauli_terms, pub_result
 
@@ -256,8 +257,7 @@ class DeviceEstimator(SummedGradientEstimator):
             covariance = extrapolation_covariance(factors, np.stack(means), np.stack(covariances),
                                                   method) if covariances else None
         if covariance is not None and covariance.size:
-            largest = float(np.sqrt(np.max(np.diagonal(covariance, axis1=1, axis2=2))))
-            self.statistical_error = max(self.statistical_error or 0.0, largest)
+            self.statistical_error = max(self.statistical_error or 0.0, largest_error(covariance))
         return value, covariance
 
     def _exact(self, circuit, prepared: _Prepared, values, local,

@@ -23,6 +23,8 @@ from qiskit.transpiler import InstructionProperties, Target
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
 
+from qmedimg.quantum.covariance import covariance_root
+
 
 def trim_idle(circuit: QuantumCircuit) -> tuple[QuantumCircuit, list[int]]:
     """Drop barriers and every wire that does nothing but wait (idle or delays only).
@@ -164,8 +166,7 @@ def extrapolation_covariance(factors: Sequence[float], values: np.ndarray, covar
         return np.tensordot(weights**2, covariances, axes=1)
     if not np.all(np.isfinite(covariances)):
         return np.full(covariances.shape[1:], np.inf)
-    eigenvalues, vectors = np.linalg.eigh(covariances)  # a square root that a singular covariance also has
-    roots = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[..., None, :]
+    roots = covariance_root(covariances)
     noise = np.random.default_rng(seed).standard_normal(covariances.shape[:-1] + (draws,))  # (factors, rows, P, draws)
     drawn = extrapolate(x, values[..., None] + np.einsum("frpq,frqd->fprd", roots, noise), method)  # (P, rows, draws)
     centered = drawn - drawn.mean(axis=-1, keepdims=True)

@@ -38,6 +38,7 @@ from qiskit.quantum_info import Kraus, Operator
 
 from qmedimg.cores import cores
 from qmedimg.quantum import trajectory_kernel as kernel
+from qmedimg.quantum.covariance import mean_covariance
 
 _PAULI = {"I": np.eye(2), "X": np.array([[0, 1], [1, 0]]), "Y": np.array([[0, -1j], [1j, 0]]),
           "Z": np.diag([1.0, -1.0])}
@@ -256,15 +257,6 @@ class TrajectorySampler:
                 matrix = bound.data[index].operation.to_matrix()
                 gates[r, step, :len(matrix), :len(matrix)] = matrix
         return gates
-
-
-def mean_covariance(samples: np.ndarray) -> np.ndarray:
-    """The covariance of the mean of ``samples`` (draws, quantities): their sample covariance / draws (infinite
-    with one draw)."""
-    if len(samples) < 2:
-        return np.full((samples.shape[1],) * 2, np.inf)
-    centered = samples - samples.mean(axis=0)
-    return centered.T @ centered / ((len(samples) - 1) * len(samples))
 
 
 def linear_angle(params: list) -> tuple[float, Parameter | None]:

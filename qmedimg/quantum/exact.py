@@ -135,8 +135,8 @@ class ExactEstimator(BaseEstimatorV2):
         return tables
 
     def _run_pub(self, pub: EstimatorPub) -> PubResult:
-        return pub_result(pub, lambda circuit, values, paulis: self._expectations(self.program(circuit), values, paulis),
-                          self._rng)
+        return pub_result(pub, lambda circuit, values, paulis: (self._expectations(self.program(circuit), values, paulis),
+                                                                None), self._rng)
 
     def _expectations(self, program: _Program, values: np.ndarray, paulis: list[str]) -> np.ndarray:
         """<P> for every Pauli label and every row of ``values``: shape (len(paulis), rows)."""

@@ -4,7 +4,7 @@ observables' Pauli terms, and a job that is already finished when ``run`` return
 Example::
 
     from qmedimg.quantum.primitives import FinishedJob, pub_result
-    result = pub_result(pub, lambda circuit, values, labels: my_expectations(circuit, values, labels))
+    result = pub_result(pub, lambda circuit, values, labels: (my_expectations(circuit, values, labels), None))
     job = FinishedJob(lambda: PrimitiveResult([result]))    # job.result() is ready
 """
 
@@ -19,9 +19,9 @@ from qiskit.providers import JobStatus
 
 
 def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator | None = None) -> PubResult:
-    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels)``: either the
-    values (L, rows), or (values, each row's covariance of them (rows, L, L) or None) from an estimator whose
-    values are means over samples (noise trajectories). Observables are combined from their Pauli terms and
+    """An estimator PUB's result from ``pauli_expectations(circuit, values (rows, P), labels)`` -> (the values
+    (L, rows), each row's covariance of them (rows, L, L), or None where they are exact; an estimator whose
+    values are means over samples, e.g. noise trajectories, gives one). Observables are combined from their Pauli terms and
     broadcast against the parameter rows as the primitive contract says; with a covariance, ``stds`` are the
     values' standard errors and ``metadata["value_covariance"]`` holds each flat parameter row's covariance of
     the flat observables (rows, O, O). With ``rng``, a PUB precision > 0 adds N(0, precision) as Aer does."""
@@ -33,8 +33,7 @@ def pub_result(pub: EstimatorPub, pauli_expectations, rng: np.random.Generator |
         values = np.zeros((rows, 0))
     flat_obs = observables.ravel().tolist()
     paulis, coeffs = pauli_terms(flat_obs)
-    expectations = pauli_expectations(circuit, values, paulis)
-    expectations, covariance = expectations if isinstance(expectations, tuple) else (expectations, None)
+    expectations, covariance = pauli_expectations(circuit, values, paulis)
     obs_evs = coeffs @ expectations  # (num observables, rows)
     precision = pub.precision if rng is not None else 0.0
     obs_stds, metadata = np.full(obs_evs.shape, precision), {}

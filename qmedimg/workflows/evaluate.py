@@ -95,7 +95,7 @@ def evaluate_run(run_dir: str | Path, backend: str | None = None, *, backends_fi
         return {**head.details, "backend": target.name, "device": head.record["device"], "images": len(images),
                 "transpile": head.record["transpile"]}
     wall = inference.cnn_s + head.wall_s
-    sampled = inference.statistical_error(head, labels) if spec else {}
+    sampled = inference.statistical_error(head, labels)  # {} unless the head's values carry a covariance
     spread = {"test_statistical_error": sampled} if sampled else {}
     outcome = {
         **head.record, **inference.evaluation(head, labels, limit),

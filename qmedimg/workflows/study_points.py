@@ -42,7 +42,8 @@ from qmedimg.errors import QmedimgError
 from qmedimg.executor import Executor, Resources
 from qmedimg.files import write_atomic
 from qmedimg.inference import Inference
-from qmedimg.metrics import compute_metrics, largest_error
+from qmedimg.metrics import compute_metrics
+from qmedimg.quantum.covariance import largest_error
 from qmedimg.model import participation_ratio
 from qmedimg.report.study_intervals import row_intervals
 from qmedimg.rundir import TrainConfig, load_run, training_backend
