@@ -26,6 +26,7 @@ import numpy as np
 from qmedimg.backends.trajectories import TrajectorySampler, UnsupportedNoise, label_masks, linear_angle
 from qmedimg.cores import cores
 from qmedimg.quantum import trajectory_adjoint, trajectory_kernel
+from qmedimg.quantum.split_state import to_complex
 
 _PAULI = {"I": np.eye(2), "X": np.array([[0, 1], [1, 0]]), "Y": np.array([[0, -1j], [1j, 0]]), "Z": np.diag([1, -1])}
 GENERATORS = {"rz": _PAULI["Z"], "rx": _PAULI["X"], "ry": _PAULI["Y"], "p": _PAULI["Z"] - _PAULI["I"]}
@@ -105,20 +106,23 @@ def trajectory_gradient(sampler: TrajectorySampler, values: np.ndarray, labels: 
 
     def rows(chunk):
         locations = len(program.offset)
-        checkpoints = np.empty((len(derivatives.folds[0]) + 1, 1 << program.n), np.complex128)
+        checkpoints = np.empty((len(derivatives.folds[0]) + 1, 2, 1 << program.n))  # split, as dominant_path keeps them
         pending_at = np.empty((locations, program.n, 2, 2), np.complex128)
         held_at = np.empty((locations, program.n, 4, 4), np.complex128)
         checkpoint_at = np.zeros(locations, np.int64)
+        memo = trajectory_kernel.dominant_memo(program.n, len(program.kind))  # (what the sweep does not use)
         dominant = np.empty(len(labels))
         for row in chunk:  # unfused: the sweep needs the state after every two-qubit gate
             trajectory_kernel.dominant_path(program.n, program.kind, program.qa, program.qb, gates[row], program.loc,
                                             program.offset, program.op_a, program.op_b, *program.unfused(),
-                                            checkpoints, pending_at, held_at, checkpoint_at, xmask, zmask, ny, dominant)
+                                            checkpoints, pending_at, held_at, checkpoint_at, memo, xmask, zmask, ny,
+                                            dominant)
+            states = to_complex(checkpoints)  # the sweep's passes are complex
             span = slice(row * trajectories, (row + 1) * trajectories)
             trajectory_adjoint.trajectory_gradients(
                 0, trajectories, trajectories, program.n, program.kind, program.qa, program.qb, gates[row],
                 program.loc, program.step_of, program.offset, program.count, program.cum, program.op_a, program.op_b,
-                checkpoints, pending_at, checkpoint_at, *derivatives.folds, derivatives.pcol, derivatives.gen,
+                states, pending_at, checkpoint_at, *derivatives.folds, derivatives.pcol, derivatives.gen,
                 uniforms[span], label_weights[row:row + 1], xmask, zmask, ny, grad[span])
 
     threads = max(1, min(cores(), len(values)))

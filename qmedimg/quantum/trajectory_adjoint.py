@@ -20,8 +20,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from qmedimg.quantum.trajectory_kernel import (TWO_QUBIT, apply_2x2, apply_4x4, draw_branch, first_departure, fold_gate,
+from qmedimg.quantum.trajectory_kernel import (TWO_QUBIT, apply_2x2, apply_4x4, draw_branch, first_departure,
                                                resume_from_dominant, run_step)
+from qmedimg.quantum.trajectory_matrices import fold_gate
 
 MAX_FACTORS = 512  # single-qubit factors one qubit may pend between two-qubit gates (checked by the caller)
 

@@ -21,13 +21,21 @@ A qubit's single-qubit gates after its last two-qubit gate (its *tail*), with th
 everything left on the other qubits, and the draws are known before the trajectory runs: in
 :func:`run_trajectories` they are multiplied into that last two-qubit gate's 4×4 (:func:`apply_closing`) and
 the qubit is *closed*, so the end of a trajectory applies no pending matrix for it. Labels that are all Z
-strings come from one Walsh–Hadamard transform of the probabilities (:func:`label_values`).
+strings come from one Walsh–Hadamard transform of the probabilities
+(:func:`~qmedimg.quantum.split_state.label_values`).
 
 Trajectories share their prefix: branch 0 of every location is the most probable one, and every trajectory
 that has drawn only branch 0 so far has the same state. :func:`dominant_path` runs that path once, keeping the
 state after every two-qubit gate and the pending matrices at every location; :func:`run_trajectories` starts
 each trajectory from the checkpoint of its first other draw. A trajectory that never leaves branch 0 is the
-dominant path itself (its values are computed once).
+dominant path itself (its values are computed once). Where a trajectory has drawn only branch 0 on a step's
+qubits since their last two-qubit gate, that step's 4×4 is the dominant path's, which :func:`dominant_path`
+keeps (its *memo*): a trajectory multiplies matrices only on the qubits where it drew something else.
+
+The states of these forward runs (the dominant path, its checkpoints, the trajectories) are kept split, real
+and imaginary parts apart (shape (2, 2**n)), so that the 4×4 passes vectorize (:mod:`qmedimg.quantum.split_state`);
+the complex :func:`apply_4x4`, :func:`apply_2x2` and :func:`run_step` serve the gradient sweep
+(:mod:`qmedimg.quantum.trajectory_adjoint`), which takes the checkpoints as complex.
 
 Conventions: little-endian qubit order (qubit q is bit q of the state index); a two-qubit step on (a, b)
 holds its 4×4 matrix in Qiskit's order for qargs [a, b] (local index = bit_a + 2·bit_b).
@@ -37,6 +45,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
+from qmedimg.quantum.split_state import apply_4x4_split, label_values
+from qmedimg.quantum.trajectory_matrices import fold_gate, left_multiply, reset_pending, tails_times, times_held
 
 ONE_QUBIT, TWO_QUBIT = 0, 1
 
@@ -73,44 +84,13 @@ def apply_2x2(psi, q, m, dim):  # pragma: no cover - compiled
             psi[i0 + step] = m[1, 0] * x0 + m[1, 1] * x1
 
 
-@numba.njit(nogil=True, cache=True)
-def left_multiply(m, pending):  # pragma: no cover - compiled
-    """pending <- M · pending (2×2, in place)."""
-    p00, p01, p10, p11 = pending[0, 0], pending[0, 1], pending[1, 0], pending[1, 1]
-    pending[0, 0] = m[0, 0] * p00 + m[0, 1] * p10
-    pending[0, 1] = m[0, 0] * p01 + m[0, 1] * p11
-    pending[1, 0] = m[1, 0] * p00 + m[1, 1] * p10
-    pending[1, 1] = m[1, 0] * p01 + m[1, 1] * p11
-
-
-@numba.njit(nogil=True, cache=True)
-def fold_gate(gate, pa, pb, u):  # pragma: no cover - compiled
-    """u <- gate · (pb ⊗ pa)."""
-    for r in range(4):
-        for c in range(4):
-            acc = 0j
-            for m in range(4):
-                acc += gate[r, m] * pb[m >> 1, c >> 1] * pa[m & 1, c & 1]
-            u[r, c] = acc
-
-
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def draw_branch(u, cum, offset, count):  # pragma: no cover - compiled
     """The branch a uniform draw ``u`` picks at a location (cumulative probabilities ``cum``)."""
     for j in range(count - 1):
         if u < cum[offset + j]:
             return j
     return count - 1
-
-
-@numba.njit(nogil=True, cache=True)
-def reset_pending(pending, a, b):  # pragma: no cover - compiled
-    """The pending matrices of qubits a and b <- identities (after a two-qubit gate took them in)."""
-    pending[a, :, :] = 0.0
-    pending[b, :, :] = 0.0
-    for i in range(2):
-        pending[a, i, i] = 1.0
-        pending[b, i, i] = 1.0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -124,18 +104,6 @@ def apply_gate(s, psi, pending, kind, qa, qb, gates, u4, dim):  # pragma: no cov
         reset_pending(pending, a, b)
     else:
         left_multiply(gates[s, :2, :2], pending[a])
-
-
-@numba.njit(nogil=True, cache=True)
-def times_held(u, held, swapped, out):  # pragma: no cover - compiled
-    """out <- U · H, H a held 4×4 (in the other qubit order when ``swapped``: local bits exchanged)."""
-    for r in range(4):
-        for c in range(4):
-            acc = 0j
-            for m in range(4):
-                mm, cc = (((m & 1) << 1) | (m >> 1), ((c & 1) << 1) | (c >> 1)) if swapped else (m, c)
-                acc += u[r, m] * held[mm, cc]
-            out[r, c] = acc
 
 
 @numba.njit(nogil=True, cache=True)
@@ -160,7 +128,7 @@ def apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, sw
     if defer[s]:
         held[a, :, :] = u4
     else:
-        apply_4x4(psi, a, b, u4, dim)
+        apply_4x4_split(psi, a, b, u4, dim)
     reset_pending(pending, a, b)
 
 
@@ -204,70 +172,25 @@ def resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, off
     return s0 + 1
 
 
-@numba.njit(nogil=True, cache=True)
-def is_identity(m):  # pragma: no cover - compiled
-    """Whether a 2×2 matrix is exactly the identity (a pending matrix with nothing in it)."""
-    return m[0, 0] == 1.0 and m[1, 1] == 1.0 and m[0, 1] == 0.0 and m[1, 0] == 0.0
-
-
-@numba.njit(nogil=True, cache=True)
-def walsh_hadamard(values):  # pragma: no cover - compiled
-    """values[z] <- Σ_i values[i]·(-1)^popcount(i & z), in place (length a power of 2)."""
-    h = 1
-    while h < values.shape[0]:
-        for top in range(0, values.shape[0], 2 * h):
-            for i in range(top, top + h):
-                x, y = values[i], values[i + h]
-                values[i], values[i + h] = x + y, x - y
-        h *= 2
-
-
-@numba.njit(nogil=True, cache=True)
-def label_values(psi, pending, n, dim, xmask, zmask, ny, out):  # pragma: no cover - compiled
-    """Apply the pending matrices (those not the identity), then out[l] = <psi|P_l|psi> (unnormalized) for
-    every Pauli label. When every label is a Z string (the usual measurement), all of them come from one
-    Walsh–Hadamard transform of the probabilities |psi_i|² instead of one pass over the state per label."""
-    for q in range(n):
-        if not is_identity(pending[q]):
-            apply_2x2(psi, q, pending[q], dim)
-    if not np.any(xmask):
-        probabilities = np.empty(dim)
-        for i in range(dim):
-            probabilities[i] = psi[i].real * psi[i].real + psi[i].imag * psi[i].imag
-        walsh_hadamard(probabilities)
-        for l in range(zmask.shape[0]):
-            out[l] = probabilities[zmask[l]]
-        return
-    for l in range(xmask.shape[0]):
-        acc = 0j
-        f, z = xmask[l], zmask[l]
-        for i in range(dim):
-            v = np.conj(psi[i ^ f]) * psi[i]
-            x, parity = i & z, 0
-            while x:
-                parity ^= 1
-                x &= x - 1
-            acc += -v if parity else v
-        phase = ny[l] % 4  # i^ny
-        if phase == 0:
-            out[l] = acc.real
-        elif phase == 1:
-            out[l] = -acc.imag
-        elif phase == 2:
-            out[l] = -acc.real
-        else:
-            out[l] = acc.imag
+def dominant_memo(n: int, steps: int) -> tuple:
+    """Empty arrays for what :func:`dominant_path` records of every step, for :func:`run_trajectories`: each
+    two-qubit step's 4×4 (pending and held matrices in), its qubits' pending matrices before it, the matrix held
+    for it, and every qubit's pending matrix at the end."""
+    return (np.zeros((steps, 4, 4), np.complex128), np.zeros((steps, 2, 2, 2), np.complex128),
+            np.zeros((steps, 4, 4), np.complex128), np.zeros((n, 2, 2), np.complex128))
 
 
 @numba.njit(nogil=True, cache=True)
 def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, swap, checkpoints, pending_at,
-                  held_at, checkpoint_at, xmask, zmask, ny, out):  # pragma: no cover - compiled
+                  held_at, checkpoint_at, memo, xmask, zmask, ny, out):  # pragma: no cover - compiled
     """Run the path that draws branch 0 everywhere: checkpoints[c] = the state after c applied two-qubit passes;
     pending_at[ℓ], held_at[ℓ] and checkpoint_at[ℓ] = the pending and held matrices and the checkpoint just
-    before location ℓ's noise; ``out`` = its label values."""
+    before location ℓ's noise; ``memo`` (:func:`dominant_memo`) = its steps' matrices; ``out`` = its label
+    values."""
+    step_u4, step_pending, step_held, final_pending = memo
     dim = 1 << n
-    psi = np.zeros(dim, np.complex128)
-    psi[0] = 1.0
+    psi = np.zeros((2, dim))
+    psi[0, 0] = 1.0
     pending = np.zeros((n, 2, 2), np.complex128)
     for q in range(n):
         pending[q, 0, 0] = 1.0
@@ -276,18 +199,26 @@ def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, 
     u4 = np.empty((4, 4), np.complex128)
     w4 = np.empty((4, 4), np.complex128)
     c = 0
-    checkpoints[0, :] = psi
+    checkpoints[0] = psi
     for s in range(kind.shape[0]):
+        if kind[s] == TWO_QUBIT:
+            step_pending[s, 0] = pending[qa[s]]
+            step_pending[s, 1] = pending[qb[s]]
+            if take[s] >= 0:
+                step_held[s] = held[take[s]]
         apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
-        if kind[s] == TWO_QUBIT and not defer[s]:
-            c += 1
-            checkpoints[c, :] = psi
+        if kind[s] == TWO_QUBIT:
+            step_u4[s] = u4
+            if not defer[s]:
+                c += 1
+                checkpoints[c] = psi
         ell = loc[s]
         if ell >= 0:
             pending_at[ell, :, :, :] = pending
             held_at[ell, :, :, :] = held
             checkpoint_at[ell] = c
         apply_noise(s, 0, pending, kind, qa, qb, loc, offset, op_a, op_b)
+    final_pending[:, :, :] = pending
     label_values(psi, pending, n, dim, xmask, zmask, ny, out)
 
 
@@ -327,17 +258,6 @@ def times_tail(q, t, first, steps, gates, loc, offset, count, cum, op_a, uniform
 
 
 @numba.njit(nogil=True, cache=True)
-def tails_times(ta, tb, u, out):  # pragma: no cover - compiled
-    """out <- (tb ⊗ ta) · U (a two-qubit step's 4×4, qubit a the low bit)."""
-    for r in range(4):
-        for c in range(4):
-            acc = 0j
-            for m in range(4):
-                acc += tb[r >> 1, m >> 1] * ta[r & 1, m & 1] * u[m, c]
-            out[r, c] = acc
-
-
-@numba.njit(nogil=True, cache=True)
 def close_qubit(q, s, side, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms,
                 tail):  # pragma: no cover - compiled
     """For :func:`apply_closing`, qubit q after two-qubit step s, whose noise on q is ``side[j]`` (none if j < 0):
@@ -355,36 +275,61 @@ def close_qubit(q, s, side, j, t, pending, closed, tails, gates, loc, offset, co
 
 
 @numba.njit(nogil=True, cache=True)
-def apply_closing(s, branch, t, psi, pending, held, closed, tails, kind, qa, qb, gates, loc, offset, count, cum, op_a,
-                  op_b, take, swap, uniforms, u4, w4, ta, tb, dim):  # pragma: no cover - compiled
-    """Step ``s``, the last two-qubit step of one of its qubits or both, with branch ``branch`` of its noise: the
-    tail of each qubit it is the last for (its noise there, then the tail's gates and noise: all single-qubit,
-    so they commute with everything else left) is multiplied into the step's 4×4 and the qubit *closed*; one
-    pass instead of that pass plus one per closed qubit at the end. A qubit it is not the last for takes its
-    noise into its pending matrix as usual."""
+def apply_closing(s, branch, t, psi, pending, closed, tails, qa, qb, gates, loc, offset, count, cum, op_a, op_b,
+                  uniforms, u4, w4, ta, tb, dim):  # pragma: no cover - compiled
+    """Step ``s`` (its 4×4 in ``u4``), the last two-qubit step of one of its qubits or both, with branch ``branch``
+    of its noise: the tail of each qubit it is the last for (its noise there, then the tail's gates and noise: all
+    single-qubit, so they commute with everything else left) is multiplied into the step's 4×4 and the qubit
+    *closed*; one pass instead of that pass plus one per closed qubit at the end. A qubit it is not the last for
+    takes its noise into its pending matrix (the identity before) as usual."""
     a, b = qa[s], qb[s]
-    step_matrix(s, pending, held, qa, qb, gates, take, swap, u4, w4)
     reset_pending(pending, a, b)
     j = offset[loc[s]] + branch if loc[s] >= 0 else -1
     close_qubit(a, s, op_a, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms, ta)
     close_qubit(b, s, op_b, j, t, pending, closed, tails, gates, loc, offset, count, cum, op_a, uniforms, tb)
     tails_times(ta, tb, u4, w4)
-    apply_4x4(psi, a, b, w4, dim)
+    apply_4x4_split(psi, a, b, w4, dim)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def trajectory_matrix(s, pending, held, dirty, held_dirty, qa, qb, gates, take, swap, memo, u4, w4):  # pragma: no cover
+    """u4 <- two-qubit step ``s``'s 4×4 in a trajectory: the dominant path's (``memo``) when neither qubit's pending
+    matrix nor the matrix held for it differs from the dominant path's (not ``dirty``), else folded from the
+    trajectory's own (the dominant path's for a side that does not differ). Returns whether it differed."""
+    step_u4, step_pending, step_held, _ = memo
+    a, b, h = qa[s], qb[s], take[s]
+    from_held = h >= 0 and held_dirty[h]
+    if not (dirty[a] or dirty[b] or from_held):
+        u4[:, :] = step_u4[s]
+        return False
+    fold_gate(gates[s], pending[a] if dirty[a] else step_pending[s, 0], pending[b] if dirty[b] else step_pending[s, 1],
+              u4)
+    if h >= 0:
+        times_held(u4, held[h] if from_held else step_held[s], swap[s], w4)
+        u4[:, :] = w4
+    return True
 
 
 @numba.njit(nogil=True, cache=True)
 def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, count, cum, op_a, op_b, defer, take,
-                     swap, checkpoints, pending_at, held_at, checkpoint_at, uniforms, xmask, zmask, ny, out,
+                     swap, checkpoints, pending_at, checkpoint_at, memo, uniforms, xmask, zmask, ny, out,
                      close=True):  # pragma: no cover - compiled
     """Trajectories ``first``..``last``-1 of one row: out[t] = their label values; a trajectory that draws
     branch 0 everywhere is left as NaN (it is the dominant path). With ``close``, each qubit's single-qubit
-    tail joins its last two-qubit step (:func:`apply_closing`) when the trajectory runs that step."""
+    tail joins its last two-qubit step (:func:`apply_closing`) when the trajectory runs that step.
+
+    A trajectory's matrices differ from the dominant path's only on the qubits where it drew another branch since
+    their last two-qubit gate (``dirty``; ``held_dirty`` for a held 4×4): everywhere else it takes the dominant
+    path's (``memo``) instead of multiplying them again, and a qubit's pending matrix is brought up to date only
+    when it becomes dirty (from ``pending_at``)."""
     dim = 1 << n
     u4 = np.empty((4, 4), np.complex128)
     w4 = np.empty((4, 4), np.complex128)
-    psi = np.empty(dim, np.complex128)
+    psi = np.empty((2, dim))
     pending = np.empty((n, 2, 2), np.complex128)
     held = np.empty((n, 4, 4), np.complex128)
+    dirty = np.zeros(n, np.bool_)
+    held_dirty = np.zeros(n, np.bool_)
     tails = single_qubit_tails(n, kind, qa, qb)
     closed = np.zeros(n, np.bool_)
     ta = np.empty((2, 2), np.complex128)
@@ -396,17 +341,45 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
             continue
         s0 = resume_from_dominant(t, start, psi, pending, kind, qa, qb, loc, step_of, offset, count, cum, op_a, op_b,
                                   checkpoints, pending_at, checkpoint_at, uniforms)
-        held[:, :, :] = held_at[start]
         closed[:] = False
+        dirty[:] = False
+        held_dirty[:] = False
+        dirty[qa[s0 - 1]] = True  # the departure's noise is in their pending matrices
+        dirty[qb[s0 - 1]] = True
         for s in range(s0, kind.shape[0]):
-            if closed[qa[s]]:  # a single-qubit step already in its qubit's last two-qubit pass
+            a, b = qa[s], qb[s]
+            if closed[a]:  # a single-qubit step already in its qubit's last two-qubit pass
                 continue
             ell = loc[s]
             branch = draw_branch(uniforms[t, ell], cum, offset[ell], count[ell]) if ell >= 0 else 0
-            if close and kind[s] == TWO_QUBIT and (tails[0][qa[s]] == s or tails[0][qb[s]] == s):
-                apply_closing(s, branch, t, psi, pending, held, closed, tails, kind, qa, qb, gates, loc, offset, count,
-                              cum, op_a, op_b, take, swap, uniforms, u4, w4, ta, tb, dim)
+            if kind[s] != TWO_QUBIT:
+                if dirty[a]:
+                    left_multiply(gates[s, :2, :2], pending[a])
+                elif branch == 0:
+                    continue
+                else:
+                    pending[a, :, :] = pending_at[ell, a]
+                    dirty[a] = True
+                if ell >= 0:
+                    left_multiply(op_a[offset[ell] + branch], pending[a])
                 continue
-            apply_gate_fused(s, psi, pending, held, kind, qa, qb, gates, defer, take, swap, u4, w4, dim)
-            apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b)
+            differed = trajectory_matrix(s, pending, held, dirty, held_dirty, qa, qb, gates, take, swap, memo, u4, w4)
+            if close and (tails[0][a] == s or tails[0][b] == s):
+                apply_closing(s, branch, t, psi, pending, closed, tails, qa, qb, gates, loc, offset, count, cum, op_a,
+                              op_b, uniforms, u4, w4, ta, tb, dim)
+                dirty[a] = dirty[b] = True  # (up to date: the identity, or the noise of a qubit not closed)
+                continue
+            if defer[s]:
+                held_dirty[a] = differed
+                if differed:
+                    held[a, :, :] = u4
+            else:
+                apply_4x4_split(psi, a, b, u4, dim)
+            dirty[a] = dirty[b] = branch != 0  # the pending matrices are the identities, as on the dominant path
+            if branch != 0:
+                reset_pending(pending, a, b)
+                apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b)
+        for q in range(n):
+            if not (dirty[q] or closed[q]):
+                pending[q, :, :] = memo[3][q]
         label_values(psi, pending, n, dim, xmask, zmask, ny, out[t])
