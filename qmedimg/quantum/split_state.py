@@ -65,57 +65,36 @@ def apply_4x4_split(psi, a, b, u, dim):  # pragma: no cover - compiled
                 mix_runs(re[i0:i0 + slo], re[i1:i1 + slo], re[i2:i2 + slo], re[i3:i3 + slo],
                          im[i0:i0 + slo], im[i1:i1 + slo], im[i2:i2 + slo], im[i3:i3 + slo], u, slo)
         return
+    index = group_indices(a, b, dim)
     runs = np.empty((8, dim >> 2))  # the four amplitudes of every group, gathered into contiguous runs
-    gather_groups(re, im, a, b, dim, runs)
+    for j in range(4):
+        re_j, im_j, at = runs[j], runs[j + 4], index[j]
+        for g in range(dim >> 2):
+            re_j[g], im_j[g] = re[at[g]], im[at[g]]
     for c in range(0, dim >> 2, GATHERED_RUN):  # (in a loop, LLVM vectorizes the inlined mix; alone, it did not)
         e = min(c + GATHERED_RUN, dim >> 2)
         mix_runs(runs[0, c:e], runs[1, c:e], runs[2, c:e], runs[3, c:e], runs[4, c:e], runs[5, c:e], runs[6, c:e],
                  runs[7, c:e], u, e - c)
-    scatter_groups(re, im, a, b, dim, runs)
+    for j in range(4):
+        re_j, im_j, at = runs[j], runs[j + 4], index[j]
+        for g in range(dim >> 2):
+            re[at[g]], im[at[g]] = re_j[g], im_j[g]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def gather_groups(re, im, a, b, dim, runs):  # pragma: no cover - compiled
-    """runs[j, g] <- the real (j < 4) and imaginary (j ≥ 4) part of amplitude j of group g of a pass on (a, b)."""
+@numba.njit(nogil=True, cache=True)
+def group_indices(a, b, dim):  # pragma: no cover - compiled
+    """index[j, g]: the state index of amplitude j (local index bit_a + 2·bit_b) of group g of a pass on (a, b)."""
     lo, hi = min(a, b), max(a, b)
     sa, sb = 1 << a, 1 << b
     slo, shi = 1 << lo, 1 << hi
+    index = np.empty((4, dim >> 2), np.int64)
     g = 0
     for top in range(0, dim, 2 * shi):
         for mid in range(top, top + shi, 2 * slo):
             for i0 in range(mid, mid + slo):
-                i1, i2, i3 = i0 + sa, i0 + sb, i0 + sa + sb
-                runs[0, g] = re[i0]
-                runs[1, g] = re[i1]
-                runs[2, g] = re[i2]
-                runs[3, g] = re[i3]
-                runs[4, g] = im[i0]
-                runs[5, g] = im[i1]
-                runs[6, g] = im[i2]
-                runs[7, g] = im[i3]
+                index[0, g], index[1, g], index[2, g], index[3, g] = i0, i0 + sa, i0 + sb, i0 + sa + sb
                 g += 1
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def scatter_groups(re, im, a, b, dim, runs):  # pragma: no cover - compiled
-    """The inverse of :func:`gather_groups`: the runs back into the state."""
-    lo, hi = min(a, b), max(a, b)
-    sa, sb = 1 << a, 1 << b
-    slo, shi = 1 << lo, 1 << hi
-    g = 0
-    for top in range(0, dim, 2 * shi):
-        for mid in range(top, top + shi, 2 * slo):
-            for i0 in range(mid, mid + slo):
-                i1, i2, i3 = i0 + sa, i0 + sb, i0 + sa + sb
-                re[i0] = runs[0, g]
-                re[i1] = runs[1, g]
-                re[i2] = runs[2, g]
-                re[i3] = runs[3, g]
-                im[i0] = runs[4, g]
-                im[i1] = runs[5, g]
-                im[i2] = runs[6, g]
-                im[i3] = runs[7, g]
-                g += 1
+    return index
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
