@@ -55,3 +55,27 @@ def test_errors_one_images_outputs_share_are_drawn_together():
     shared = np.tile(0.04 * np.ones((2, 2)), (2, 1, 1))  # σ = 0.2 on each output, correlation 1
     assert statistical_spread(labels, values, shared, difference, "binary-class", 0.5)["acc"] == 0.0
     assert statistical_spread(labels, values, isotropic(values, 0.2), difference, "binary-class", 0.5)["acc"] > 0.2
+
+
+@pytest.mark.parametrize("task", ["binary-class", "multi-class", "multi-label, binary-class"])
+def test_acc_and_auc_are_compute_metrics_numbers_on_every_task_ties_and_thresholds_included(task):
+    from qmedimg.metrics import acc_and_auc, compute_metrics
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n = 40
+        if task == "multi-label, binary-class":
+            labels = rng.integers(0, 2, (n, 3))
+            probs = np.round(rng.random((n, 3)), 1)  # rounded: many tied scores
+            threshold = np.array([0.3, 0.5, 0.7])
+        else:
+            classes = 2 if task == "binary-class" else 4
+            labels = rng.integers(0, classes, n)
+            probs = rng.dirichlet(np.ones(classes), n).round(1)
+            threshold = 0.35
+        if trial == 0 and task != "multi-label, binary-class":
+            labels[labels == 1] = 0  # a class absent: the AUC is undefined (NaN) in both
+        want = compute_metrics(labels, probs, task, threshold)
+        acc, auc = acc_and_auc(labels, probs, task, threshold)
+        assert acc == pytest.approx(want["acc"], abs=1e-12)
+        assert (np.isnan(auc) and np.isnan(want["auc"])) or auc == pytest.approx(want["auc"], abs=1e-12)
