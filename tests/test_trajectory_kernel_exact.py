@@ -114,12 +114,11 @@ def test_every_trajectory_equals_a_dense_simulation_with_the_same_draws(fuse):
         steps, two_qubit = len(program.kind), int(np.sum(program.kind == kernel.TWO_QUBIT))
         checkpoints = np.empty((two_qubit + 1, 2, 2**N))
         pending_at = np.empty((len(program.offset), N, 2, 2), complex)
-        held_at = np.empty((len(program.offset), N, 4, 4), complex)
         checkpoint_at = np.zeros(len(program.offset), np.int64)
         memo = kernel.dominant_memo(N, steps)
         dominant = np.empty(len(xmask))
         kernel.dominant_path(N, program.kind, program.qa, program.qb, gates, program.loc, program.offset, program.op_a,
-                             program.op_b, program.defer, program.take, program.swap, checkpoints, pending_at, held_at,
+                             program.op_b, program.defer, program.take, program.swap, checkpoints, pending_at,
                              checkpoint_at, memo, xmask, zmask, ny, dominant)
         out = np.empty((trajectories, len(xmask)))
         kernel.run_trajectories(0, trajectories, N, program.kind, program.qa, program.qb, gates, program.loc,

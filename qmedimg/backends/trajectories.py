@@ -207,14 +207,13 @@ class TrajectorySampler:
         locations = len(program.offset)
         checkpoints = np.empty((int(np.sum(program.kind == kernel.TWO_QUBIT)) + 1, 2, 1 << program.n))  # split
         pending_at = np.empty((locations, program.n, 2, 2), np.complex128)
-        held_at = np.empty((locations, program.n, 4, 4), np.complex128)
         checkpoint_at = np.zeros(locations, np.int64)
         memo = kernel.dominant_memo(program.n, len(program.kind))
         dominant = np.empty(len(xmask))
         fusion = program.defer, program.take, program.swap
         for r in rows:
             kernel.dominant_path(program.n, program.kind, program.qa, program.qb, gates[r], program.loc, program.offset,
-                                 program.op_a, program.op_b, *fusion, checkpoints, pending_at, held_at, checkpoint_at,
+                                 program.op_a, program.op_b, *fusion, checkpoints, pending_at, checkpoint_at,
                                  memo, xmask, zmask, ny, dominant)
             uniforms = np.random.default_rng(row_seeds[r]).random((trajectories, locations))
             out = np.empty((trajectories, len(xmask)))

@@ -108,14 +108,13 @@ def trajectory_gradient(sampler: TrajectorySampler, values: np.ndarray, labels: 
         locations = len(program.offset)
         checkpoints = np.empty((len(derivatives.folds[0]) + 1, 2, 1 << program.n))  # split, as dominant_path keeps them
         pending_at = np.empty((locations, program.n, 2, 2), np.complex128)
-        held_at = np.empty((locations, program.n, 4, 4), np.complex128)
         checkpoint_at = np.zeros(locations, np.int64)
         memo = trajectory_kernel.dominant_memo(program.n, len(program.kind))  # (what the sweep does not use)
         dominant = np.empty(len(labels))
         for row in chunk:  # unfused: the sweep needs the state after every two-qubit gate
             trajectory_kernel.dominant_path(program.n, program.kind, program.qa, program.qb, gates[row], program.loc,
                                             program.offset, program.op_a, program.op_b, *program.unfused(),
-                                            checkpoints, pending_at, held_at, checkpoint_at, memo, xmask, zmask, ny,
+                                            checkpoints, pending_at, checkpoint_at, memo, xmask, zmask, ny,
                                             dominant)
             states = to_complex(checkpoints)  # the sweep's passes are complex
             span = slice(row * trajectories, (row + 1) * trajectories)

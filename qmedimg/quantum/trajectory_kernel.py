@@ -182,11 +182,10 @@ def dominant_memo(n: int, steps: int) -> tuple:
 
 @numba.njit(nogil=True, cache=True)
 def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, swap, checkpoints, pending_at,
-                  held_at, checkpoint_at, memo, xmask, zmask, ny, out):  # pragma: no cover - compiled
+                  checkpoint_at, memo, xmask, zmask, ny, out):  # pragma: no cover - compiled
     """Run the path that draws branch 0 everywhere: checkpoints[c] = the state after c applied two-qubit passes;
-    pending_at[ℓ], held_at[ℓ] and checkpoint_at[ℓ] = the pending and held matrices and the checkpoint just
-    before location ℓ's noise; ``memo`` (:func:`dominant_memo`) = its steps' matrices; ``out`` = its label
-    values."""
+    pending_at[ℓ] and checkpoint_at[ℓ] = the pending matrices and the checkpoint just before location ℓ's noise;
+    ``memo`` (:func:`dominant_memo`) = its steps' matrices; ``out`` = its label values."""
     step_u4, step_pending, step_held, final_pending = memo
     dim = 1 << n
     psi = np.zeros((2, dim))
@@ -215,7 +214,6 @@ def dominant_path(n, kind, qa, qb, gates, loc, offset, op_a, op_b, defer, take, 
         ell = loc[s]
         if ell >= 0:
             pending_at[ell, :, :, :] = pending
-            held_at[ell, :, :, :] = held
             checkpoint_at[ell] = c
         apply_noise(s, 0, pending, kind, qa, qb, loc, offset, op_a, op_b)
     final_pending[:, :, :] = pending
