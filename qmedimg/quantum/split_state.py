@@ -6,8 +6,8 @@ qubits on one core), since LLVM does not vectorize the interleaved complex produ
 of the pass whose four amplitude runs are each contiguous (the lower qubit of the pair at bit 3 or above, runs
 of ≥ 8 amplitudes) is handed to :func:`mix_runs` as eight separate 1-D views, which LLVM vectorizes (it checks
 at run time that the views do not overlap): 2–4× faster. A pair with its lower qubit at bits 0–2 first gathers
-its groups' amplitudes into contiguous runs (and scatters them back after): about 1.3× faster than the scalar
-loop. Results equal the complex pass up to rounding (``tests/test_trajectory_fusion.py``).
+its groups' amplitudes into contiguous runs (and scatters them back after): 6.4 µs against the complex pass's
+7.5. Results equal the complex pass up to rounding (``tests/test_trajectory_kernel_exact.py``).
 
 Expectation values of Pauli labels come from the split state too (:func:`label_values`; Z strings from one
 Walsh–Hadamard transform of the probabilities, whose butterflies of ≥ 8 vectorize the same way).

@@ -342,8 +342,8 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
         closed[:] = False
         dirty[:] = False
         held_dirty[:] = False
-        dirty[qa[s0 - 1]] = True  # the departure's noise is in their pending matrices
-        dirty[qb[s0 - 1]] = True
+        departed = step_of[start]  # its noise is in the pending matrices of its qubits
+        dirty[qa[departed]] = dirty[qb[departed]] = True
         for s in range(s0, kind.shape[0]):
             a, b = qa[s], qb[s]
             if closed[a]:  # a single-qubit step already in its qubit's last two-qubit pass
@@ -377,7 +377,8 @@ def run_trajectories(first, last, n, kind, qa, qb, gates, loc, step_of, offset, 
             if branch != 0:
                 reset_pending(pending, a, b)
                 apply_noise(s, branch, pending, kind, qa, qb, loc, offset, op_a, op_b)
+        final_pending = memo[3]
         for q in range(n):
             if not (dirty[q] or closed[q]):
-                pending[q, :, :] = memo[3][q]
+                pending[q, :, :] = final_pending[q]
         label_values(psi, pending, n, dim, xmask, zmask, ny, out[t])
