@@ -190,12 +190,8 @@ class Run:
                                "--head quantum")
 
     def run_id(self) -> str:
-        """A digest of what produced this run's head inputs and weights (config and checkpoint),
-        computed once per loaded run."""
-        if self.digest is None:
-            record = read_json(self.path / "config.json")["config"]
-            checkpoint = hashlib.sha256((self.path / "checkpoint.pt").read_bytes()).hexdigest()
-            self.digest = request_id(config=record, checkpoint=checkpoint)
+        """A digest of what produced this run's head inputs and weights (:func:`run_digest`), once per loaded run."""
+        self.digest = self.digest or run_digest(self.path)
         return self.digest
 
     def head_request(self, angles: np.ndarray, *, progress: bool = False, repeat: int = 0) -> HeadRequest:
@@ -206,6 +202,12 @@ class Run:
     def job_options(self, *, dry_run: bool = False, resume: bool = False) -> JobOptions:
         """A QPU backend's job options for this run: its ledger in the run directory, named by :meth:`run_id`."""
         return JobOptions(ledger_dir=self.path, run_id=self.run_id(), dry_run=dry_run, resume=resume)
+
+
+def run_digest(path: Path) -> str:
+    """:meth:`Run.run_id` of the run in ``path`` without loading it: a digest of its config and checkpoint."""
+    checkpoint = hashlib.sha256((path / "checkpoint.pt").read_bytes()).hexdigest()
+    return request_id(config=read_json(path / "config.json")["config"], checkpoint=checkpoint)
 
 
 def decision_threshold(config: TrainConfig, dataset: Dataset, val_probs) -> dict:

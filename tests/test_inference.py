@@ -25,6 +25,7 @@ OUTSIDE_THE_PATH = {  # modules that may take these steps themselves, each for a
     "qmedimg/inference.py": "the path itself",
     "qmedimg/model.py": "where the steps are defined",
     "qmedimg/workflows/train.py": "the network being trained, not a trained run",
+    "qmedimg/workflows/width_plan.py": "a dry run timing a head with random weights before anything is trained",
 }
 
 

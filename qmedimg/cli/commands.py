@@ -243,7 +243,10 @@ def cmd_width_study(args: argparse.Namespace) -> None:
         optimization_level=args.optimization_level, backends_file=args.backends, test_limit=args.test_limit,
         max_memory_gb=args.max_memory, out=args.out, progress=not args.quiet,
         executor=_executor(args), threads=args.threads, device=args.device, cross_check=args.cross_check,
-        noise_aware=args.noise_aware, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+        noise_aware=args.noise_aware, dry_run=args.dry_run, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    if args.dry_run:
+        print(out)
+        return
     print((out / "summary.md").read_text())
     plots = "accuracy_lost.png, accuracy_lost_by_strategy.png" if args.noise_aware else "accuracy_lost.png"
     print(f"written to {out}/ (results.csv, accuracy_vs_circuit.png, {plots}, summary.md; runs/)")

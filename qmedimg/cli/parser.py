@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     test_limit_option(n)
     n.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/noise-study)")
     n.add_argument("--dry-run", action="store_true", help="print the grid's points, their resource requests and the "
-                   "estimated wall time on 1..16 workers (a point of each kind timed on 8 images), and the QPU time of "
-                   "real-QPU points (dry-run.json); evaluate nothing")
+                   "estimated wall time on 1..16 workers (a point of each kind timed on a few images), the memory of "
+                   "the largest simulated state, and the QPU time of real-QPU points (dry-run.json); evaluate nothing")
     cross_check_option(n)
     executor_options(n)
     n.add_argument("--allow-qpu", action="store_true", help="allow ibm (real QPU) entries, after a --dry-run")
@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "  qmedimg width-study --dataset synthetic --limit 48 --qubits 4,5 --layers 1 --backend fake_manila "
                        "--scales 0,1 --mitigation none,readout --epochs 1 --test-limit 16 --out runs/width-demo\n"
                        "  qmedimg width-study --data-file breastmnist.npz --qubits 4,8 --layers 1,2 --seeds 0,1,2 "
-                       "--backend fake_brisbane --scales 0,1 --noise-aware --out runs/noise-aware")
+                       "--backend fake_brisbane --scales 0,1 --noise-aware --out runs/noise-aware\n"
+                       "  qmedimg width-study --data-file breastmnist.npz --qubits 4,8,12 --layers 1,2 --seeds 0,1,2 "
+                       "--out runs/width --dry-run   # the time and memory first")
     data_options(w)
     g = w.add_argument_group("grid")
     g.add_argument("--qubits", default="4,8,12", metavar="N,N", help="head widths (default 4,8,12)")
@@ -217,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=positive_int, help="default 32")
     o.add_argument("--lr", type=positive_float, help="default 1e-3")
     w.add_argument("--out", required=True, metavar="DIR", help="study folder (runs/, results.csv, plots, summary.md)")
+    w.add_argument("--dry-run", action="store_true", help="print every cell (head size, seed, training) with its state "
+                   "and the time left to train it and run its points (measured where the grid already ran the same, "
+                   "else timed now), the memory of the largest simulated state and the estimated wall time on 1..16 "
+                   "workers; train, evaluate and write nothing")
     cross_check_option(w)
     executor_options(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -64,7 +64,8 @@ from pathlib import Path
 from qmedimg.backends import Backend, BackendContext, get_backend
 from qmedimg.backends.jobs import request_id
 from qmedimg.errors import QmedimgError
-from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report
+from qmedimg.cores import available_memory
+from qmedimg.executor import Executor, LocalExecutor, Resources, failure_report, run_with_cores
 from qmedimg.files import (append_line, read_json, repair_tail, reporting_os_errors, write_json, write_text,
                            writing_folder)
 from qmedimg.inference import Inference
@@ -72,11 +73,11 @@ from qmedimg.report.drift import drift_section, plot_drift
 from qmedimg.report.noise_study import cross_check_section, plot_noise_study, summary, value_agreement
 from qmedimg.report.study_intervals import INTERVAL_COLUMNS
 from qmedimg.rundir import load_run
-from qmedimg.workflows.grid_plan import PlannedCell, plan_text
+from qmedimg.workflows.grid_plan import PlannedCell, memory_size, plan_text, simulation_memory, time_head
 from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, CellWorkspace, Point,
                                             choose_cross_checks, cross_checkable, make_cells, no_cross_check,
-                                            point_backend, point_file, point_name, read_point, run_key,
-                                            run_study_cell, text, training_of, with_intervals, write_point)
+                                            point_backend, point_file, point_inputs, point_name, read_point, run_key,
+                                            run_study_cell, training_of, with_intervals, write_point)
 
 MITIGATIONS = ("none", "readout", "zne", "readout+zne")
 COLUMNS = ["run", "circuit", "trained_on", "backend", "device", "calibration_date", "scale", "mitigation", "shots",
@@ -246,20 +247,14 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
     else:
         keys = {tuple(key) for key in cross_check_points}
         checks = [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in keys]
-    on_aer = {n: base[n].with_overrides(**base[n].study.reference_overrides()) for n in {p.backend for p in checks}}
     grid, points = points, points + checks
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"
     entries = {n: b.entry.model_dump(mode="json") for n, b in base.items()}
     run_ids = {name: run.run_id() for name, run in runs.items()}
-    defining = {n: {k: v for k, v in e.items() if k != "description"} for n, e in entries.items()}  # not prose
-    defining_checked = {n: {k: v for k, v in b.entry.model_dump(mode="json").items() if k != "description"}
-                        for n, b in on_aer.items()}  # a cross-check is keyed by its own entry
     cuts = {name: limit if limit is not None and limit < len(run.dataset.test.images) else None  # images used
             for name, run in runs.items()}
-    inputs = {p: request_id(run=run_ids[p.run], limit=cuts[p.run],
-                            backend=(defining_checked if p.cross_check else defining)[p.backend],
-                            **base[p.backend].study.result_inputs(p.mitigation)) for p in points}
+    inputs = {p: point_inputs(p, run_ids[p.run], cuts[p.run], base[p.backend]) for p in points}
     grid_id = request_id(points=[list(p.key()[:KEY.index("cross_check")]) for p in grid], limit=limit,
                          backends=entries, runs=run_ids)  # as before the training column: run_ids say how it trained
     if qpus and not dry_run:
@@ -361,28 +356,34 @@ def _provenance(points: int, checks: int, computed: int, changed: int, lost: int
 
 def _plan(points: list[Point], done: set, inputs: dict, previous: list[dict], runs: dict, base: dict[str, Backend],
           limit, executor: Executor, resources: Resources) -> str:
-    """The dry run's plan: every point, finished or to run, with its time: a row's wall time when
-    results.csv has one for the same run, backend, mitigation, shots and level (``measured``), else a
-    point of that kind timed now on 8 of the images and scaled (``timed``)."""
-    kind = lambda row: tuple(str(row[k]) for k in ("run", "backend", "mitigation", "shots", "opt_level",  # noqa: E731
-                                                   "cross_check"))
+    """The dry run's plan: every point, finished or to run, with its time: a row's wall time when results.csv has
+    one for the same run and point but its repeat (``measured``), else the head on the point's backend timed now
+    on a few of the images (:func:`~qmedimg.workflows.grid_plan.time_head`, ``timed``); and the memory of the
+    largest simulated state (:func:`~qmedimg.workflows.grid_plan.simulation_memory`)."""
+    kind = lambda row: tuple(str(row[k]) for k in KEY if k != "repeat")  # noqa: E731  (the scale included)
     times = {kind(row): (float(row["wall_s"]), "measured") for row in previous if row.get("wall_s")}
-    planned = []
+    planned, largest = [], (0, "")
     for point in points:
-        key = kind({**{k: text(getattr(point, k)) for k in KEY}, "opt_level": point.opt_level})
+        key = kind(dict(zip(KEY, point.key())))
+        run, backend = runs[point.run], point_backend(point, base[point.backend])
         if key not in times:
-            run, backend = runs[point.run], point_backend(point, base[point.backend])
             if backend.spends_qpu_time:
                 times[key] = (0.0, "real QPU: see dry-run.json")
             else:
                 images = run.dataset.test.images[:limit]
-                Inference(run, images[:2]).on(backend)  # transpiles (cached), first-call costs
-                timed = Inference(run, images[:8]).on(backend)
-                seconds = timed.wall_s * len(images) / len(timed.values)
-                times[key] = (seconds, "timed")
+                head = lambda k: Inference(run, images[:k]).on(backend).wall_s  # noqa: E731  (the head's time only)
+                times[key] = (run_with_cores(lambda _: time_head(head, len(images)), None, resources.cpus), "timed")
+        if not backend.spends_qpu_time:
+            noisy = backend.study.noise_scalable and (point.scale or 0) > 0
+            need, how = simulation_memory(backend, run.model.spec, noisy)
+            if need > largest[0]:
+                largest = (need, f"{point_name(point)} needs ~{memory_size(need)} ({how})")
         state = "finished" if (*point.key(), inputs[point]) in done else "new"
         planned.append(PlannedCell(point_name(point), state, *times[key]))
-    return plan_text("noise study", planned, resources, executor.name, executor.workers(resources), unit="points")
+    memory = (f"memory: the largest simulated state: {largest[1]}; {memory_size(available_memory())} available now"
+              if largest[0] else None)
+    return plan_text("noise study", planned, resources, executor.name, executor.workers(resources), unit="points",
+                     memory=memory)
 
 
 def _dry_run(out: Path, grid_id: str, points: list[Point], runs: dict, base: dict[str, Backend], limit,

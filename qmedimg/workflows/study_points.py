@@ -155,6 +155,16 @@ def point_backend(point: Point, base: Backend) -> Backend:
     return backend.with_overrides(**base.study.reference_overrides()) if point.cross_check else backend
 
 
+def point_inputs(point: Point, run_id: str, cut: int | None, base: Backend) -> str:
+    """A point's ``inputs`` in results.csv: the digest of what its row is computed from: its run (``run_id``: config
+    and checkpoint), the test images (``cut``: the limit, where it drops some), ``base``'s registry entry less its
+    description (a cross-check's: the entry it runs on) and what the kind says a row also depends on
+    (:meth:`~qmedimg.backends.study_rules.StudyRules.result_inputs`)."""
+    entry = base.with_overrides(**base.study.reference_overrides()).entry if point.cross_check else base.entry
+    defining = {k: v for k, v in entry.model_dump(mode="json").items() if k != "description"}  # not prose
+    return request_id(run=run_id, limit=cut, backend=defining, **base.study.result_inputs(point.mitigation))
+
+
 def cross_checkable(backend: Backend) -> bool:
     """Whether points on ``backend`` can be cross-checked against Aer
     (:meth:`~qmedimg.backends.study_rules.StudyRules.reference_overrides`: e.g. a fake entry whose ``simulator:``

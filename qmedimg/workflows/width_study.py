@@ -23,10 +23,12 @@ the same command after a crash (even ``kill -9``) continues where it stopped. A 
 with other settings is refused before anything trains.
 
 Checked before anything is written: the grid strings, every head against the exact estimator and
-the data, and the memory the grid needs (:func:`memory_needed`: the largest simulated state as the
-backend simulates it, e.g. a density matrix 16·4^n bytes under noise up to 10 active qubits, a
-statevector 16·2^n above or without noise, per parallel Aer experiment)
-against ``max_memory_gb`` (default: the memory available now). A head wider than a device is not an
+the data, and the memory the grid needs (:func:`largest_memory`: the largest simulated state as the
+backend simulates it, e.g. a density matrix 16·4^n bytes under noise up to 10 active qubits per parallel
+Aer experiment, the trajectory sampler's states above, a statevector 16·2^n without noise)
+against ``max_memory_gb`` (default: the memory available now). ``dry_run=True`` (``--dry-run``) stops there
+and returns the plan: each cell's state and time left, the memory, the wall time on 1..16 workers
+(:mod:`~qmedimg.workflows.width_plan`). A head wider than a device is not an
 error: that (width, device) pair is skipped and ``summary.md`` says so; a device narrower than every
 width is refused. Real QPUs are refused (use ``noise-study --dry-run`` / ``--allow-qpu`` there).
 
@@ -69,7 +71,9 @@ from qmedimg.quantum.circuits import load_circuit
 from qmedimg.workflows.noise_study import KEY, MITIGATIONS, grid_points, noise_study, read_rows
 from qmedimg.workflows.study_points import (IDEAL, NOISE_AWARE, Point, choose_cross_checks, cross_check_pairs,
                                             cross_checkable, no_cross_check, point_name, read_point)
+from qmedimg.workflows.grid_plan import memory_size, simulation_memory
 from qmedimg.workflows.train import train_or_resume
+from qmedimg.workflows.width_plan import plan_width_study
 
 STUDY_DEFAULTS = {"epochs": 10, "ema_decay": 0.0}  # compare's short-schedule recipe (docs/known-issues.md)
 GRID_COLUMNS = ["qubits", "layers", "seed"]
@@ -147,19 +151,10 @@ def parse_grid(text: str, name: str) -> list[int]:
     return items
 
 
-def memory_needed(backend: Backend, simulated_qubits: int, noisy: bool) -> tuple[int, str]:
-    """(peak bytes, how) of simulating one head on ``backend``, as its study rules estimate it
-    (:meth:`~qmedimg.backends.study_rules.StudyRules.simulation_memory`: e.g. a density matrix per core under
-    noise up to 10 active qubits on fake devices, a statevector per core above)."""
-    return backend.study.simulation_memory(simulated_qubits, noisy)
-
-
-def _gigabytes(n: float) -> str:
-    return f"{n / 1e9:.3g} GB"
-
-
-def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, limit_bytes: int) -> None:
-    """Refuse a grid whose largest simulated state would not fit, before anything is written."""
+def largest_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict) -> tuple[int, str]:
+    """(peak bytes, what) of the grid's largest simulated state: each head on each backend it fits at the grid's
+    largest scale, as the backend simulates it (:func:`~qmedimg.workflows.grid_plan.simulation_memory`: e.g. a
+    density matrix per parallel experiment under noise up to 10 active qubits on fake devices)."""
     worst = (0, "")
     for cell in cells:
         spec = specs[cell.qubits, cell.layers]
@@ -168,15 +163,11 @@ def _check_memory(cells: list[Cell], bases: dict[str, Backend], specs: dict, lim
             noisy = rules.noise_scalable and max(cell.scales) > 0
             point = rules.point(scale=max(cell.scales) if rules.noise_scalable else None, mitigation="none",
                                 shots=cell.shots[0], opt_level=cell.opt_level if rules.transpiles else None, repeat=0)
-            report = point.describe(spec).transpile  # transpiled once per circuit content in the grid's context
-            simulated = len(report["physical_qubits"]) if report else spec.num_qubits
-            need, how = memory_needed(point, simulated, noisy)
+            need, how = simulation_memory(point, spec, noisy)
             if need > worst[0]:
                 worst = (need, f"{cell.qubits} qubits × {cell.layers} layer{'s' * (cell.layers != 1)} on {name} "
-                               f"({simulated} simulated qubits) needs ~{_gigabytes(need)} ({how})")
-    if worst[0] > limit_bytes:
-        raise QmedimgError(f"the grid does not fit in memory: {worst[1]}, {_gigabytes(limit_bytes)} available "
-                           "(--max-memory); drop the widest --qubits or the noisy devices for them")
+                               f"needs ~{memory_size(need)} ({how})")
+    return worst
 
 
 def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[int], backends: list[str],
@@ -251,12 +242,13 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
                 backends_file: str | Path | None = None, test_limit: int | None = None,
                 max_memory_gb: float | None = None, progress: bool = True,
                 executor: Executor | None = None, threads: int | None = None, device: str = "auto",
-                cross_check: int = 0, noise_aware: bool = False, **recipe) -> Path:
+                cross_check: int = 0, noise_aware: bool = False, dry_run: bool = False, **recipe) -> Path | str:
     """Train or reuse a run per (qubits, layers, seed), run the noise study of each on every backend
     it fits, and write ``out``: ``results.csv``, ``accuracy_vs_circuit.png``, ``accuracy_lost.png``,
     ``summary.md`` and ``study.json`` (with ``noise_aware``, also ``accuracy_lost_by_strategy.png``: module
     docstring). ``data``: TrainConfig data fields (dataset or data_file, …); ``recipe``: training fields
-    (epochs, batch_size, lr, …; defaults :data:`STUDY_DEFAULTS`)."""
+    (epochs, batch_size, lr, …; defaults :data:`STUDY_DEFAULTS`). With ``dry_run`` nothing is trained, evaluated or
+    written: the plan is returned as text (:mod:`~qmedimg.workflows.width_plan`)."""
     qubits, layers, seeds, scales = list(qubits), list(layers), list(seeds), [float(s) for s in scales]
     if not (qubits and layers and seeds and backends and mitigations and shots):
         raise QmedimgError("width-study needs at least one each of --qubits, --layers, --seeds, --backend, "
@@ -283,9 +275,16 @@ def width_study(data: dict, *, qubits: Iterable[int], layers: Iterable[int], bac
         shots=list(shots), opt_level=optimization_level, backends_file=backends_file, test_limit=test_limit,
         out=out, circuit=circuit, recipe=recipe, noise_aware=noise_aware)
     limit_bytes = int(max_memory_gb * 1e9) if max_memory_gb is not None else available_memory()
-    _check_memory(cells, bases, specs, limit_bytes)
+    need, largest = largest_memory(cells, bases, specs)
+    if need > limit_bytes:
+        raise QmedimgError(f"the grid does not fit in memory: {largest}, {memory_size(limit_bytes)} available "
+                           "(--max-memory); drop the widest --qubits or the noisy devices for them")
     cells, eligible = _with_cross_checks(cells, bases, cross_check)
     cells = [replace(cell, device=placed) for cell in cells]
+    if dry_run:
+        return plan_width_study(cells, bases, specs, test_limit, executor, resources,
+                                f"memory: the largest simulated state: {largest}; {memory_size(limit_bytes)} available "
+                                f"({'--max-memory' if max_memory_gb is not None else 'now'})")
 
     with writing_folder(out):  # one width study writes here at a time: a second is refused in one line
         write_json(out / "study.json", {
