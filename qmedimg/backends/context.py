@@ -1,6 +1,7 @@
 """What the backends of one piece of work share, and for how long: the circuits they transpiled
-(:class:`PreparedCircuit`, keyed by circuit *content*: :func:`fingerprint`), in a :class:`BackendContext` the
-workflow creates and drops with the work, never in a module global.
+(:class:`PreparedCircuit`, keyed by circuit *content*: :func:`fingerprint`), the devices they load and the noise
+they build from them, in a :class:`BackendContext` the workflow creates and drops with the work, never in a module
+global.
 
 Example::
 
@@ -63,6 +64,10 @@ class BackendContext:
     """Fake device class name -> the device (its Target and calibration), loaded once."""
     snapshots: dict[tuple[str, str], Any] = field(default_factory=dict)
     """(calibration snapshot file, SHA-256 of its content) -> the device rebuilt from it, loaded once."""
+    noise: dict[tuple, Any] = field(default_factory=dict)
+    """(device, noise scale, physical qubits) -> their calibration, Aer noise model, readout and gate errors and the
+    sampler's branches of those errors (:func:`~qmedimg.backends.noise.qubits_noise`): built once for a point and its
+    mitigated variants."""
 
     def device(self, name: str):
         """The fake device ``name`` (e.g. FakeBrisbane), loaded the first time it is asked for (~0.3 s)."""
@@ -92,10 +97,11 @@ class BackendContext:
         return self.snapshots[key]
 
     def clear(self) -> None:
-        """Forget every transpiled circuit and loaded device."""
+        """Forget every transpiled circuit, loaded device and built noise."""
         self.prepared.clear()
         self.devices.clear()
         self.snapshots.clear()
+        self.noise.clear()
 
 
 def fingerprint(circuit, observables=()) -> str:

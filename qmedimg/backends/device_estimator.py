@@ -57,8 +57,9 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qmedimg.backends.aer_rows import aer_rows, localize, save_expectations
 from qmedimg.backends.density_gradient import GradientRows
-from qmedimg.backends.noise import (calibration, cut_circuit, extrapolate, extrapolation_covariance, gate_errors,
-                                    noise_model, readout_errors, reported_paulis, trim_idle)
+from qmedimg.backends.context import fingerprint
+from qmedimg.backends.noise import (QubitsNoise, cut_circuit, extrapolate, extrapolation_covariance, qubits_noise,
+                                    reported_paulis, trim_idle)
 from qmedimg.backends.options import ZneOptions
 from qmedimg.backends.trajectories import TrajectorySampler
 from qmedimg.backends.trajectory_gradient import TrajectoryGradientRows, differentiable
@@ -130,6 +131,7 @@ class DeviceEstimator(SummedGradientEstimator):
         training_trajectories: trajectories per row for :meth:`gradient_rows` on the sampler.
         aer_device: ``CPU``, or ``GPU`` (qiskit-aer-gpu; then Aer simulates every width: density matrix up to
             :data:`GPU_DENSITY_MATRIX_MAX_QUBITS` active qubits, statevector trajectories above).
+        noise_cache: where the noise of each set of qubits is kept (:func:`~.noise.qubits_noise`; default: its own).
     The ``precision`` of a PUB is ignored: exact values are exact (or averaged trajectories), sampled
     ones use ``shots``.
     """
@@ -137,7 +139,8 @@ class DeviceEstimator(SummedGradientEstimator):
     def __init__(self, device: BackendV2 | None = None, *, noise_scale: float = 1.0, shots: int | None = None,
                  seed: int | None = None, readout_mitigation: bool = False, zne: ZneOptions | None = None,
                  twirls: int | None = None, trajectories: int = DEFAULT_TRAJECTORIES, simulator: str = "auto",
-                 training_trajectories: int = DEFAULT_TRAINING_TRAJECTORIES, aer_device: str = "CPU"):
+                 training_trajectories: int = DEFAULT_TRAINING_TRAJECTORIES, aer_device: str = "CPU",
+                 noise_cache: dict | None = None):
         super().__init__()
         self.device, self.noise_scale, self.shots, self.trajectories = device, noise_scale, shots, trajectories
         self.simulator, self.training_trajectories, self.aer_device = simulator, training_trajectories, aer_device
@@ -145,8 +148,9 @@ class DeviceEstimator(SummedGradientEstimator):
         self.readout_mitigation, self.zne, self.twirls = readout_mitigation, zne, twirls
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._prepared: dict[int, tuple[QuantumCircuit, _Prepared]] = {}
-        self._noise_models: dict[tuple[int, ...], tuple] = {}
+        self._prepared: dict[int, tuple[QuantumCircuit, _Prepared]] = {}  # by circuit object, then by content:
+        self._by_content: dict[str, _Prepared] = {}  # a head's circuit and the copy its QNN holds are prepared once
+        self._noise_cache = {} if noise_cache is None else noise_cache  # the caller's, to share (BackendContext.noise)
 
     @property
     def noisy(self) -> bool:
@@ -165,10 +169,15 @@ class DeviceEstimator(SummedGradientEstimator):
         hit = self._prepared.get(id(circuit))
         if hit is not None and hit[0] is circuit:
             return hit[1]
+        content = fingerprint(circuit)  # its OpenQASM 3 text: parameters by name, as rows bind them
+        if content in self._by_content:
+            self._prepared[id(circuit)] = (circuit, self._by_content[content])
+            return self._by_content[content]
         small, qubits = trim_idle(circuit)
         small = TranslateParameterizedGates(_AER_SAFE)(small)
         small.global_phase = 0  # irrelevant to expectation values; a parameterized one breaks Aer's binding
-        calibrated, noise, readout, errors = self._noise(tuple(qubits))
+        noise = self._noise(tuple(qubits))
+        calibrated = noise.calibrated if noise is not None else None
         factors = self.zne.noise_factors if self.zne else (1.0,)
         variants = []
         for factor in factors:
@@ -188,12 +197,14 @@ class DeviceEstimator(SummedGradientEstimator):
                                             dt=calibrated.dt, op_types=Delay)
                 copies = [relax(c) for c in copies]
             variants.append(copies)
-        prepared = _Prepared(variants=variants, qubits=qubits, noise=noise, readout=readout)
-        self._choose_method(prepared, errors)
+        prepared = _Prepared(variants=variants, qubits=qubits, noise=noise.model if noise else None,
+                             readout=noise.readout if noise else None)
+        self._choose_method(prepared, noise)
         self._prepared[id(circuit)] = (circuit, prepared)
+        self._by_content[content] = prepared
         return prepared
 
-    def _choose_method(self, prepared: _Prepared, errors: dict | None) -> None:
+    def _choose_method(self, prepared: _Prepared, noise: QubitsNoise | None) -> None:
         """Set how ``prepared`` is simulated (see :data:`~.entries.SIMULATORS`); shots are always Aer's."""
         if prepared.noise is None:
             return
@@ -202,7 +213,8 @@ class DeviceEstimator(SummedGradientEstimator):
         if not uses_sampler(self.simulator, len(prepared.qubits), shots=self.shots, aer_device=self.aer_device):
             return
         prepared.method = "trajectories"
-        samplers = [[TrajectorySampler(c, errors) for c in copies] for copies in prepared.variants]
+        samplers = [[TrajectorySampler(c, noise.errors, branches=noise.branches) for c in copies]
+                    for copies in prepared.variants]
         reasons = [s.unsupported for copies in samplers for s in copies if s.unsupported]
         if reasons:  # never approximated: Aer takes the circuit
             prepared.handed_to_aer = reasons[0]
@@ -223,17 +235,10 @@ class DeviceEstimator(SummedGradientEstimator):
             record["handed_to_aer"] = prepared.handed_to_aer
         return record
 
-    def _noise(self, qubits: tuple[int, ...]) -> tuple:
-        """(calibration, Aer noise model, readout errors, gate errors) of these physical qubits, built once per
-        set of qubits (a forward circuit and its gradient circuit share them)."""
-        if not self.noisy:
-            return None, None, None, None
-        if qubits not in self._noise_models:
-            calibrated = calibration(self.device.target, list(qubits), self.noise_scale)
-            errors = gate_errors(calibrated)
-            self._noise_models[qubits] = (calibrated, noise_model(calibrated, errors), readout_errors(calibrated),
-                                          errors)
-        return self._noise_models[qubits]
+    def _noise(self, qubits: tuple[int, ...]) -> QubitsNoise | None:
+        """The noise of these physical qubits (:func:`~.noise.qubits_noise`), built once per set of qubits in the
+        noise cache (a forward circuit and its gradient circuit share it, and so do the backends of one context)."""
+        return qubits_noise(self.device, self.noise_scale, qubits, self._noise_cache) if self.noisy else None
 
     def _pauli_expectations(self, circuit: QuantumCircuit, values: np.ndarray,
                             paulis: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -355,7 +360,8 @@ class DeviceEstimator(SummedGradientEstimator):
         sampler = prepared.samplers[0][0] if prepared.samplers else prepared.training_sampler
         if sampler is None and self.simulator == "auto" and self.aer_device == "CPU" and (
                 len(prepared.qubits) > TRAINING_DENSITY_MATRIX_MAX_QUBITS):
-            sampler = TrajectorySampler(prepared.variants[0][0], self._noise(tuple(prepared.qubits))[3])
+            noise = self._noise(tuple(prepared.qubits))
+            sampler = TrajectorySampler(prepared.variants[0][0], noise.errors, branches=noise.branches)
             prepared.training_sampler = sampler
         return sampler if sampler is not None and differentiable(sampler) is None else None
 

@@ -109,7 +109,8 @@ class FakeBackend(DeviceBackend):
         return DeviceEstimator(self._device, noise_scale=e.noise_scale, shots=e.shots, seed=e.seed,
                                readout_mitigation=m.readout, zne=m.zne, twirls=m.twirls,
                                trajectories=e.trajectories, simulator=e.simulator,
-                               training_trajectories=e.training_trajectories, aer_device=e.aer_device)
+                               training_trajectories=e.training_trajectories, aer_device=e.aer_device,
+                               noise_cache=self._context.noise)
 
     def warm_up(self, spec: CircuitSpec) -> None:
         self._estimator.prepare(self.prepare(spec).circuit)

@@ -160,13 +160,15 @@ class TrajectorySampler:
             every matching instruction, as Aer applies them (:func:`qmedimg.backends.noise.gate_errors`).
         fuse: run two-qubit gates in a row on one pair as one pass, and each qubit's single-qubit gates after
             its last two-qubit gate in that gate's pass (the default; see :mod:`qmedimg.quantum.trajectory_kernel`).
+        branches: ``{(instruction name, qubits): branches}`` of ``errors`` computed so far (:func:`branches`),
+            filled here: samplers of the same errors share their work (:class:`~qmedimg.backends.noise.QubitsNoise`).
     ``unsupported`` is None when every channel can be sampled exactly, else why not (then use Aer)."""
 
-    def __init__(self, circuit: QuantumCircuit, errors: dict, *, fuse: bool = True):
+    def __init__(self, circuit: QuantumCircuit, errors: dict, *, fuse: bool = True, branches: dict | None = None):
         self.circuit, self.fuse = circuit, fuse
         self.unsupported: str | None = None
         try:
-            self.program = _compile(circuit, errors)
+            self.program = _compile(circuit, errors, {} if branches is None else branches)
             if not fuse:  # every two-qubit gate applied on its own (the same numbers; tests compare the two)
                 self.program.defer, self.program.take, self.program.swap = self.program.unfused()
         except UnsupportedNoise as exc:
@@ -299,11 +301,12 @@ _ROTATIONS = {"rz": _rz, "rx": _rx, "ry": _ry, "p": _phase}
 """Qiskit's single-qubit rotations as (rows, 2, 2) matrices of an angle per row."""
 
 
-def _compile(circuit: QuantumCircuit, errors: dict) -> TrajectoryProgram:
+def _compile(circuit: QuantumCircuit, errors: dict, branches_of: dict) -> TrajectoryProgram:
+    """The program of ``circuit`` under ``errors``; ``branches_of``: each error's branches as computed so far (one
+    error per (instruction, qubits), met once per gate it follows), filled here."""
     n = circuit.num_qubits
     kind, qa, qb, gates, location_of_step, step_of_location, parameterized = [], [], [], [], [], [], []
     probabilities, ops_a, ops_b, offset, count = [], [], [], [], []
-    branches_of: dict[tuple, tuple] = {}  # one error per (instruction, qubits), met once per gate it follows
     for index, inst in enumerate(circuit.data):
         operation = inst.operation
         qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
