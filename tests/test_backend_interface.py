@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-import qmedimg.backends.device_estimator as device_estimator
 from qmedimg.backends import KINDS, Backend, BackendContext, HeadRequest, JobOptions, get_backend
 from qmedimg.backends.jobs import parameter_values
 from qmedimg.errors import QmedimgError
@@ -61,9 +60,11 @@ def test_noise_aware_training_builds_the_device_noise_model_once(monkeypatch, tm
     from qmedimg.rundir import make_config
     from qmedimg.workflows.train import train
 
+    from qmedimg.backends import noise
+
     built = []
-    real = device_estimator.noise_model
-    monkeypatch.setattr(device_estimator, "noise_model", lambda *args: built.append(1) or real(*args))
+    real = noise.noise_model
+    monkeypatch.setattr(noise, "noise_model", lambda *args: built.append(1) or real(*args))
     train(make_config(dataset="synthetic", limit=16, epochs=1, batch_size=8, backend="fake_manila",
                       out=str(tmp_path / "run")), progress=False)
     assert len(built) == 1

@@ -16,11 +16,13 @@ import numpy as np
 
 def mean_covariance(samples: np.ndarray) -> np.ndarray:
     """The covariance of the mean of ``samples`` (draws, quantities): their sample covariance / draws (infinite
-    with one draw)."""
+    with one draw). Summed by numpy's own loop, not BLAS: a BLAS product splits the sum over draws between its
+    threads as it finds them free (the sampler calls it from several threads at once), so the same draws gave
+    covariances that differed in their last digits from run to run."""
     if len(samples) < 2:
         return np.full((samples.shape[1],) * 2, np.inf)
     centered = samples - samples.mean(axis=0)
-    return centered.T @ centered / ((len(samples) - 1) * len(samples))
+    return np.einsum("ti,tj->ij", centered, centered) / ((len(samples) - 1) * len(samples))
 
 
 def covariance_root(covariance: np.ndarray) -> np.ndarray:
