@@ -57,7 +57,6 @@ import contextlib
 import csv
 import io
 import math
-from dataclasses import replace
 from itertools import product
 from pathlib import Path
 
@@ -74,8 +73,8 @@ from qmedimg.report.noise_study import cross_check_section, plot_noise_study, su
 from qmedimg.report.study_intervals import INTERVAL_COLUMNS
 from qmedimg.rundir import load_run
 from qmedimg.workflows.grid_plan import PlannedCell, memory_size, plan_text, simulation_memory, time_head
-from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, IDEAL, KEY, PER_IMAGE, CellWorkspace, Point,
-                                            choose_cross_checks, cross_checkable, make_cells, no_cross_check,
+from qmedimg.workflows.study_points import (IDEAL, KEY, PER_IMAGE, CellWorkspace, Point, choose_cross_checks,
+                                            cross_checkable, cross_checks_of, make_cells, no_cross_check,
                                             point_backend, point_file, point_inputs, point_name, read_point, run_key,
                                             run_study_cell, training_of, with_intervals, write_point)
 
@@ -245,8 +244,7 @@ def noise_study(run_dirs: list[str | Path], *, backends: list[str], scales=(0, 0
         widths = {name: (run.model.spec.num_qubits, run.model.spec.layers or 0) for name, run in runs.items()}
         checks = choose_cross_checks(points, widths, eligible, cross_check)
     else:
-        keys = {tuple(key) for key in cross_check_points}
-        checks = [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in keys]
+        checks = cross_checks_of(points, cross_check_points)
     grid, points = points, points + checks
 
     out = Path(out) if out is not None else Path(run_dirs[0]) / "noise-study"

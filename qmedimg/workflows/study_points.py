@@ -155,14 +155,25 @@ def point_backend(point: Point, base: Backend) -> Backend:
     return backend.with_overrides(**base.study.reference_overrides()) if point.cross_check else backend
 
 
+def defining_entry(backend: Backend) -> dict:
+    """``backend``'s registry entry as what it computes depends on: every key but the description (prose)."""
+    return {k: v for k, v in backend.entry.model_dump(mode="json").items() if k != "description"}
+
+
 def point_inputs(point: Point, run_id: str, cut: int | None, base: Backend) -> str:
     """A point's ``inputs`` in results.csv: the digest of what its row is computed from: its run (``run_id``: config
     and checkpoint), the test images (``cut``: the limit, where it drops some), ``base``'s registry entry less its
     description (a cross-check's: the entry it runs on) and what the kind says a row also depends on
     (:meth:`~qmedimg.backends.study_rules.StudyRules.result_inputs`)."""
-    entry = base.with_overrides(**base.study.reference_overrides()).entry if point.cross_check else base.entry
-    defining = {k: v for k, v in entry.model_dump(mode="json").items() if k != "description"}  # not prose
-    return request_id(run=run_id, limit=cut, backend=defining, **base.study.result_inputs(point.mitigation))
+    backend = base.with_overrides(**base.study.reference_overrides()) if point.cross_check else base
+    return request_id(run=run_id, limit=cut, backend=defining_entry(backend), **base.study.result_inputs(point.mitigation))
+
+
+def cross_checks_of(points: list[Point], keys) -> list[Point]:
+    """The cross-check points of the grid ``points`` named by ``keys`` (their :meth:`Point.key` without the run, as
+    width-study spreads its choice over its cells' noise studies)."""
+    keys = {tuple(key) for key in keys}
+    return [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in keys]
 
 
 def cross_checkable(backend: Backend) -> bool:

@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,8 @@ from qmedimg.files import read_json
 from qmedimg.rundir import load_data, make_config, run_digest
 from qmedimg.workflows.grid_plan import PlannedCell, plan_text, time_head, time_training
 from qmedimg.workflows.noise_study import grid_points, read_rows
-from qmedimg.workflows.study_points import (CROSS_CHECK_SIMULATOR, KEY, Point, point_backend, point_file,
-                                            point_inputs, run_key)
+from qmedimg.workflows.study_points import (KEY, Point, cross_checks_of, point_backend, point_file, point_inputs,
+                                            run_key)
 
 KIND = tuple(k for k in KEY if k not in ("run", "repeat", "training"))
 """What a point's time depends on besides its head size: its backend, scale, mitigation, shots, level, simulator."""
@@ -110,8 +109,7 @@ def _points(cell, bases: dict[str, Backend]) -> list[Point]:
     """The cell's grid points (and cross-checks), as its noise study will list them."""
     points = grid_points([run_key(cell.run)], {b: bases[b] for b in cell.backends}, cell.scales, cell.mitigations,
                          cell.shots, (cell.opt_level,), 1, {run_key(cell.run): cell.training})
-    checks = [replace(p, cross_check=CROSS_CHECK_SIMULATOR) for p in points if p.key()[1:] in set(cell.cross_checks)]
-    return points + checks
+    return points + cross_checks_of(points, cell.cross_checks)
 
 
 def _done(cell, points: list[Point], rows: list[dict], bases: dict[str, Backend], cut: int | None) -> dict:

@@ -70,7 +70,7 @@ from qmedimg.rundir import TrainConfig, build_model, config_differences, load_da
 from qmedimg.quantum.circuits import load_circuit
 from qmedimg.workflows.noise_study import KEY, MITIGATIONS, grid_points, noise_study, read_rows
 from qmedimg.workflows.study_points import (IDEAL, NOISE_AWARE, Point, choose_cross_checks, cross_check_pairs,
-                                            cross_checkable, no_cross_check, point_name, read_point)
+                                            cross_checkable, defining_entry, no_cross_check, point_name, read_point)
 from qmedimg.workflows.grid_plan import memory_size, simulation_memory
 from qmedimg.workflows.train import train_or_resume
 from qmedimg.workflows.width_plan import plan_width_study
@@ -230,8 +230,8 @@ def plan_cells(data: dict, *, qubits: list[int], layers: list[int], seeds: list[
 def aware_config(ideal: TrainConfig, name: str, backend: Backend, backends_file) -> TrainConfig:
     """The noise-aware twin of an ideal run's config: the same but trained on ``name`` at noise scale 1, in
     ``runs/<ideal run>-aware-<name>-<digest of the entry, description aside>/``."""
-    entry = {k: v for k, v in backend.entry.model_dump(mode="json").items() if k != "description"}
-    out = Path(ideal.out).with_name(f"{Path(ideal.out).name}-aware-{name}-{request_id(entry=entry)[:8]}")
+    digest = request_id(entry=defining_entry(backend))[:8]
+    out = Path(ideal.out).with_name(f"{Path(ideal.out).name}-aware-{name}-{digest}")
     return make_config(**{**ideal.model_dump(), "backend": name, "noise_scale": 1.0, "out": str(out),
                           "backends_file": None if backends_file is None else str(backends_file)})
 
